@@ -1,0 +1,67 @@
+"""payments.* topics: verified Stripe events as received, and payment facts per order."""
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from schemas.envelope import Envelope, ExternalId, Money, ShortText
+
+Url = Annotated[str, StringConstraints(max_length=2048)]
+
+
+class StripeEventReceived(Envelope):
+    """A Stripe webhook event whose signature was verified, body exactly as received."""
+
+    type: Literal["stripe_event"] = "stripe_event"
+    stripe_event_id: ExternalId
+    stripe_event_type: ShortText
+    body: Annotated[str, StringConstraints(max_length=1_048_576)]
+
+
+class PaymentEventBase(Envelope):
+    order_id: UUID
+    checkout_session_id: ExternalId
+
+
+class PaymentLinkCreated(PaymentEventBase):
+    type: Literal["link_created"] = "link_created"
+    url: Url
+    amount: Money
+    expires_at: AwareDatetime
+
+
+class PaymentSucceeded(PaymentEventBase):
+    type: Literal["paid"] = "paid"
+    amount: Money
+
+
+class PaymentFailed(PaymentEventBase):
+    type: Literal["failed"] = "failed"
+    reason: ShortText = ""
+
+
+class PaymentExpired(PaymentEventBase):
+    type: Literal["expired"] = "expired"
+
+
+class PaymentRefunded(PaymentEventBase):
+    type: Literal["refunded"] = "refunded"
+    amount: Money
+
+
+class PaymentDisputed(PaymentEventBase):
+    type: Literal["disputed"] = "disputed"
+    amount: Money
+    reason: ShortText = ""
+
+
+PaymentEvent = Annotated[
+    PaymentLinkCreated
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentExpired
+    | PaymentRefunded
+    | PaymentDisputed,
+    Field(discriminator="type"),
+]

@@ -1,0 +1,169 @@
+"""The `sellmesh` command: run the mesh or one service, administer tenants, seed and talk to the demo."""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from sellmesh.logging import configure_logging
+from sellmesh.settings import MeshSettings
+
+app = typer.Typer(help="sellmesh: AI-assisted selling in chat, as an event-driven mesh.", no_args_is_help=True)
+tenants = typer.Typer(help="Platform admin: tenants.")
+app.add_typer(tenants, name="tenants")
+
+
+def _settings() -> MeshSettings:
+    settings = MeshSettings()
+    configure_logging(settings.sellmesh_log_level)
+    return settings
+
+
+def _migrated_engine(settings: MeshSettings):  # type: ignore[no-untyped-def]
+    from sellmesh.db import make_engine, run_migrations
+
+    settings.sellmesh_var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_database_url)
+    run_migrations(engine)
+    return engine
+
+
+async def _serve(settings: MeshSettings, services: list[str], *, demo: bool) -> None:
+    from sellmesh.mesh import Mesh
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Mesh(settings, services) as mesh:
+        if demo and mesh.ctx is not None:
+            from sellmesh.demo import seed_demo
+
+            info = await asyncio.to_thread(seed_demo, mesh.ctx.engine, var_dir=settings.sellmesh_var_dir)
+            typer.echo(json.dumps({"demo": info, "url": settings.public_base_url}, indent=2))
+        typer.echo(f"sellmesh is up on {settings.public_base_url} (services: {', '.join(services)}). Ctrl-C stops it.", err=True)
+        await stop.wait()
+
+
+@app.command()
+def up(
+    port: Annotated[int | None, typer.Option(help="HTTP port for webhooks, gateway and sandboxes")] = None,
+    demo: Annotated[bool, typer.Option(help="Seed the demo business and print it")] = False,
+) -> None:
+    """Run every service in one process on one HTTP port, on embedded defaults unless configured."""
+    from sellmesh.mesh import SERVICE_NAMES
+
+    if port is not None:
+        os.environ["SELLMESH_HTTP_PORT"] = str(port)
+    asyncio.run(_serve(_settings(), list(SERVICE_NAMES), demo=demo))
+
+
+@app.command()
+def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, payments, handoff or gateway")]) -> None:
+    """Run one service alone; several copies share one consumer group and split its partitions."""
+    from sellmesh.mesh import SERVICE_NAMES
+
+    settings = _settings()
+    if service not in SERVICE_NAMES:
+        typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICE_NAMES)}", err=True)
+        raise typer.Exit(2)
+    if settings.kafka_bootstrap_servers is None or settings.redis_url is None:
+        typer.echo("`sellmesh run` needs KAFKA_BOOTSTRAP_SERVERS and REDIS_URL shared by all processes; `sellmesh infra` starts local ones.", err=True)
+        raise typer.Exit(2)
+    asyncio.run(_serve(settings, [service], demo=False))
+
+
+@app.command()
+def infra() -> None:
+    """Start a local broker and Redis for multi-process runs and print the variables to export."""
+    from sellmesh.localbroker import LocalBroker
+    from sellmesh.localredis import LocalRedis
+
+    settings = _settings()
+    settings.sellmesh_var_dir.mkdir(parents=True, exist_ok=True)
+    with LocalBroker(log_path=settings.sellmesh_var_dir / "broker.log") as broker, LocalRedis() as redis:
+        typer.echo(
+            f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}\n"
+            "export KAFKA_ENABLE_IDEMPOTENCE=false\n"
+            f"export REDIS_URL={redis.url}"
+        )
+        sys.stdout.flush()
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database (DATABASE_URL, or the SQLite file under var/) to the latest schema."""
+    _migrated_engine(_settings())
+    typer.echo("database is at the latest schema", err=True)
+
+
+@tenants.command("create")
+def tenants_create(name: Annotated[str, typer.Argument(help="The business's name")]) -> None:
+    """Create a tenant; prints its id and an owner API key (shown once)."""
+    from services.gateway.admin import create_tenant
+
+    name = name.strip()
+    if not name or len(name) > 200:
+        typer.echo("a tenant name is 1 to 200 characters", err=True)
+        raise typer.Exit(2)
+    tenant_id, key = create_tenant(_migrated_engine(_settings()), name=name)
+    typer.echo(json.dumps({"tenant_id": str(tenant_id), "name": name, "owner_api_key": key}))
+
+
+@app.command("seed-demo")
+def seed_demo_command() -> None:
+    """Create the demo business (catalog, WhatsApp account) and print what was made."""
+    from sellmesh.demo import seed_demo
+
+    settings = _settings()
+    typer.echo(json.dumps(seed_demo(_migrated_engine(settings), var_dir=settings.sellmesh_var_dir), indent=2))
+
+
+@app.command()
+def chat(
+    url: Annotated[str | None, typer.Option(help="Base URL of a running `sellmesh up`")] = None,
+    message: Annotated[list[str] | None, typer.Option("--message", "-m", help="Send these and exit")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 15.0,
+) -> None:
+    """Play the demo customer on WhatsApp: each line goes in as a signed webhook; replies come from the sandbox."""
+    from sellmesh.chat import replies, send_as_customer, wait_for_replies
+
+    settings = _settings()
+    demo_file = Path(settings.sellmesh_var_dir) / "demo.json"
+    if not demo_file.exists():
+        typer.echo("no demo business yet: start `make run` (or `sellmesh up --demo`) first", err=True)
+        raise typer.Exit(2)
+    demo = json.loads(demo_file.read_text())
+    base_url = url or settings.public_base_url
+    with httpx.Client(timeout=10) as client:
+        lines = message or []
+        interactive = not lines
+        while True:
+            if interactive:
+                try:
+                    line = input("you> ").strip()
+                except EOFError:
+                    return
+            elif lines:
+                line = lines.pop(0)
+            else:
+                return
+            if not line:
+                continue
+            before = len(replies(client, base_url=base_url, customer=demo["demo_customer"]))
+            send_as_customer(client, base_url=base_url, demo=demo, text=line)
+            if not interactive:
+                typer.echo(f"you> {line}")
+            got = wait_for_replies(client, base_url=base_url, customer=demo["demo_customer"], after=before, timeout=timeout)
+            for reply in got or [{"text": "(no reply yet)"}]:
+                typer.echo(f"shop> {reply['text']}")

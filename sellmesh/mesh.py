@@ -1,0 +1,157 @@
+"""Composition root: builds the connections once, wires the chosen services, serves HTTP and /metrics."""
+
+import asyncio
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+from sellmesh.broker import make_broker
+from sellmesh.db import make_engine, run_migrations
+from sellmesh.infra import EmbeddedInfra, Endpoints
+from sellmesh.metrics import metrics_endpoint, registry
+from sellmesh.redis import make_redis
+from sellmesh.sandbox.graph import GraphSandbox
+from sellmesh.sandbox.stripe import StripeSandbox
+from sellmesh.service import MeshContext, ServiceParts
+from sellmesh.settings import MeshSettings
+from sellmesh.subscriber import RedisDedup, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = ("ingest", "agent", "orders", "payments", "handoff", "gateway")
+
+
+def load_service(name: str) -> Callable[[MeshContext], ServiceParts]:
+    if name not in SERVICE_NAMES:
+        raise ValueError(f"unknown service {name!r}; choose from {', '.join(SERVICE_NAMES)}")
+    module = importlib.import_module(f"services.{name}.app")
+    build: Callable[[MeshContext], ServiceParts] = module.build
+    return build
+
+
+def build_http_app(ctx: MeshContext, parts: Sequence[ServiceParts], *, sandboxes: bool) -> FastAPI:
+    app = FastAPI(title="sellmesh", version="0.1.0", docs_url=None, redoc_url=None)
+    for part in parts:
+        for router in part.routers:
+            app.include_router(router)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+
+    async def healthz(_: object) -> JSONResponse:
+        return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
+
+    app.add_route("/healthz", healthz, methods=["GET"])
+    if sandboxes:
+        if ctx.settings.meta_graph_base_url is None:
+            app.include_router(GraphSandbox(ctx.redis).router())
+        if ctx.settings.stripe_api_base is None:
+            app.include_router(StripeSandbox(ctx.redis, base_url=ctx.settings.public_base_url).router())
+    return app
+
+
+class Mesh:
+    """Runs `services` in this process: `async with Mesh(settings, ["ingest", ...]) as mesh: ...`."""
+
+    def __init__(self, settings: MeshSettings, services: Sequence[str], *, serve_http: bool = True) -> None:
+        self.settings = settings
+        self.service_names = list(services)
+        self.serve_http = serve_http
+        self._stack = AsyncExitStack()
+        self.ctx: MeshContext | None = None
+        self.app: FastAPI | None = None
+        self.endpoints: Endpoints | None = None
+
+    async def __aenter__(self) -> "Mesh":
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _start(self) -> None:
+        s = self.settings
+        builders = [load_service(name) for name in self.service_names]
+        endpoints = self._stack.enter_context(EmbeddedInfra(s))
+        self.endpoints = endpoints
+        engine = make_engine(endpoints.database_url)
+        self._stack.callback(engine.dispose)
+        await asyncio.to_thread(run_migrations, engine)
+        redis = make_redis(endpoints.redis_url)
+        self._stack.push_async_callback(redis.aclose)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._stack.push_async_callback(http.aclose)
+        broker = make_broker(
+            bootstrap_servers=endpoints.kafka_bootstrap_servers,
+            enable_idempotence=endpoints.kafka_enable_idempotence,
+            registry=registry,
+            client_id=f"sellmesh-{'-'.join(self.service_names)}",
+        )
+        ctx = MeshContext(
+            settings=s,
+            endpoints=endpoints,
+            broker=broker,
+            engine=engine,
+            redis=redis,
+            dedup=RedisDedup(redis, ttl_seconds=s.sellmesh_dedup_ttl_seconds),
+            retry=RetryPolicy(attempts=s.sellmesh_handler_attempts, base_seconds=s.sellmesh_retry_base_seconds),
+            http=http,
+        )
+        self.ctx = ctx
+        parts = [build(ctx) for build in builders]
+        self.app = build_http_app(ctx, parts, sandboxes="ingest" in self.service_names or len(parts) > 1)
+        # Connect the producer, then the HTTP edge, so webhooks are accepted while consumers join.
+        await broker.connect()
+        if self.serve_http:
+            await self._serve_http(self.app)
+        await broker.start()
+        self._stack.push_async_callback(broker.stop)
+        for part in parts:
+            for relay in part.relays:
+                relay.start()
+                self._stack.push_async_callback(relay.stop)
+            for hook in part.on_start:
+                await hook()
+            for hook in part.on_stop:
+                self._stack.push_async_callback(hook)
+        log.info("mesh started", extra={"services": self.service_names, "port": s.sellmesh_http_port})
+
+    async def _serve_http(self, app: FastAPI) -> None:
+        config = uvicorn.Config(
+            app,
+            host=self.settings.sellmesh_http_host,
+            port=self.settings.sellmesh_http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(), name="http")
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("HTTP server stopped during start-up")
+            await asyncio.sleep(0.02)
+
+        async def stop() -> None:
+            server.should_exit = True
+            await task
+
+        self._stack.push_async_callback(stop)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+
+@asynccontextmanager
+async def running_mesh(settings: MeshSettings, services: Sequence[str] = SERVICE_NAMES) -> AsyncIterator[Mesh]:
+    async with Mesh(settings, services) as mesh:
+        yield mesh

@@ -1,0 +1,68 @@
+"""What a service gets from the runtime (MeshContext) and what it hands back (ServiceParts)."""
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from fastapi import APIRouter
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from sellmesh.broker import MeshBroker
+from sellmesh.infra import Endpoints
+from sellmesh.outbox import OutboxRelay
+from sellmesh.settings import MeshSettings
+from sellmesh.subscriber import Dedup, Handler, RetryPolicy, Subscription, subscribe
+
+
+@dataclass
+class MeshContext:
+    """Connections built once per process in the composition root and shared by its services."""
+
+    settings: MeshSettings
+    endpoints: Endpoints
+    broker: MeshBroker
+    engine: Engine
+    redis: Redis
+    dedup: Dedup
+    retry: RetryPolicy
+    http: httpx.AsyncClient
+
+    def subscribe(self, topic: str, *, group: str, name: str, handler: Handler) -> Subscription:
+        return subscribe(
+            self.broker, topic, group=group, name=name, handler=handler, dedup=self.dedup, retry=self.retry
+        )
+
+    def relay(self, producer: str) -> OutboxRelay:
+        return OutboxRelay(engine=self.engine, broker=self.broker, producer=producer)
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ServiceParts:
+    name: str
+    routers: list[APIRouter] = field(default_factory=list)
+    relays: list[OutboxRelay] = field(default_factory=list)
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+# Ids derived from what caused them: a redelivered cause yields the same id, so every
+# downstream dedup-by-event-id sees a duplicate rather than new work.
+_DERIVED = uuid.UUID("6b1f3c8e-5a0d-4c59-9d59-2f1e6f0a7c11")
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    return uuid.uuid5(_DERIVED, "|".join(str(p) for p in parts))

@@ -1,0 +1,1 @@
+"""The owners' thin HTTP API; owns tenancy and configuration (tenants, channel accounts, API keys)."""

@@ -1,0 +1,71 @@
+"""The /v1 routes: reads through the services' query modules, writes by publishing commands."""
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+
+from schemas.envelope import Actor, ActorKind
+from schemas.orders import CancelOrder, CloseOrder, FulfilOrder, RefundOrder
+from schemas.topics import ORDERS_COMMANDS
+from sellmesh.broker import publish
+from sellmesh.db import in_thread
+from sellmesh.service import MeshContext, new_id, now
+from services.gateway.auth import Principal, principal_dependency
+from services.gateway.query import tenant_name
+from services.orders.query import get_order, list_products
+
+ACTIONS = {"fulfil": FulfilOrder, "close": CloseOrder, "cancel": CancelOrder, "refund": RefundOrder}
+
+
+def api_router(ctx: MeshContext) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["gateway"])
+    auth = principal_dependency(ctx.engine)
+
+    @router.get("/me")
+    async def me(principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+        name = await in_thread(tenant_name, ctx.engine, principal.tenant_id)
+        return {"tenant_id": str(principal.tenant_id), "tenant_name": name, "role": principal.role}
+
+    @router.get("/products")
+    async def products(principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+        rows = await in_thread(list_products, ctx.engine, principal.tenant_id)
+        return {
+            "products": [
+                {"sku": p.sku, "name": p.name, "description": p.description, "price": p.price.model_dump(), "stock": p.stock}
+                for p in rows
+            ]
+        }
+
+    @router.get("/orders/{order_id}")
+    async def order(order_id: uuid.UUID, principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+        snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
+        if snapshot is None:
+            # Another tenant's order is indistinguishable from a missing one.
+            raise HTTPException(404, "order not found")
+        return snapshot.model_dump(mode="json")
+
+    @router.post("/orders/{order_id}/{action}", status_code=202)
+    async def order_action(
+        order_id: uuid.UUID,
+        action: Literal["fulfil", "close", "cancel", "refund"],
+        principal: Principal = auth,  # type: ignore[assignment]
+    ) -> JSONResponse:
+        snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
+        if snapshot is None:
+            raise HTTPException(404, "order not found")
+        command_id = new_id()
+        command = ACTIONS[action](
+            event_id=command_id,
+            tenant_id=principal.tenant_id,
+            correlation_id=command_id,
+            occurred_at=now(),
+            producer="gateway",
+            order_id=order_id,
+            actor=Actor(kind=ActorKind(principal.role), id=str(principal.key_id)),
+        )
+        await publish(ctx.broker, ORDERS_COMMANDS, command, key=str(order_id))
+        return JSONResponse({"command_id": str(command_id), "status": "accepted"}, status_code=202)
+
+    return router

@@ -1,0 +1,1 @@
+"""Human handoff: tickets per conversation, who is in charge, and replies sent by people."""

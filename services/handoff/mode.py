@@ -1,0 +1,40 @@
+"""Redis mirror of conversation mode: key `mode:{tenant_id}:{conversation_id}` holds "human"; absent means "ai".
+
+The convention other services read (the agent before replying, the sender before sending
+an author=ai message): `tenant_id` is the UUID in its canonical `str(uuid)` form (lowercase,
+hyphenated), `conversation_id` is the envelope's conversation id as is. The value is the
+string "human"; no key means "ai". The key has no expiry: a TTL would silently hand a
+conversation back to the AI while a person still owns it. The truth lives in the
+`handoff_modes` table; handoff writes this mirror after each commit and rebuilds it on start.
+"""
+
+from typing import Final
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+AI: Final = "ai"
+HUMAN: Final = "human"
+
+
+def mode_key(tenant_id: UUID, conversation_id: str) -> str:
+    return f"mode:{tenant_id}:{conversation_id}"
+
+
+async def set_mode(redis: Redis, tenant_id: UUID, conversation_id: str, mode: str) -> None:
+    """Mirror `mode` ("ai" or "human"); "ai" deletes the key, since absence already means ai."""
+    key = mode_key(tenant_id, conversation_id)
+    if mode == HUMAN:
+        await redis.set(key, HUMAN)
+    elif mode == AI:
+        await redis.delete(key)
+    else:
+        raise ValueError(f"unknown conversation mode {mode!r}")
+
+
+async def get_mode(redis: Redis, tenant_id: UUID, conversation_id: str) -> str:
+    value = await redis.get(mode_key(tenant_id, conversation_id))
+    if isinstance(value, bytes):
+        value = value.decode()
+    # Anything but "human" reads as ai, matching what the agent and sender assume.
+    return HUMAN if value == HUMAN else AI

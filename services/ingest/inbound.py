@@ -1,0 +1,151 @@
+"""The normalizer: channel.raw.v1 → message log + channel.inbound.v1 / channel.delivery.v1 (via the outbox)."""
+
+import json
+import logging
+
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook
+from schemas.envelope import Actor, ActorKind
+from schemas.handoff import HandoffReason, RequestHandoff
+from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, HANDOFF_COMMANDS
+from sellmesh.db import in_thread, session_scope
+from sellmesh.logging import log_context
+from sellmesh.outbox import add_to_outbox
+from sellmesh.service import derived_id, now
+from services.gateway.query import ChannelAccountView, find_channel_account
+from services.ingest.normalize import ParsedMessage, ParsedStatus, parse_webhook
+from services.ingest.store import MessageLog, OutboundSend
+
+log = logging.getLogger(__name__)
+
+SEEN_TTL_SECONDS = 8 * 24 * 3600  # longer than WhatsApp's 7-day redelivery horizon
+
+
+def conversation_id(account: ChannelAccountView, customer_id: str) -> str:
+    """Stable per (tenant, account, customer); a hash, so no phone number rides in keys or logs."""
+    return str(derived_id("conversation", account.tenant_id, account.id, customer_id))
+
+
+def _text_of(message: ParsedMessage) -> str:
+    content = message.content
+    for attr in ("text", "caption", "title"):
+        value = getattr(content, attr, None)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+class Normalizer:
+    def __init__(self, *, engine: Engine, redis: Redis) -> None:
+        self.engine = engine
+        self.redis = redis
+
+    async def on_raw_webhook(self, raw: RawWebhook) -> None:
+        for item in parse_webhook(json.loads(raw.body)):
+            account = await in_thread(self._account, item.channel.value, item.account_external_id)
+            if account is None:
+                log.warning("entry for unknown channel account skipped", extra={"channel": item.channel.value})
+                continue
+            with log_context(tenant_id=account.tenant_id):
+                if isinstance(item, ParsedMessage):
+                    await self._message(raw, account, item)
+                else:
+                    await in_thread(self._status, raw, account, item)
+
+    def _account(self, channel: str, external_id: str) -> ChannelAccountView | None:
+        return find_channel_account(self.engine, channel=channel, external_id=external_id)
+
+    async def _message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
+        seen_key = f"ingest:seen:{account.tenant_id}:{item.channel.value}:{item.message_id}"
+        if await self.redis.exists(seen_key):
+            return
+        await in_thread(self._record_message, raw, account, item)
+        # Set only after the commit: a crash in between is caught by the unique key instead.
+        await self.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)
+
+    def _record_message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
+        conversation = conversation_id(account, item.customer_id)
+        event_id = derived_id("inbound", account.tenant_id, item.channel.value, item.message_id)
+        try:
+            with session_scope(self.engine) as session:
+                direction = "echo" if item.is_echo else "in"
+                session.add(
+                    MessageLog(
+                        tenant_id=account.tenant_id,
+                        channel=item.channel.value,
+                        channel_account_id=account.id,
+                        conversation_id=conversation,
+                        direction=direction,
+                        channel_message_id=item.message_id,
+                        event_id=event_id,
+                        kind=item.content.kind,
+                        text=_text_of(item),
+                    )
+                )
+                session.flush()
+                if item.is_echo:
+                    if not self._sent_by_us(session, item.message_id):
+                        add_to_outbox(session, topic=HANDOFF_COMMANDS, event=self._takeover(raw, account, item, conversation), key=conversation)
+                    return
+                message = InboundMessage(
+                    event_id=event_id,
+                    tenant_id=account.tenant_id,
+                    correlation_id=event_id,
+                    causation_id=raw.event_id,
+                    occurred_at=now(),
+                    producer="ingest",
+                    conversation_id=conversation,
+                    channel=item.channel,
+                    channel_account_id=str(account.id),
+                    customer_id=item.customer_id,
+                    message_id=item.message_id,
+                    sent_at=item.sent_at,
+                    content=item.content,
+                )
+                add_to_outbox(session, topic=CHANNEL_INBOUND, event=message, key=conversation)
+        except IntegrityError:
+            log.info("duplicate channel message ignored", extra={"channel": item.channel.value})
+
+    @staticmethod
+    def _sent_by_us(session: Session, message_id: str) -> bool:
+        return session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first() is not None
+
+    @staticmethod
+    def _takeover(raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage, conversation: str) -> RequestHandoff:
+        """A person answered from the business's phone or inbox: the AI must stop for this conversation."""
+        return RequestHandoff(
+            event_id=derived_id("takeover", account.tenant_id, item.message_id),
+            tenant_id=account.tenant_id,
+            correlation_id=raw.correlation_id,
+            causation_id=raw.event_id,
+            occurred_at=now(),
+            producer="ingest",
+            conversation_id=conversation,
+            actor=Actor(kind=ActorKind.SYSTEM, id="ingest"),
+            reason=HandoffReason.HUMAN_REPLIED_ON_CHANNEL,
+            channel=item.channel,
+            channel_account_id=str(account.id),
+            customer_id=item.customer_id,
+        )
+
+    def _status(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedStatus) -> None:
+        conversation = conversation_id(account, item.customer_id)
+        status = DeliveryStatus(
+            event_id=derived_id("delivery", account.tenant_id, item.message_id, item.state.value),
+            tenant_id=account.tenant_id,
+            correlation_id=raw.correlation_id,
+            causation_id=raw.event_id,
+            occurred_at=now(),
+            producer="ingest",
+            conversation_id=conversation,
+            channel=item.channel,
+            message_id=item.message_id,
+            state=item.state,
+            error_code=item.error_code,
+        )
+        with session_scope(self.engine) as session:
+            add_to_outbox(session, topic=CHANNEL_DELIVERY, event=status, key=conversation)

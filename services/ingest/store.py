@@ -1,0 +1,47 @@
+"""Ingest-owned tables: the message log (in, out and echoes) and the record of every send attempt."""
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Text, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MessageLog(SQLModel, table=True):
+    """One row per channel message; the unique key is the second line of dedup behind Redis."""
+
+    __tablename__ = "ingest_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "channel", "direction", "channel_message_id", name="uq_ingest_message"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    channel: str = Field(max_length=16)
+    channel_account_id: uuid.UUID
+    conversation_id: str = Field(max_length=64, index=True)
+    direction: str = Field(max_length=8)  # in, out, echo
+    channel_message_id: str = Field(max_length=256)
+    event_id: uuid.UUID
+    kind: str = Field(max_length=32)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=_now)
+
+
+class OutboundSend(SQLModel, table=True):
+    """What the sender did with each outbound message, keyed by its event id (never sent twice)."""
+
+    __tablename__ = "ingest_sends"
+
+    event_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    conversation_id: str = Field(max_length=64)
+    author: str = Field(max_length=8)
+    status: str = Field(max_length=16)  # sending, sent, refused, failed
+    provider_message_id: str | None = Field(default=None, max_length=256, index=True)
+    error: str = Field(default="", max_length=500)
+    updated_at: datetime = Field(default_factory=_now)

@@ -1,0 +1,140 @@
+"""POST /webhooks/meta and the GET subscription handshake: verify, publish the raw body, answer fast."""
+
+import json
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from schemas.channel import RawWebhook
+from schemas.topics import CHANNEL_RAW, dlq_of
+from sellmesh.broker import publish
+from sellmesh.db import in_thread
+from sellmesh.logging import log_context
+from sellmesh.metrics import WEBHOOKS
+from sellmesh.service import MeshContext, now
+from services.gateway.query import ChannelAccountView, find_channel_account, verify_token_known
+from services.ingest.routing import UnroutableWebhook, account_ids, channel_of
+from services.ingest.signature import header_well_formed, signature_ok
+
+log = logging.getLogger(__name__)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def reject(status: int, reason: str) -> JSONResponse:
+    WEBHOOKS.labels("meta", reason).inc()
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+def webhook_router(ctx: MeshContext) -> APIRouter:
+    router = APIRouter(tags=["webhooks"])
+    settings = ctx.settings
+    platform_secret = settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else ""
+
+    @router.get("/webhooks/meta")
+    async def handshake(
+        mode: Annotated[str, Query(alias="hub.mode", max_length=32)] = "",
+        challenge: Annotated[str, Query(alias="hub.challenge", max_length=128)] = "",
+        token: Annotated[str, Query(alias="hub.verify_token", max_length=256)] = "",
+    ) -> Response:
+        if mode == "subscribe" and challenge and await in_thread(verify_token_known, ctx.engine, token):
+            WEBHOOKS.labels("meta", "handshake_ok").inc()
+            return PlainTextResponse(challenge)
+        return reject(403, "handshake_refused")
+
+    @router.post("/webhooks/meta")
+    async def receive(request: Request) -> Response:
+        try:
+            raw = await read_capped(request, settings.meta_max_body_bytes)
+        except BodyTooLarge:
+            return reject(413, "body_too_large")
+        header = request.headers.get("x-hub-signature-256")
+        if not header_well_formed(header):
+            return reject(401, "missing_signature")
+        if platform_secret and not signature_ok(raw, header, platform_secret):
+            return reject(401, "bad_signature")
+        try:
+            body = json.loads(raw)
+            text = raw.decode("utf-8")
+        except ValueError:
+            return reject(400, "invalid_json")
+        if not isinstance(body, dict):
+            return reject(400, "invalid_json")
+        try:
+            channel = channel_of(body)
+            external_ids = account_ids(body)
+        except UnroutableWebhook:
+            # Signed by our app but a shape we do not handle: acknowledge, or Meta retries for days.
+            if platform_secret:
+                WEBHOOKS.labels("meta", "ignored").inc()
+                return JSONResponse({"status": "ignored"})
+            return reject(400, "unroutable")
+
+        def lookup(external_id: str) -> ChannelAccountView | None:
+            return find_channel_account(ctx.engine, channel=channel.value, external_id=external_id)
+
+        accounts = [await in_thread(lookup, external_id) for external_id in external_ids]
+        known = [a for a in accounts if a is not None]
+        if not all(signature_ok(raw, header, a.app_secret) for a in known) or (not known and not platform_secret):
+            return reject(401, "bad_signature")
+        if not known:
+            await keep_unroutable(ctx, raw, header or "", external_ids)
+            return reject_accepted("unknown_account")
+        await publish_raw(ctx, known[0], text)
+        WEBHOOKS.labels("meta", "accepted").inc()
+        return JSONResponse({"status": "accepted"})
+
+    return router
+
+
+def reject_accepted(reason: str) -> JSONResponse:
+    WEBHOOKS.labels("meta", reason).inc()
+    return JSONResponse({"status": "kept", "reason": reason})
+
+
+async def publish_raw(ctx: MeshContext, account: ChannelAccountView, text: str) -> None:
+    event_id = uuid.uuid4()
+    raw = RawWebhook(
+        event_id=event_id,
+        tenant_id=account.tenant_id,
+        correlation_id=event_id,
+        occurred_at=now(),
+        producer="ingest",
+        channel_account_id=str(account.id),
+        body=text,
+        received_at=now(),
+    )
+    with log_context(tenant_id=account.tenant_id, correlation_id=event_id, event_id=event_id):
+        await publish(ctx.broker, CHANNEL_RAW, raw, key=str(account.id))
+        log.info("webhook accepted", extra={"bytes": len(text)})
+
+
+async def keep_unroutable(ctx: MeshContext, raw: bytes, signature: str, external_ids: list[str]) -> None:
+    """A verified body for accounts nobody connected: kept in the DLQ for on-call, never dropped."""
+    headers: dict[str, Any] = {
+        "x-error-kind": "unknown_channel_account",
+        "x-error-message": f"no channel account for {', '.join(external_ids)[:500]}",
+        "x-original-topic": CHANNEL_RAW,
+        "x-signature": signature,
+    }
+    await ctx.broker.publish(raw, topic=dlq_of(CHANNEL_RAW), key=external_ids[0].encode(), headers=headers)
+    log.warning("webhook for unknown channel account kept in DLQ", extra={"accounts": external_ids[:5]})

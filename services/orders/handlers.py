@@ -1,0 +1,202 @@
+"""Subscribers: order commands and payment facts in; the decision, its audit and its event out in one transaction."""
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import Counter
+from pydantic import TypeAdapter
+from sqlmodel import Session
+
+from schemas.envelope import Actor, ActorKind
+from schemas.orders import CommandRejected, OrderChanged, OrderCommandBase, OrderEvent
+from schemas.payments import (
+    PaymentDisputed,
+    PaymentEventBase,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentLinkCreated,
+    PaymentRefunded,
+    PaymentSucceeded,
+)
+from schemas.topics import ORDERS_EVENTS
+from sellmesh.db import in_thread
+from sellmesh.metrics import registry
+from sellmesh.outbox import add_to_outbox
+from sellmesh.service import derived_id, now
+from services.orders.domain import Action, decide, decide_payment, products_needed
+from services.orders.order import Accepted, Command, Decision, Order, Rejected
+from services.orders.store import Conflict, OrderStore
+
+log = logging.getLogger(__name__)
+
+PRODUCER: Final = "orders"
+PAYMENTS_ACTOR: Final = Actor(kind=ActorKind.SYSTEM, id="payments")
+# Only these payment facts change an order; link created, failed and disputed do not.
+PAYMENT_FACTS: Final[Mapping[str, Action]] = {
+    "paid": Action.MARK_PAID,
+    "refunded": Action.MARK_REFUNDED,
+    "expired": Action.PAYMENT_EXPIRED,
+}
+# A conflict means another worker changed the order or took the stock first: decide again on
+# fresh state a few times here before handing the message back to the subscriber's backoff.
+CONFLICT_ATTEMPTS: Final = 3
+
+Outcome = OrderChanged | CommandRejected
+PaymentMessage = (
+    PaymentLinkCreated | PaymentSucceeded | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed
+)
+Source = OrderCommandBase | PaymentEventBase
+
+_OUTCOMES: Final[TypeAdapter[Outcome]] = TypeAdapter(OrderEvent)
+
+OUTCOMES_PUBLISHED = Counter(
+    "orders_outcomes_total",
+    "Order events queued for publishing, by type and by change or rejection reason.",
+    ["type", "detail"],
+    registry=registry,
+)
+
+
+class OrderHandlers:
+    """The orders subscribers. DB work is sync, so it runs off the event loop in one transaction."""
+
+    def __init__(
+        self, store: OrderStore, *, clock: Callable[[], datetime] = now, wakeup: asyncio.Event | None = None
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.wakeup = wakeup  # the outbox relay's, so a new event goes out without waiting for its poll
+
+    async def on_order_command(self, command: Command) -> None:
+        await in_thread(self.handle_command, command)
+        self._wake()
+
+    async def on_payment_event(self, event: PaymentMessage) -> None:
+        fact = PAYMENT_FACTS.get(event.type)
+        if fact is None:
+            return
+        await in_thread(self.handle_payment, event, fact)
+        self._wake()
+
+    def handle_command(self, command: Command) -> Outcome | None:
+        """Decide and persist one command; a duplicate returns the first outcome and changes nothing."""
+        return self._retrying(lambda: self._command_once(command))
+
+    def handle_payment(self, event: PaymentEventBase, fact: Action) -> Outcome | None:
+        """Apply one payment fact as actor system; idempotent by the payment event's id."""
+        return self._retrying(lambda: self._payment_once(event, fact))
+
+    def _command_once(self, command: Command) -> tuple[Outcome | None, bool]:
+        with self.store.transaction() as session:
+            done = self.store.processed(session, tenant_id=command.tenant_id, message_id=command.event_id)
+            if done is not None:
+                return _parse(done.outcome), False
+            order = self.store.load_order(session, command.order_id)
+            skus = products_needed(order, command)
+            products = self.store.load_products(session, tenant_id=command.tenant_id, skus=skus)
+            decision = decide(order, command, products=products, tenant_id=command.tenant_id, now=self.clock())
+            action = Action(command.type)
+            outcome = self._persist(
+                session, command, actor=command.actor, action=action, decision=decision, loaded=order
+            )
+        return outcome, True
+
+    def _payment_once(self, event: PaymentEventBase, fact: Action) -> tuple[Outcome | None, bool]:
+        with self.store.transaction() as session:
+            done = self.store.processed(session, tenant_id=event.tenant_id, message_id=event.event_id)
+            if done is not None:
+                return _parse(done.outcome), False
+            order = self.store.load_order(session, event.order_id)
+            decision = decide_payment(order, fact, tenant_id=event.tenant_id, now=self.clock())
+            outcome = self._persist(session, event, actor=PAYMENTS_ACTOR, action=fact, decision=decision, loaded=order)
+        return outcome, True
+
+    def _persist(
+        self,
+        session: Session,
+        source: Source,
+        *,
+        actor: Actor,
+        action: Action,
+        decision: Decision,
+        loaded: Order | None,
+    ) -> Outcome | None:
+        outcome = outcome_event(source, actor=actor, action=action, decision=decision, at=self.clock())
+        if isinstance(decision, Accepted):
+            self.store.apply(session, decision, expected_version=None if loaded is None else loaded.version)
+        self.store.record(
+            session,
+            source=source,
+            order_id=source.order_id,
+            actor=actor,
+            action=action,
+            decision=decision,
+            outcome=outcome,
+        )
+        if outcome is not None:
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=outcome, key=str(source.order_id))
+        return outcome
+
+    def _retrying(self, attempt: Callable[[], tuple[Outcome | None, bool]]) -> Outcome | None:
+        for _ in range(CONFLICT_ATTEMPTS - 1):
+            try:
+                return _counted(*attempt())
+            except Conflict as exc:
+                log.info("conflict; deciding again on fresh state", extra={"conflict": str(exc)})
+        return _counted(*attempt())
+
+    def _wake(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+
+
+def outcome_event(source: Source, *, actor: Actor, action: Action, decision: Decision, at: datetime) -> Outcome | None:
+    """The event a decision publishes; its id derives from the source, so a re-run yields the same event."""
+    event_id = derived_id(source.event_id, "outcome")
+    if isinstance(decision, Accepted) and decision.change is not None:
+        return OrderChanged(
+            event_id=event_id,
+            tenant_id=source.tenant_id,
+            correlation_id=source.correlation_id,
+            causation_id=source.event_id,
+            occurred_at=at,
+            producer=PRODUCER,
+            order_id=source.order_id,
+            command_id=source.event_id,
+            change=decision.change,
+            actor=actor,
+            order=decision.order.snapshot(),
+        )
+    if isinstance(decision, Rejected):
+        return CommandRejected(
+            event_id=event_id,
+            tenant_id=source.tenant_id,
+            correlation_id=source.correlation_id,
+            causation_id=source.event_id,
+            occurred_at=at,
+            producer=PRODUCER,
+            order_id=source.order_id,
+            command_id=source.event_id,
+            command_type=action.value,
+            actor=actor,
+            reason=decision.reason,
+            detail=decision.detail[:500],
+        )
+    return None
+
+
+def _parse(outcome: str | None) -> Outcome | None:
+    return None if outcome is None else _OUTCOMES.validate_json(outcome)
+
+
+def _counted(outcome: Outcome | None, fresh: bool) -> Outcome | None:
+    """Count what a fresh decision queued; a duplicate's first outcome was counted when it was new."""
+    if fresh and isinstance(outcome, OrderChanged):
+        OUTCOMES_PUBLISHED.labels(outcome.type, outcome.change).inc()
+    elif fresh and isinstance(outcome, CommandRejected):
+        OUTCOMES_PUBLISHED.labels(outcome.type, outcome.reason.value).inc()
+        log.info("command rejected", extra={"reason": outcome.reason.value, "command_type": outcome.command_type})
+    return outcome

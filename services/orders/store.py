@@ -1,0 +1,233 @@
+"""OrderStore: orders, stock and processed-message bookkeeping over SQL, plus catalog seeding."""
+
+import re
+import uuid
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, delete, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from schemas.envelope import Actor, Envelope
+from schemas.orders import OrderLine
+from sellmesh.db import session_scope
+from services.orders.order import MAX_TOTAL_MINOR, Accepted, Decision, Order, ProductInfo, Rejected, StockEffect
+from services.orders.tables import AuditRow, LineRow, OrderRow, ProcessedRow, ProductRow, line_rows, order_from_rows
+
+_SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class Conflict(Exception):
+    """Another transaction changed what this one decided on; decide again on fresh state."""
+
+
+class OutOfStock(Conflict):
+    def __init__(self, sku: str) -> None:
+        super().__init__(f"{sku} was reserved by another order meanwhile")
+        self.sku = sku
+
+
+class VersionConflict(Conflict):
+    pass
+
+
+class OrderStore:
+    """Sync methods over one engine; the caller runs them in one transaction (`transaction()`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        return session_scope(self.engine)
+
+    def processed(self, session: Session, *, tenant_id: uuid.UUID, message_id: uuid.UUID) -> ProcessedRow | None:
+        return session.get(ProcessedRow, (tenant_id, message_id))
+
+    def load_order(self, session: Session, order_id: uuid.UUID) -> Order | None:
+        """The order with this id whatever its tenant: the rules reject another tenant's order by name."""
+        row = session.get(OrderRow, order_id)
+        if row is None:
+            return None
+        return order_from_rows(row, session.exec(select(LineRow).where(col(LineRow.order_id) == order_id)))
+
+    def load_products(self, session: Session, *, tenant_id: uuid.UUID, skus: Iterable[str]) -> dict[str, ProductInfo]:
+        wanted = sorted(set(skus))
+        if not wanted:
+            return {}
+        query = select(ProductRow).where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku).in_(wanted))
+        return {row.sku: row.info() for row in session.exec(query)}
+
+    def apply(self, session: Session, accepted: Accepted, *, expected_version: int | None) -> None:
+        """Persist an accepted decision: the order, its lines, and its stock effect."""
+        self.save_order(session, accepted.order, expected_version=expected_version)
+        if accepted.stock is StockEffect.RESERVE:
+            self.reserve_stock(session, tenant_id=accepted.order.tenant_id, lines=accepted.order.lines)
+        elif accepted.stock is StockEffect.RELEASE:
+            self.release_stock(session, tenant_id=accepted.order.tenant_id, lines=accepted.order.lines)
+
+    def save_order(self, session: Session, order: Order, *, expected_version: int | None) -> None:
+        """Insert a new order (expected_version None) or update the one still at `expected_version`."""
+        row = OrderRow(
+            order_id=order.order_id,
+            tenant_id=order.tenant_id,
+            state=order.state.value,
+            version=order.version,
+            conversation_id=order.conversation_id,
+            currency=order.currency,
+            total_minor=order.total_minor,
+            customer=order.customer.model_dump(exclude_none=True),
+            created_at=order.updated_at,
+            updated_at=order.updated_at,
+        )
+        if expected_version is None:
+            session.add(row)
+            _flush(session)
+        else:
+            # Only the row still at the version the decision was made on may change.
+            statement = (
+                update(OrderRow)
+                .where(col(OrderRow.order_id) == order.order_id, col(OrderRow.version) == expected_version)
+                .values(**row.model_dump(exclude={"order_id", "tenant_id", "created_at"}))
+                .execution_options(synchronize_session=False)
+            )
+            if session.exec(statement).rowcount != 1:
+                raise VersionConflict(f"order {order.order_id} is no longer at version {expected_version}")
+            session.exec(delete(LineRow).where(col(LineRow.order_id) == order.order_id))
+        session.add_all(line_rows(order))
+
+    def reserve_stock(self, session: Session, *, tenant_id: uuid.UUID, lines: Iterable[OrderLine]) -> None:
+        """Take each line's units off the shelf, or raise OutOfStock and let the caller roll back.
+
+        The check and the decrement are one conditional UPDATE, so two orders racing for the
+        last units cannot both win, on SQLite or PostgreSQL. NULL stock (unlimited) stays NULL.
+        """
+        for line in lines:
+            statement = (
+                update(ProductRow)
+                .where(
+                    col(ProductRow.tenant_id) == tenant_id,
+                    col(ProductRow.sku) == line.sku,
+                    or_(col(ProductRow.stock).is_(None), col(ProductRow.stock) >= line.quantity),
+                )
+                .values(stock=col(ProductRow.stock) - line.quantity)
+                .execution_options(synchronize_session=False)
+            )
+            if session.exec(statement).rowcount != 1:
+                raise OutOfStock(line.sku)
+
+    def release_stock(self, session: Session, *, tenant_id: uuid.UUID, lines: Iterable[OrderLine]) -> None:
+        for line in lines:
+            statement = (
+                update(ProductRow)
+                .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == line.sku)
+                .values(stock=col(ProductRow.stock) + line.quantity)
+                .execution_options(synchronize_session=False)
+            )
+            session.exec(statement)
+
+    def record(
+        self,
+        session: Session,
+        *,
+        source: Envelope,
+        order_id: uuid.UUID,
+        actor: Actor,
+        action: str,
+        decision: Decision,
+        outcome: Envelope | None,
+    ) -> None:
+        """Remember the message as processed, with the event it produced, and audit the decision."""
+        at = datetime.now(UTC)
+        session.add(
+            ProcessedRow(
+                tenant_id=source.tenant_id,
+                message_id=source.event_id,
+                order_id=order_id,
+                outcome=None if outcome is None else outcome.model_dump_json(),
+                processed_at=at,
+            )
+        )
+        session.add(_audit_row(source, order_id=order_id, actor=actor, action=action, decision=decision, at=at))
+        # A concurrent worker that handled the same message first makes this insert collide.
+        _flush(session)
+
+
+def _audit_row(
+    source: Envelope, *, order_id: uuid.UUID, actor: Actor, action: str, decision: Decision, at: datetime
+) -> AuditRow:
+    row = AuditRow(
+        tenant_id=source.tenant_id,
+        order_id=order_id,
+        message_id=source.event_id,
+        correlation_id=source.correlation_id,
+        actor_kind=actor.kind.value,
+        actor_id=actor.id,
+        action=action,
+        outcome=type(decision).__name__.lower(),
+        at=at,
+    )
+    if isinstance(decision, Accepted):
+        row.change = decision.change
+        row.from_state = None if decision.previous is None else decision.previous.value
+        row.to_state = decision.order.state.value
+        row.version = decision.order.version
+    elif isinstance(decision, Rejected):
+        row.reason = decision.reason.value
+        row.detail = decision.detail
+    else:
+        row.detail = decision.detail
+    return row
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        raise Conflict(str(exc.orig)) from exc
+
+
+def upsert_product(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    sku: str,
+    name: str,
+    description: str,
+    price_minor: int,
+    currency: str,
+    stock: int | None,
+    attributes: dict[str, str] | None = None,
+    active: bool = True,
+) -> None:
+    """Create or replace the tenant's product `sku` (demo seeding and catalog imports)."""
+    if not _SKU.match(sku):
+        raise ValueError(f"invalid sku {sku!r}")
+    if not _CURRENCY.match(currency):
+        raise ValueError(f"invalid currency {currency!r}")
+    if not 0 <= price_minor <= MAX_TOTAL_MINOR:
+        raise ValueError(f"invalid price {price_minor}")
+    if stock is not None and stock < 0:
+        raise ValueError(f"invalid stock {stock}")
+    if not 0 < len(name) <= 500:
+        raise ValueError("a product name has 1 to 500 characters")
+    product = ProductRow(
+        tenant_id=tenant_id,
+        sku=sku,
+        name=name,
+        description=description,
+        price_minor=price_minor,
+        currency=currency,
+        stock=stock,
+        attributes=dict(attributes or {}),
+        active=active,
+        updated_at=datetime.now(UTC),
+    )
+    query = select(ProductRow).where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == sku)
+    existing = session.exec(query).first()
+    if existing is None:
+        session.add(product)
+    else:
+        session.add(existing.sqlmodel_update(product.model_dump(exclude={"id"})))

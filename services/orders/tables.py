@@ -1,0 +1,150 @@
+"""The orders service's SQLModel tables (catalog, orders, lines, processed messages, audit) and row mapping."""
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+from schemas.envelope import Money
+from schemas.orders import CustomerDetails, OrderLine, OrderState
+from services.orders.order import Order, ProductInfo
+
+
+def _timestamp() -> DateTime:
+    return DateTime(timezone=True)
+
+
+class ProductRow(SQLModel, table=True):
+    __tablename__ = "orders_products"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sku", name="uq_orders_products_tenant_sku"),
+        # The last line of defence: whatever the code does, stock never goes negative.
+        CheckConstraint("stock IS NULL OR stock >= 0", name="ck_orders_products_stock"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    sku: str = Field(max_length=64)
+    name: str = Field(max_length=500)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False))
+    price_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+    stock: int | None = Field(default=None)  # units available to reserve; None is unlimited
+    attributes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    active: bool = Field(default=True)
+    updated_at: datetime = Field(sa_type=_timestamp())
+
+    def info(self) -> ProductInfo:
+        return ProductInfo(
+            sku=self.sku,
+            name=self.name,
+            price_minor=self.price_minor,
+            currency=self.currency,
+            stock=self.stock,
+            active=self.active,
+        )
+
+
+class OrderRow(SQLModel, table=True):
+    __tablename__ = "orders_orders"
+    __table_args__ = (Index("ix_orders_orders_tenant_conversation", "tenant_id", "conversation_id"),)
+
+    order_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    state: str = Field(max_length=32)
+    version: int
+    conversation_id: str | None = Field(default=None, max_length=256)
+    currency: str = Field(max_length=3)
+    total_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    customer: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_type=_timestamp())
+    updated_at: datetime = Field(sa_type=_timestamp())
+
+
+class LineRow(SQLModel, table=True):
+    __tablename__ = "orders_lines"
+    __table_args__ = (UniqueConstraint("order_id", "sku", name="uq_orders_lines_order_sku"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    order_id: uuid.UUID = Field(foreign_key="orders_orders.order_id", index=True)
+    position: int
+    sku: str = Field(max_length=64)
+    name: str = Field(max_length=500)
+    quantity: int
+    unit_price_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    currency: str = Field(max_length=3)
+
+
+class ProcessedRow(SQLModel, table=True):
+    """One row per handled command or payment event: a redelivery finds it and does nothing twice."""
+
+    __tablename__ = "orders_processed_commands"
+
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    message_id: uuid.UUID = Field(primary_key=True)  # the command id, or the payment event id
+    order_id: uuid.UUID = Field(index=True)
+    outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the event published, as JSON
+    processed_at: datetime = Field(sa_type=_timestamp())
+
+
+class AuditRow(SQLModel, table=True):
+    """Who asked for what on which order, and what the service decided: accepted, rejected or unchanged."""
+
+    __tablename__ = "orders_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    order_id: uuid.UUID = Field(index=True)
+    message_id: uuid.UUID
+    correlation_id: uuid.UUID
+    actor_kind: str = Field(max_length=16)
+    actor_id: str = Field(default="", max_length=128)
+    action: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)
+    change: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+    from_state: str | None = Field(default=None, max_length=32)
+    to_state: str | None = Field(default=None, max_length=32)
+    version: int | None = None
+    at: datetime = Field(sa_type=_timestamp())
+
+
+def order_from_rows(row: OrderRow, lines: Iterable[LineRow]) -> Order:
+    return Order(
+        order_id=row.order_id,
+        tenant_id=row.tenant_id,
+        state=OrderState(row.state),
+        version=row.version,
+        updated_at=row.updated_at,
+        conversation_id=row.conversation_id,
+        lines=tuple(
+            OrderLine(
+                sku=line.sku,
+                name=line.name,
+                quantity=line.quantity,
+                unit_price=Money(amount_minor=line.unit_price_minor, currency=line.currency),
+            )
+            for line in sorted(lines, key=lambda line: line.position)
+        ),
+        customer=CustomerDetails.model_validate(row.customer),
+    )
+
+
+def line_rows(order: Order) -> list[LineRow]:
+    return [
+        LineRow(
+            tenant_id=order.tenant_id,
+            order_id=order.order_id,
+            position=position,
+            sku=line.sku,
+            name=line.name,
+            quantity=line.quantity,
+            unit_price_minor=line.unit_price.amount_minor,
+            currency=line.unit_price.currency,
+        )
+        for position, line in enumerate(order.lines)
+    ]

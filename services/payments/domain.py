@@ -1,0 +1,134 @@
+"""Checkout rules: what Stripe is asked to charge for an order, built only from the order event's own snapshot."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeGuard
+from uuid import UUID
+
+from schemas.envelope import Money
+from schemas.orders import OrderChanged, OrderEvent, OrderLine, OrderState
+from schemas.payments import PaymentLinkCreated
+
+PRODUCER: Final = "payments"
+LINK_LIFETIME: Final = timedelta(hours=1)
+# Stripe refuses an expires_at less than 30 minutes ahead; keep a margin for the request's own latency.
+FRESH_FOR: Final = timedelta(minutes=25)
+STALE_BUCKET_SECONDS: Final = 15 * 60
+MAX_LINE_ITEMS: Final = 100  # Stripe's limit for a payment-mode session
+
+
+class CheckoutNotPossible(Exception):
+    """The order cannot be charged as it stands (empty, inconsistent totals); retrying cannot change that."""
+
+
+@dataclass(frozen=True)
+class CheckoutLine:
+    name: str
+    unit_amount_minor: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """One attempt to get paid for one order; `metadata` goes on the session and on its PaymentIntent."""
+
+    tenant_id: UUID
+    order_id: UUID
+    attempt: int
+    lines: tuple[CheckoutLine, ...]
+    total: Money
+    client_reference_id: str
+    metadata: Mapping[str, str]
+    expires_at: datetime
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """What the payment provider made of a CheckoutRequest."""
+
+    id: str
+    url: str
+    total: Money
+    expires_at: datetime
+
+
+def wants_checkout(event: OrderEvent) -> TypeGuard[OrderChanged]:
+    return isinstance(event, OrderChanged) and event.change == "checkout_requested"
+
+
+def idempotency_key(order_id: UUID, attempt: int) -> str:
+    return f"checkout:{order_id}:{attempt}"
+
+
+def link_expiry(requested_at: datetime, *, now: datetime) -> datetime:
+    """When the link lapses: an hour after checkout was requested.
+
+    Stripe replays an idempotency key only for identical parameters, so the expiry must not move
+    between retries of one attempt; it hangs off the request time, not the clock. A request handled
+    late (an outage, a DLQ replay) would be refused for expiring too soon, so it gets an hour from
+    a coarse bucket of now instead: still stable across retries a few minutes apart.
+    """
+    if now - requested_at <= FRESH_FOR:
+        return requested_at + LINK_LIFETIME
+    bucket = int(now.timestamp()) // STALE_BUCKET_SECONDS * STALE_BUCKET_SECONDS
+    return datetime.fromtimestamp(bucket, UTC) + LINK_LIFETIME
+
+
+def _checkout_line(line: OrderLine) -> CheckoutLine:
+    # Stripe needs a product name; a line whose name is blank still has its SKU.
+    name = line.name.strip() or line.sku
+    return CheckoutLine(name=name, unit_amount_minor=line.unit_price.amount_minor, quantity=line.quantity)
+
+
+def plan_checkout(event: OrderChanged, *, now: datetime) -> CheckoutRequest:
+    """The session to ask for: lines and total from the snapshot, keyed by order version so a replay reuses it."""
+    order = event.order
+    if order.order_id != event.order_id:
+        raise CheckoutNotPossible(f"event for order {event.order_id} carries a snapshot of {order.order_id}")
+    if order.state is not OrderState.AWAITING_PAYMENT:
+        raise CheckoutNotPossible(f"order {order.order_id} is {order.state.value}, not awaiting payment")
+    if not order.lines or len(order.lines) > MAX_LINE_ITEMS:
+        raise CheckoutNotPossible(f"order {order.order_id} has {len(order.lines)} lines; 1 to {MAX_LINE_ITEMS} fit")
+    if any(line.unit_price.currency != order.total.currency for line in order.lines):
+        raise CheckoutNotPossible(f"order {order.order_id} mixes currencies")
+    lines_sum = sum(line.unit_price.amount_minor * line.quantity for line in order.lines)
+    # Stripe charges the sum of the lines; if that is not the order's total, charging would be wrong either way.
+    if lines_sum != order.total.amount_minor or lines_sum == 0:
+        raise CheckoutNotPossible(
+            f"order {order.order_id} lines sum to {lines_sum}, total is {order.total.amount_minor}"
+        )
+    metadata = {"tenant_id": str(event.tenant_id), "order_id": str(order.order_id)}
+    return CheckoutRequest(
+        tenant_id=event.tenant_id,
+        order_id=order.order_id,
+        attempt=order.version,
+        lines=tuple(_checkout_line(line) for line in order.lines),
+        total=order.total,
+        client_reference_id=str(order.order_id),
+        metadata=metadata,
+        expires_at=link_expiry(event.occurred_at, now=now),
+        idempotency_key=idempotency_key(order.order_id, order.version),
+    )
+
+
+def link_created(
+    event: OrderChanged, request: CheckoutRequest, session: CheckoutSession, *, event_id: UUID, now: datetime
+) -> PaymentLinkCreated:
+    """The fact to publish once the session exists; refuses a session that would charge another amount."""
+    if session.total != request.total:
+        raise CheckoutNotPossible(f"session {session.id} charges {session.total}, order total is {request.total}")
+    return PaymentLinkCreated(
+        event_id=event_id,
+        tenant_id=event.tenant_id,
+        correlation_id=event.correlation_id,
+        causation_id=event.event_id,
+        occurred_at=now,
+        producer=PRODUCER,
+        order_id=request.order_id,
+        checkout_session_id=session.id,
+        url=session.url,
+        amount=request.total,
+        expires_at=session.expires_at,
+    )

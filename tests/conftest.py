@@ -1,0 +1,92 @@
+"""Shared fixtures: the real local broker, this machine's Redis and PostgreSQL, and SQLite."""
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+import sqlalchemy
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from sellmesh.db import make_engine, run_migrations
+from sellmesh.localbroker import LocalBroker
+from sellmesh.localredis import LocalRedis
+
+PG_URL = os.environ.get("SELLMESH_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SELLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _require(service: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    # In CI these services are part of the machine: their absence is a failure, not a skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"{service} is not reachable at {host}:{port}")
+    pytest.skip(f"{service} not reachable at {host}:{port}")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if _reachable("127.0.0.1", 6379):
+        yield REDIS_URL
+        return
+    with LocalRedis() as local:
+        yield local.url
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client: Redis = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped at the end of the run."""
+    _require("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"sm_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'sellmesh.db'}"
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    url: str = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_schema_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a database migrated with the project's Alembic history (not create_all)."""
+    engine = make_engine(database_url)
+    run_migrations(engine)
+    yield engine
+    engine.dispose()

@@ -1,0 +1,136 @@
+"""The Redis mirror of conversation mode, on a private redis-server: the key others read, and the handler keeping it."""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
+
+from schemas.envelope import Actor, ActorKind, Channel
+from schemas.handoff import HandoffReason, RequestHandoff, ResolveHandoff
+from sellmesh.db import make_engine
+from sellmesh.localredis import LocalRedis
+from services.handoff.handlers import on_handoff_command, rebuild_mode_mirror
+from services.handoff.mode import get_mode, mode_key, set_mode
+
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with LocalRedis() as server:
+        yield server.url
+
+
+@pytest_asyncio.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    # A file, not ":memory:": the handler works in a thread, and each thread would get its own memory database.
+    engine = make_engine(f"sqlite:///{tmp_path / 'handoff.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def _envelope(tenant_id: uuid.UUID) -> dict[str, object]:
+    return {
+        "event_id": uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "correlation_id": uuid.uuid4(),
+        "occurred_at": AT,
+        "producer": "test",
+        "conversation_id": "conv-1",
+    }
+
+
+def request_cmd(tenant_id: uuid.UUID) -> RequestHandoff:
+    return RequestHandoff.model_validate(
+        {
+            **_envelope(tenant_id),
+            "actor": Actor(kind=ActorKind.AI),
+            "reason": HandoffReason.LOW_CONFIDENCE,
+            "channel": Channel.MESSENGER,
+            "channel_account_id": "page-1",
+            "customer_id": "psid-1",
+        }
+    )
+
+
+def resolve_cmd(tenant_id: uuid.UUID) -> ResolveHandoff:
+    return ResolveHandoff.model_validate({**_envelope(tenant_id), "actor": Actor(kind=ActorKind.OWNER)})
+
+
+def test_the_key_format_is_the_one_other_services_read() -> None:
+    tenant = uuid.UUID("0f0e0d0c-0b0a-4908-8706-050403020100")
+    assert mode_key(tenant, "conv-9") == "mode:0f0e0d0c-0b0a-4908-8706-050403020100:conv-9"
+
+
+@pytest.mark.asyncio
+async def test_a_conversation_without_a_key_is_in_ai_mode(redis: Redis) -> None:
+    assert await get_mode(redis, uuid.uuid4(), "conv-1") == "ai"
+
+
+@pytest.mark.asyncio
+async def test_human_mode_is_stored_as_human_and_ai_mode_removes_the_key(redis: Redis) -> None:
+    tenant = uuid.uuid4()
+    await set_mode(redis, tenant, "conv-1", "human")
+    assert await redis.get(f"mode:{tenant}:conv-1") == "human"
+    assert await redis.ttl(f"mode:{tenant}:conv-1") == -1
+    assert await get_mode(redis, tenant, "conv-1") == "human"
+    await set_mode(redis, tenant, "conv-1", "ai")
+    assert await redis.exists(f"mode:{tenant}:conv-1") == 0
+    assert await get_mode(redis, tenant, "conv-1") == "ai"
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_mode_is_refused(redis: Redis) -> None:
+    with pytest.raises(ValueError, match="unknown conversation mode"):
+        await set_mode(redis, uuid.uuid4(), "conv-1", "robot")
+
+
+@pytest.mark.asyncio
+async def test_modes_of_two_tenants_do_not_mix(redis: Redis) -> None:
+    ours, theirs = uuid.uuid4(), uuid.uuid4()
+    await set_mode(redis, ours, "conv-1", "human")
+    assert await get_mode(redis, theirs, "conv-1") == "ai"
+
+
+@pytest.mark.asyncio
+async def test_the_handler_mirrors_human_on_open_and_ai_on_resolve(redis: Redis, engine: Engine) -> None:
+    tenant = uuid.uuid4()
+    await on_handoff_command(request_cmd(tenant), engine=engine, redis=redis)
+    assert await get_mode(redis, tenant, "conv-1") == "human"
+    await on_handoff_command(resolve_cmd(tenant), engine=engine, redis=redis)
+    assert await get_mode(redis, tenant, "conv-1") == "ai"
+
+
+@pytest.mark.asyncio
+async def test_a_redelivered_command_repairs_a_mirror_that_missed_the_commit(redis: Redis, engine: Engine) -> None:
+    tenant = uuid.uuid4()
+    request = request_cmd(tenant)
+    await on_handoff_command(request, engine=engine, redis=redis)
+    await redis.delete(mode_key(tenant, "conv-1"))
+    await on_handoff_command(request, engine=engine, redis=redis)
+    assert await get_mode(redis, tenant, "conv-1") == "human"
+
+
+@pytest.mark.asyncio
+async def test_rebuild_restores_human_conversations_a_fresh_redis_forgot(redis: Redis, engine: Engine) -> None:
+    human, resolved = uuid.uuid4(), uuid.uuid4()
+    for command in (request_cmd(human), request_cmd(resolved), resolve_cmd(resolved)):
+        await on_handoff_command(command, engine=engine, redis=redis)
+    await redis.delete(mode_key(human, "conv-1"))
+    assert await rebuild_mode_mirror(engine=engine, redis=redis) == 1
+    assert await get_mode(redis, human, "conv-1") == "human"
+    assert await get_mode(redis, resolved, "conv-1") == "ai"

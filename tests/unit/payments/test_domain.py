@@ -1,0 +1,156 @@
+"""Checkout rules as plain functions: what Stripe is asked to charge, and what is announced afterwards."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from schemas.envelope import Actor, ActorKind, Money
+from schemas.orders import CommandRejected, OrderChanged, OrderLine, OrderSnapshot, OrderState, RejectionReason
+from services.payments.domain import (
+    CheckoutNotPossible,
+    CheckoutSession,
+    link_created,
+    link_expiry,
+    plan_checkout,
+    wants_checkout,
+)
+
+TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
+ORDER = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
+REQUESTED_AT = datetime(2026, 3, 4, 10, 7, 30, tzinfo=UTC)
+
+
+def line(
+    sku: str = "MUG-1", *, name: str = "Mug", quantity: int = 2, cents: int = 1250, currency: str = "USD"
+) -> OrderLine:
+    return OrderLine(sku=sku, name=name, quantity=quantity, unit_price=Money(amount_minor=cents, currency=currency))
+
+
+def order_event(*lines: OrderLine, total: int | None = None, **overrides: Any) -> OrderChanged:
+    lines = lines or (line(), line("TEE-2", name="T-shirt", quantity=1, cents=2000))
+    amount = sum(item.unit_price.amount_minor * item.quantity for item in lines) if total is None else total
+    snapshot: dict[str, Any] = {
+        "order_id": ORDER,
+        "state": OrderState.AWAITING_PAYMENT,
+        "version": 7,
+        "lines": lines,
+        "total": Money(amount_minor=amount, currency="USD"),
+    }
+    snapshot.update(overrides.pop("order", {}))
+    fields: dict[str, Any] = {
+        "event_id": uuid.UUID("00000000-0000-4000-8000-0000000000e1"),
+        "tenant_id": TENANT,
+        "correlation_id": uuid.UUID("00000000-0000-4000-8000-0000000000c1"),
+        "occurred_at": REQUESTED_AT,
+        "producer": "orders",
+        "order_id": ORDER,
+        "change": "checkout_requested",
+        "actor": Actor(kind=ActorKind.AI),
+        "order": OrderSnapshot(**snapshot),
+    }
+    fields.update(overrides)
+    return OrderChanged(**fields)
+
+
+def test_only_a_checkout_request_asks_for_a_payment_link() -> None:
+    rejected = CommandRejected(
+        **{k: v for k, v in order_event().model_dump().items() if k not in {"type", "change", "order"}},
+        command_type="request_checkout",
+        reason=RejectionReason.EMPTY_ORDER,
+    )
+    assert wants_checkout(order_event())
+    assert not wants_checkout(order_event(change="item_added"))
+    assert not wants_checkout(rejected)
+
+
+def test_line_items_come_from_the_snapshot_lines_in_order() -> None:
+    request = plan_checkout(order_event(), now=REQUESTED_AT)
+    assert [(item.name, item.unit_amount_minor, item.quantity) for item in request.lines] == [
+        ("Mug", 1250, 2),
+        ("T-shirt", 2000, 1),
+    ]
+    assert request.total == Money(amount_minor=4500, currency="USD")
+
+
+def test_a_line_with_a_blank_name_is_named_by_its_sku() -> None:
+    request = plan_checkout(order_event(line(name="  "), total=2500), now=REQUESTED_AT)
+    assert request.lines[0].name == "MUG-1"
+
+
+def test_the_session_points_back_at_the_order_and_tenant() -> None:
+    request = plan_checkout(order_event(), now=REQUESTED_AT)
+    assert request.client_reference_id == str(ORDER)
+    assert dict(request.metadata) == {"tenant_id": str(TENANT), "order_id": str(ORDER)}
+    assert (request.tenant_id, request.order_id) == (TENANT, ORDER)
+
+
+def test_the_attempt_is_the_order_version_and_names_the_idempotency_key() -> None:
+    request = plan_checkout(order_event(), now=REQUESTED_AT)
+    assert request.attempt == 7
+    assert request.idempotency_key == f"checkout:{ORDER}:7"
+
+
+def test_a_replay_minutes_later_asks_for_exactly_the_same_session() -> None:
+    first = plan_checkout(order_event(), now=REQUESTED_AT)
+    again = plan_checkout(order_event(), now=REQUESTED_AT + timedelta(minutes=20))
+    assert again == first
+
+
+def test_the_link_expires_an_hour_after_checkout_was_requested() -> None:
+    request = plan_checkout(order_event(), now=REQUESTED_AT + timedelta(seconds=3))
+    assert request.expires_at == REQUESTED_AT + timedelta(hours=1)
+
+
+def test_a_request_handled_late_still_gets_a_link_stripe_accepts() -> None:
+    now = REQUESTED_AT + timedelta(hours=3)
+    expiry = link_expiry(REQUESTED_AT, now=now)
+    assert timedelta(minutes=30) < expiry - now <= timedelta(hours=1)
+    assert link_expiry(REQUESTED_AT, now=now + timedelta(minutes=2)) == expiry
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (order_event(total=4400), "sum to 4500"),
+        (order_event(order={"lines": (), "total": Money(amount_minor=0, currency="USD")}), "0 lines"),
+        (order_event(line(), line("EU-1", currency="EUR"), total=5000), "mixes currencies"),
+        (order_event(order={"state": OrderState.DRAFT}), "not awaiting payment"),
+        (order_event(order={"order_id": uuid.uuid4()}), "carries a snapshot"),
+        (order_event(line(cents=0), total=0), "sum to 0"),
+    ],
+)
+def test_refuses_an_order_that_cannot_be_charged_as_it_stands(event: OrderChanged, reason: str) -> None:
+    with pytest.raises(CheckoutNotPossible, match=reason):
+        plan_checkout(event, now=REQUESTED_AT)
+
+
+def test_the_link_event_answers_the_order_event() -> None:
+    event = order_event()
+    request = plan_checkout(event, now=REQUESTED_AT)
+    session = CheckoutSession(
+        id="cs_test_1", url="https://pay/cs_test_1", total=request.total, expires_at=request.expires_at
+    )
+    link_id = uuid.uuid4()
+    link = link_created(event, request, session, event_id=link_id, now=REQUESTED_AT + timedelta(seconds=1))
+    assert (link.event_id, link.tenant_id, link.correlation_id, link.causation_id) == (
+        link_id,
+        TENANT,
+        event.correlation_id,
+        event.event_id,
+    )
+    assert link.producer == "payments"
+    assert (link.order_id, link.checkout_session_id, link.url) == (ORDER, "cs_test_1", "https://pay/cs_test_1")
+    assert link.amount == request.total
+    assert link.expires_at == request.expires_at
+
+
+def test_refuses_to_announce_a_session_that_charges_another_amount() -> None:
+    event = order_event()
+    request = plan_checkout(event, now=REQUESTED_AT)
+    wrong = CheckoutSession(
+        id="cs_test_2", url="https://pay", total=Money(amount_minor=1, currency="USD"), expires_at=request.expires_at
+    )
+    with pytest.raises(CheckoutNotPossible, match="charges"):
+        link_created(event, request, wrong, event_id=uuid.uuid4(), now=REQUESTED_AT)
