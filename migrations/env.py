@@ -14,7 +14,9 @@ def run_migrations_online() -> None:
         # Stand-alone `alembic` use: DATABASE_URL names the database.
         from sellmesh.settings import MeshSettings
 
-        engine = create_engine(MeshSettings().effective_database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        engine = create_engine(
+            MeshSettings().effective_database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+        )
         with engine.begin() as conn:
             context.configure(connection=conn, target_metadata=metadata, render_as_batch=True, compare_type=True)
             context.run_migrations()

@@ -62,4 +62,3 @@ class Envelope(Frozen):
     causation_id: UUID | None = None
     occurred_at: AwareDatetime
     producer: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-

@@ -57,11 +57,6 @@ class PaymentDisputed(PaymentEventBase):
 
 
 PaymentEvent = Annotated[
-    PaymentLinkCreated
-    | PaymentSucceeded
-    | PaymentFailed
-    | PaymentExpired
-    | PaymentRefunded
-    | PaymentDisputed,
+    PaymentLinkCreated | PaymentSucceeded | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed,
     Field(discriminator="type"),
 ]

@@ -23,9 +23,7 @@ TOPIC_SCHEMAS: Final[dict[str, Any]] = {
     topics.HANDOFF_EVENTS: HandoffEvent,
 }
 
-_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
-    topic: TypeAdapter(schema) for topic, schema in TOPIC_SCHEMAS.items()
-}
+_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {topic: TypeAdapter(schema) for topic, schema in TOPIC_SCHEMAS.items()}
 
 
 def adapter_for(topic: str) -> TypeAdapter[Any]:

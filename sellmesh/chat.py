@@ -10,7 +10,11 @@ from services.ingest.signature import sign
 
 
 def send_as_customer(client: httpx.Client, *, base_url: str, demo: dict[str, Any], text: str) -> None:
-    body = encode(whatsapp_text(phone_number_id=demo["channel_accounts"][0]["phone_number_id"], customer=demo["demo_customer"], text=text))
+    body = encode(
+        whatsapp_text(
+            phone_number_id=demo["channel_accounts"][0]["phone_number_id"], customer=demo["demo_customer"], text=text
+        )
+    )
     response = client.post(
         f"{base_url}/webhooks/meta",
         content=body,
@@ -26,7 +30,9 @@ def replies(client: httpx.Client, *, base_url: str, customer: str) -> list[dict[
     return messages
 
 
-def wait_for_replies(client: httpx.Client, *, base_url: str, customer: str, after: int, timeout: float) -> list[dict[str, Any]]:
+def wait_for_replies(
+    client: httpx.Client, *, base_url: str, customer: str, after: int, timeout: float
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = replies(client, base_url=base_url, customer=customer)

@@ -1,6 +1,7 @@
 """The `sellmesh` command: run the mesh or one service, administer tenants, seed and talk to the demo."""
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -47,7 +48,10 @@ async def _serve(settings: MeshSettings, services: list[str], *, demo: bool) -> 
 
             info = await asyncio.to_thread(seed_demo, mesh.ctx.engine, var_dir=settings.sellmesh_var_dir)
             typer.echo(json.dumps({"demo": info, "url": settings.public_base_url}, indent=2))
-        typer.echo(f"sellmesh is up on {settings.public_base_url} (services: {', '.join(services)}). Ctrl-C stops it.", err=True)
+        typer.echo(
+            f"sellmesh is up on {settings.public_base_url} (services: {', '.join(services)}). Ctrl-C stops it.",
+            err=True,
+        )
         await stop.wait()
 
 
@@ -74,7 +78,11 @@ def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, paym
         typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICE_NAMES)}", err=True)
         raise typer.Exit(2)
     if settings.kafka_bootstrap_servers is None or settings.redis_url is None:
-        typer.echo("`sellmesh run` needs KAFKA_BOOTSTRAP_SERVERS and REDIS_URL shared by all processes; `sellmesh infra` starts local ones.", err=True)
+        typer.echo(
+            "`sellmesh run` needs KAFKA_BOOTSTRAP_SERVERS and REDIS_URL shared by all processes; "
+            "`sellmesh infra` starts local ones.",
+            err=True,
+        )
         raise typer.Exit(2)
     asyncio.run(_serve(settings, [service], demo=False))
 
@@ -94,10 +102,8 @@ def infra() -> None:
             f"export REDIS_URL={redis.url}"
         )
         sys.stdout.flush()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
 
 
 @app.command()
@@ -164,6 +170,8 @@ def chat(
             send_as_customer(client, base_url=base_url, demo=demo, text=line)
             if not interactive:
                 typer.echo(f"you> {line}")
-            got = wait_for_replies(client, base_url=base_url, customer=demo["demo_customer"], after=before, timeout=timeout)
+            got = wait_for_replies(
+                client, base_url=base_url, customer=demo["demo_customer"], after=before, timeout=timeout
+            )
             for reply in got or [{"text": "(no reply yet)"}]:
                 typer.echo(f"shop> {reply['text']}")

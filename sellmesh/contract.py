@@ -35,7 +35,9 @@ def document_broker() -> MeshBroker:
     """The real wiring of every service on a broker that never connects, so the document matches the code."""
     from sellmesh.mesh import SERVICE_NAMES, load_service
 
-    broker = make_broker(bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="doc")
+    broker = make_broker(
+        bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="doc"
+    )
     redis = make_redis("redis://localhost:6379/0")
     ctx = MeshContext(
         settings=MeshSettings(),
@@ -50,7 +52,12 @@ def document_broker() -> MeshBroker:
     for name in SERVICE_NAMES:
         load_service(name)(ctx)
     for topic, schema in TOPIC_SCHEMAS.items():
-        broker.publisher(topic, schema=schema, title=f"{topic}:publish", description=f"Messages on {topic}; failures go to {dlq_of(topic)}.")
+        broker.publisher(
+            topic,
+            schema=schema,
+            title=f"{topic}:publish",
+            description=f"Messages on {topic}; failures go to {dlq_of(topic)}.",
+        )
     return broker
 
 
@@ -61,7 +68,10 @@ def asyncapi_document() -> dict[str, Any]:
 
 
 def rendered() -> dict[Path, str]:
-    files = {SCHEMA_DIR / f"{topic}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for topic, schema in topic_schemas().items()}
+    files = {
+        SCHEMA_DIR / f"{topic}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        for topic, schema in topic_schemas().items()
+    }
     files[ASYNCAPI_FILE] = json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n"
     return files
 

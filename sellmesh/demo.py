@@ -35,7 +35,14 @@ def seed_demo(engine: Engine, *, var_dir: Path) -> dict[str, Any]:
     with session_scope(engine) as session:
         for sku, name, description, price, stock in CATALOG:
             upsert_product(
-                session, tenant_id=tenant_id, sku=sku, name=name, description=description, price_minor=price, currency="EUR", stock=stock
+                session,
+                tenant_id=tenant_id,
+                sku=sku,
+                name=name,
+                description=description,
+                price_minor=price,
+                currency="EUR",
+                stock=stock,
             )
     app_secret, verify_token = secrets.token_hex(16), secrets.token_urlsafe(12)
     account_id = connect_channel_account(

@@ -1,6 +1,7 @@
 """Transactional outbox: services write events in the same transaction as their state; a relay publishes them."""
 
 import asyncio
+import contextlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -97,10 +98,8 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay failed; retrying", extra={"producer": self.producer})
                 await asyncio.sleep(1.0)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
             self.wakeup.clear()
 
     def start(self) -> None:
@@ -109,8 +108,6 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None

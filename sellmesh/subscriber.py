@@ -43,8 +43,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, so replicas retrying one dependency do not stampede it."""
-        raw = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        return raw * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
+        raw = min(self.max_seconds, self.base_seconds * float(2 ** (attempt - 1)))
+        return raw * random.uniform(0.5, 1.0)
 
 
 class Dedup(Protocol):
@@ -103,12 +103,19 @@ class Subscription:
     dedup: Dedup
     retry: RetryPolicy
 
-    async def dead_letter(self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, kind: str, attempts: int) -> None:
-        headers = dead_letter_headers(record, group=self.group, handler=self.name, error=error, kind=kind, attempts=attempts)
+    async def dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, kind: str, attempts: int
+    ) -> None:
+        headers = dead_letter_headers(
+            record, group=self.group, handler=self.name, error=error, kind=kind, attempts=attempts
+        )
         # The original bytes and key, untouched, so a replay is byte-for-byte the message that failed.
         await self.broker.publish(record.value or b"", topic=dlq_of(self.topic), key=record.key, headers=headers)
         MESSAGES_HANDLED.labels(self.topic, self.name, "dead_lettered" if kind != "invalid" else "invalid").inc()
-        log.error("message dead-lettered", extra={"error_kind": kind, "error": str(error)[:ERROR_TEXT_LIMIT], "attempts": attempts})
+        log.error(
+            "message dead-lettered",
+            extra={"error_kind": kind, "error": str(error)[:ERROR_TEXT_LIMIT], "attempts": attempts},
+        )
 
     async def consume(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()
@@ -147,7 +154,9 @@ class Subscription:
                     await self.dead_letter(record, exc, kind="exhausted", attempts=attempt)
                     return False
                 HANDLER_RETRIES.labels(self.topic, self.name).inc()
-                log.warning("handler failed, retrying", extra={"attempt": attempt, "error": repr(exc)[:ERROR_TEXT_LIMIT]})
+                log.warning(
+                    "handler failed, retrying", extra={"attempt": attempt, "error": repr(exc)[:ERROR_TEXT_LIMIT]}
+                )
                 await asyncio.sleep(self.retry.delay(attempt))
         return False
 
@@ -167,7 +176,7 @@ def subscribe(
 
     async def on_message(msg: KafkaMessage) -> None:
         try:
-            await subscription.consume(msg.raw_message)  # type: ignore[arg-type]
+            await subscription.consume(msg.raw_message)
         except Exception:
             # Only infrastructure failures get here (Redis or the DLQ publish is down). Pause so
             # the redelivery that NACK_ON_ERROR causes does not spin, then let it happen.

@@ -1,1 +1,4 @@
-"""The services of the mesh, one package each; they share only `schemas` and read each other only through `query` modules."""
+"""The services of the mesh, one package each.
+
+They share only `schemas`, and read each other only through `query` modules.
+"""

@@ -28,7 +28,9 @@ def envelope(tenant_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
 
 
 def resolve_command(tenant_id: uuid.UUID, conversation_id: str, **overrides: Any) -> ResolveHandoff:
-    return ResolveHandoff(**envelope(tenant_id, **overrides), conversation_id=conversation_id, actor=Actor(kind=ActorKind.OWNER))
+    return ResolveHandoff(
+        **envelope(tenant_id, **overrides), conversation_id=conversation_id, actor=Actor(kind=ActorKind.OWNER)
+    )
 
 
 def handoff_request(tenant_id: uuid.UUID, conversation_id: str, **overrides: Any) -> RequestHandoff:
@@ -45,7 +47,9 @@ def handoff_request(tenant_id: uuid.UUID, conversation_id: str, **overrides: Any
 
 async def read_topic(bootstrap: str, topic: str, *, timeout_ms: int = 2000) -> list[Any]:
     """Every record on `topic` from the beginning (no consumer group, nothing committed)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         records: list[Any] = []

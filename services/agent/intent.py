@@ -11,7 +11,12 @@ HUMAN_WORDS = ("person", "human", "someone", "somebody", "real agent", "represen
 GREETINGS = ("hi", "hello", "hey", "hola", "good morning", "good afternoon", "good evening")
 BUY_WORDS = ("want", "like", "buy", "take", "order", "add", "get me", "i'll have", "give me")
 PAY_WORDS = ("pay", "checkout", "check out", "payment", "link")
-STOPWORDS = frozenset("a an the of and or to for i me my you your we is are it do does how much what this that please".split())
+# fmt: off
+STOPWORDS = frozenset({
+    "a", "an", "the", "of", "and", "or", "to", "for", "i", "me", "my", "you", "your", "we",
+    "is", "are", "it", "do", "does", "how", "much", "what", "this", "that", "please",
+})
+# fmt: on
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,12 @@ def _order_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
 
 async def current_order_id(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
     value = await redis.get(_order_key(tenant_id, conversation_id))
-    return uuid.UUID(value) if value else None
+    return uuid.UUID(str(value)) if value else None
 
 
-async def set_current_order(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, order_id: uuid.UUID | None) -> None:
+async def set_current_order(
+    redis: Redis, tenant_id: uuid.UUID, conversation_id: str, order_id: uuid.UUID | None
+) -> None:
     if order_id is None:
         await redis.delete(_order_key(tenant_id, conversation_id))
     else:

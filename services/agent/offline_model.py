@@ -40,7 +40,10 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, 
     if messages and messages[-1].get("role") == "tool":
         return _after_tool(json.loads(messages[-1].get("content") or "{}")), []
     text = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
-    refs = [intent.ProductRef(p["sku"], p["name"], frozenset(intent.words(p["name"] + " " + p.get("description", "")))) for p in products]
+    refs = [
+        intent.ProductRef(p["sku"], p["name"], frozenset(intent.words(p["name"] + " " + p.get("description", ""))))
+        for p in products
+    ]
     if intent.wants_person(text):
         return None, [("request_human", {"reason": "customer_asked"})]
     address = intent.address_in(text)
@@ -53,14 +56,25 @@ def decide(messages: list[dict[str, Any]]) -> tuple[str | None, list[tuple[str, 
         return None, [("request_checkout", {})]
     if intent.is_greeting(text):
         offer = _catalog_line(products)
-        return f"Hi! Welcome to {business}. Today we have {offer}. What would you like?" if offer else f"Hi! Welcome to {business}. How can I help?", []
+        return (
+            f"Hi! Welcome to {business}. Today we have {offer}. What would you like?"
+            if offer
+            else f"Hi! Welcome to {business}. How can I help?",
+            [],
+        )
     if product:
         match = next(p for p in products if p["sku"] == product.sku)
         stock = match.get("stock")
-        availability = "" if stock is None else (" It's out of stock right now." if stock == 0 else f" We have {stock} in stock.")
+        availability = (
+            "" if stock is None else (" It's out of stock right now." if stock == 0 else f" We have {stock} in stock.")
+        )
         return f"{match['name']} costs {match['price']}.{availability} Would you like to order some?", []
     offer = _catalog_line(products)
-    return (f"I can help you with our products: {offer}. Tell me what you'd like and how many." if offer else "I can help with orders and questions about our products."), []
+    return (
+        f"I can help you with our products: {offer}. Tell me what you'd like and how many."
+        if offer
+        else "I can help with orders and questions about our products."
+    ), []
 
 
 def _after_tool(result: dict[str, Any]) -> str:
@@ -68,7 +82,10 @@ def _after_tool(result: dict[str, Any]) -> str:
         return str(result.get("message") or "Sorry, I couldn't do that. A person from our team can help if you like.")
     kind = result.get("tool")
     if kind == "add_to_order":
-        return f"I've asked to add {result['quantity']} × {result['name']} ({result['unit_price']} each) to your order. Say 'how do I pay' when you're ready."
+        return (
+            f"I've asked to add {result['quantity']} × {result['name']} ({result['unit_price']} each) "
+            "to your order. Say 'how do I pay' when you're ready."
+        )
     if kind == "request_checkout":
         return "I'm preparing your payment link; it will arrive here in a moment."
     if kind == "set_customer_details":
@@ -79,10 +96,10 @@ def _after_tool(result: dict[str, Any]) -> str:
 
 
 class OfflineSalesModel(CustomLLM):
-    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         return self.completion(*args, **kwargs)
 
-    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         messages: list[dict[str, Any]] = kwargs.get("messages") or []
         text, calls = decide(messages)
         tool_calls = [
@@ -106,7 +123,11 @@ class OfflineSalesModel(CustomLLM):
                     message=Message(role="assistant", content=text, tool_calls=tool_calls or None),
                 )
             ],
-            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens),
+            usage=Usage(
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=prompt_tokens + completion_tokens,
+            ),
         )
 
 

@@ -57,7 +57,10 @@ def catalog_part(products: Sequence[Mapping[str, Any]]) -> str:
 def order_part(order: OrderSnapshot | None) -> str:
     if order is None:
         return "The customer has no open order."
-    lines = [{"sku": line.sku, "name": line.name, "quantity": line.quantity, "unit_price": format_money(line.unit_price)} for line in order.lines]
+    lines = [
+        {"sku": line.sku, "name": line.name, "quantity": line.quantity, "unit_price": format_money(line.unit_price)}
+        for line in order.lines
+    ]
     data = {"state": order.state.value, "lines": lines, "total": format_money(order.total)}
     return f"Current order:\n<order>{json.dumps(data)}</order>"
 

@@ -38,7 +38,9 @@ def customer_text(message: InboundMessage) -> str | None:
 
 
 class Responder:
-    def __init__(self, *, engine: Engine, redis: Redis, broker: KafkaBroker, model: str, fallbacks: list[str], timeout: float) -> None:
+    def __init__(
+        self, *, engine: Engine, redis: Redis, broker: KafkaBroker, model: str, fallbacks: list[str], timeout: float
+    ) -> None:
         self.engine = engine
         self.redis = redis
         self.broker = broker
@@ -59,7 +61,13 @@ class Responder:
             await publish(self.broker, topic, command, key=key)
         await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(message, reply), key=message.conversation_id)
         if text is not None:
-            await memory.remember(self.redis, message.tenant_id, message.conversation_id, {"role": "user", "content": text}, {"role": "assistant", "content": reply})
+            await memory.remember(
+                self.redis,
+                message.tenant_id,
+                message.conversation_id,
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": reply},
+            )
 
     async def _converse(self, message: InboundMessage, text: str, commands: list[tuple[str, Envelope, str]]) -> str:
         turn = await self._turn(message)
@@ -70,17 +78,29 @@ class Responder:
         ]
         for _ in range(MAX_TOOL_ROUNDS):
             response = await litellm.acompletion(
-                model=self.model, messages=messages, tools=tool_definitions(), timeout=self.timeout, fallbacks=self.fallbacks or None
+                model=self.model,
+                messages=messages,
+                tools=tool_definitions(),
+                timeout=self.timeout,
+                fallbacks=self.fallbacks or None,
             )
             choice = response.choices[0].message
             if not choice.tool_calls:
                 return str(choice.content or "")
-            messages.append({"role": "assistant", "content": choice.content, "tool_calls": [call.model_dump() for call in choice.tool_calls]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": choice.content,
+                    "tool_calls": [call.model_dump() for call in choice.tool_calls],
+                }
+            )
             for call in choice.tool_calls:
                 outcome = plan(call.function.name or "", call.function.arguments or "{}", turn)
                 commands.extend(outcome.commands)
                 if outcome.order_id is not None and outcome.order_id != turn.order_id:
-                    await memory.set_current_order(self.redis, message.tenant_id, message.conversation_id, outcome.order_id)
+                    await memory.set_current_order(
+                        self.redis, message.tenant_id, message.conversation_id, outcome.order_id
+                    )
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outcome.result)})
         return "Sorry, I got confused. A person from our team can help if you ask for one."
 
@@ -89,7 +109,13 @@ class Responder:
         order = await in_thread(get_order, self.engine, message.tenant_id, order_id) if order_id else None
         products = await in_thread(list_products, self.engine, message.tenant_id)
         catalog = {
-            p.sku: {"sku": p.sku, "name": p.name, "description": p.description, "price": format_money(p.price), "stock": p.stock}
+            p.sku: {
+                "sku": p.sku,
+                "name": p.name,
+                "description": p.description,
+                "price": format_money(p.price),
+                "stock": p.stock,
+            }
             for p in products
         }
         counter = iter(range(1_000))
@@ -116,7 +142,9 @@ class Responder:
     async def _system(self, tenant_id: uuid.UUID, turn: Turn) -> str:
         business = await in_thread(tenant_name, self.engine, tenant_id) or "our shop"
         training = await in_thread(tenant_training, self.engine, tenant_id)
-        return system_prompt(business=business, training=training, products=list(turn.catalog.values()), order=turn.order)
+        return system_prompt(
+            business=business, training=training, products=list(turn.catalog.values()), order=turn.order
+        )
 
     @staticmethod
     def _outbound(message: InboundMessage, text: str) -> OutboundMessage:

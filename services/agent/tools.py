@@ -11,7 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from schemas.envelope import Actor, ActorKind, Channel, Envelope, Sku
 from schemas.handoff import HandoffReason, RequestHandoff
-from schemas.orders import AddItem, CreateDraft, CustomerDetails, OrderSnapshot, OrderState, RemoveItem, RequestCheckout, SetCustomerDetails
+from schemas.orders import (
+    AddItem,
+    CreateDraft,
+    CustomerDetails,
+    OrderSnapshot,
+    OrderState,
+    RemoveItem,
+    RequestCheckout,
+    SetCustomerDetails,
+)
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_COMMANDS
 
 AI = Actor(kind=ActorKind.AI, id="agent")
@@ -46,7 +55,10 @@ class HumanArgs(Args):
 
 
 TOOL_ARGS: Mapping[str, tuple[type[Args], str]] = {
-    "add_to_order": (ItemArgs, "Propose adding a catalog product (by SKU) to the customer's order; starts a draft if needed."),
+    "add_to_order": (
+        ItemArgs,
+        "Propose adding a catalog product (by SKU) to the customer's order; starts a draft if needed.",
+    ),
     "remove_from_order": (ItemArgs, "Propose removing a quantity of a product from the customer's draft order."),
     "set_customer_details": (DetailsArgs, "Record the customer's name, phone, email or delivery address on the order."),
     "request_checkout": (NoArgs, "Ask for a payment link for the current draft order."),
@@ -122,7 +134,15 @@ def _open_order(
     if turn.order_id is not None and (turn.order is None or turn.order.state in states):
         return turn.order_id
     order_id = turn.new_id("order")
-    commands.append((ORDERS_COMMANDS, CreateDraft(**_env(turn, "create_draft"), order_id=order_id, actor=AI, conversation_id=turn.conversation_id), str(order_id)))
+    commands.append(
+        (
+            ORDERS_COMMANDS,
+            CreateDraft(
+                **_env(turn, "create_draft"), order_id=order_id, actor=AI, conversation_id=turn.conversation_id
+            ),
+            str(order_id),
+        )
+    )
     return order_id
 
 
@@ -141,7 +161,14 @@ def _item(name: str, turn: Turn, args: ItemArgs) -> Outcome:
     command_type = AddItem if name == "add_to_order" else RemoveItem
     command = command_type(**_env(turn, name), order_id=order_id, actor=AI, sku=args.sku, quantity=args.quantity)
     commands.append((ORDERS_COMMANDS, command, str(order_id)))
-    result = {"ok": True, "tool": name, "sku": args.sku, "quantity": args.quantity, "name": product["name"], "unit_price": product["price"]}
+    result = {
+        "ok": True,
+        "tool": name,
+        "sku": args.sku,
+        "quantity": args.quantity,
+        "name": product["name"],
+        "unit_price": product["price"],
+    }
     return Outcome(result, commands, order_id)
 
 
@@ -149,15 +176,25 @@ def _details(turn: Turn, args: DetailsArgs) -> Outcome:
     commands: list[tuple[str, Envelope, str]] = []
     order_id = _open_order(turn, commands, DETAILS_STATES)
     details = CustomerDetails(**args.model_dump())
-    commands.append((ORDERS_COMMANDS, SetCustomerDetails(**_env(turn, "details"), order_id=order_id, actor=AI, details=details), str(order_id)))
+    commands.append(
+        (
+            ORDERS_COMMANDS,
+            SetCustomerDetails(**_env(turn, "details"), order_id=order_id, actor=AI, details=details),
+            str(order_id),
+        )
+    )
     return Outcome({"ok": True, "tool": "set_customer_details"}, commands, order_id)
 
 
 def _checkout(turn: Turn) -> Outcome:
     if turn.order_id is None:
-        return Outcome({"ok": False, "tool": "request_checkout", "message": "Your order is empty so far. What would you like?"})
+        return Outcome(
+            {"ok": False, "tool": "request_checkout", "message": "Your order is empty so far. What would you like?"}
+        )
     command = RequestCheckout(**_env(turn, "checkout"), order_id=turn.order_id, actor=AI)
-    return Outcome({"ok": True, "tool": "request_checkout"}, [(ORDERS_COMMANDS, command, str(turn.order_id))], turn.order_id)
+    return Outcome(
+        {"ok": True, "tool": "request_checkout"}, [(ORDERS_COMMANDS, command, str(turn.order_id))], turn.order_id
+    )
 
 
 def _human(turn: Turn, args: HumanArgs) -> Outcome:
@@ -171,4 +208,6 @@ def _human(turn: Turn, args: HumanArgs) -> Outcome:
         customer_id=turn.customer_id,
         note=args.note,
     )
-    return Outcome({"ok": True, "tool": "request_human"}, [(HANDOFF_COMMANDS, command, turn.conversation_id)], turn.order_id)
+    return Outcome(
+        {"ok": True, "tool": "request_human"}, [(HANDOFF_COMMANDS, command, turn.conversation_id)], turn.order_id
+    )

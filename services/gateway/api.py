@@ -24,22 +24,28 @@ def api_router(ctx: MeshContext) -> APIRouter:
     auth = principal_dependency(ctx.engine)
 
     @router.get("/me")
-    async def me(principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+    async def me(principal: Principal = auth) -> dict[str, Any]:
         name = await in_thread(tenant_name, ctx.engine, principal.tenant_id)
         return {"tenant_id": str(principal.tenant_id), "tenant_name": name, "role": principal.role}
 
     @router.get("/products")
-    async def products(principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+    async def products(principal: Principal = auth) -> dict[str, Any]:
         rows = await in_thread(list_products, ctx.engine, principal.tenant_id)
         return {
             "products": [
-                {"sku": p.sku, "name": p.name, "description": p.description, "price": p.price.model_dump(), "stock": p.stock}
+                {
+                    "sku": p.sku,
+                    "name": p.name,
+                    "description": p.description,
+                    "price": p.price.model_dump(),
+                    "stock": p.stock,
+                }
                 for p in rows
             ]
         }
 
     @router.get("/orders/{order_id}")
-    async def order(order_id: uuid.UUID, principal: Principal = auth) -> dict[str, Any]:  # type: ignore[assignment]
+    async def order(order_id: uuid.UUID, principal: Principal = auth) -> dict[str, Any]:
         snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
         if snapshot is None:
             # Another tenant's order is indistinguishable from a missing one.
@@ -50,7 +56,7 @@ def api_router(ctx: MeshContext) -> APIRouter:
     async def order_action(
         order_id: uuid.UUID,
         action: Literal["fulfil", "close", "cancel", "refund"],
-        principal: Principal = auth,  # type: ignore[assignment]
+        principal: Principal = auth,
     ) -> JSONResponse:
         snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
         if snapshot is None:

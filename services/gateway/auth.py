@@ -44,5 +44,3 @@ def principal_dependency(engine: Engine) -> Any:
         return principal
 
     return Depends(authenticate)
-
-

@@ -104,7 +104,9 @@ class HandoffStore:
         if self.session.get(HandoffProcessedCommandRow, event_id) is not None:
             return False
         self.session.add(
-            HandoffProcessedCommandRow(event_id=event_id, tenant_id=tenant_id, command_type=command_type, processed_at=now)
+            HandoffProcessedCommandRow(
+                event_id=event_id, tenant_id=tenant_id, command_type=command_type, processed_at=now
+            )
         )
         return True
 

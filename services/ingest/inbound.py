@@ -89,7 +89,12 @@ class Normalizer:
                 session.flush()
                 if item.is_echo:
                     if not self._sent_by_us(session, item.message_id):
-                        add_to_outbox(session, topic=HANDOFF_COMMANDS, event=self._takeover(raw, account, item, conversation), key=conversation)
+                        add_to_outbox(
+                            session,
+                            topic=HANDOFF_COMMANDS,
+                            event=self._takeover(raw, account, item, conversation),
+                            key=conversation,
+                        )
                     return
                 message = InboundMessage(
                     event_id=event_id,
@@ -112,10 +117,15 @@ class Normalizer:
 
     @staticmethod
     def _sent_by_us(session: Session, message_id: str) -> bool:
-        return session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first() is not None
+        return (
+            session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first()
+            is not None
+        )
 
     @staticmethod
-    def _takeover(raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage, conversation: str) -> RequestHandoff:
+    def _takeover(
+        raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage, conversation: str
+    ) -> RequestHandoff:
         """A person answered from the business's phone or inbox: the AI must stop for this conversation."""
         return RequestHandoff(
             event_id=derived_id("takeover", account.tenant_id, item.message_id),

@@ -121,14 +121,19 @@ def _whatsapp_content(message: Mapping[str, Any]) -> Content:
             return ChoiceContent(kind=reply_kind, title=str(reply.get("title", "")), payload=str(reply.get("id", "")))
     if kind == "button":
         button = message.get("button") or {}
-        return ChoiceContent(kind="quick_reply", title=str(button.get("text", "")), payload=str(button.get("payload", "")))
+        return ChoiceContent(
+            kind="quick_reply", title=str(button.get("text", "")), payload=str(button.get("payload", ""))
+        )
     if kind == "reaction":
         reaction = message.get("reaction") or {}
         return ReactionContent(emoji=str(reaction.get("emoji", "")), reacted_to=str(reaction.get("message_id", "")))
     if kind == "location":
         loc = message.get("location") or {}
         return LocationContent(
-            latitude=float(loc["latitude"]), longitude=float(loc["longitude"]), name=loc.get("name"), address=loc.get("address")
+            latitude=float(loc["latitude"]),
+            longitude=float(loc["longitude"]),
+            name=loc.get("name"),
+            address=loc.get("address"),
         )
     if kind == "contacts":
         cards = [
@@ -164,7 +169,9 @@ def _messaging_entry(channel: Channel, entry: Mapping[str, Any]) -> Iterator[Par
         elif isinstance(event.get("postback"), dict):
             postback = event["postback"]
             mid = str(postback.get("mid") or f"postback:{sender}:{event.get('timestamp')}")
-            content = ChoiceContent(kind="postback", title=str(postback.get("title", "")), payload=str(postback.get("payload", "")))
+            content: Content = ChoiceContent(
+                kind="postback", title=str(postback.get("title", "")), payload=str(postback.get("payload", ""))
+            )
             yield ParsedMessage(channel, account, sender, mid, at, content)
         elif isinstance(event.get("reaction"), dict):
             reaction = event["reaction"]
@@ -181,10 +188,16 @@ def _messaging_entry(channel: Channel, entry: Mapping[str, Any]) -> Iterator[Par
 
 def _messaging_content(message: Mapping[str, Any]) -> Content:
     if isinstance(message.get("quick_reply"), dict):
-        return ChoiceContent(kind="quick_reply", title=_clip(message.get("text"))[:500], payload=str(message["quick_reply"].get("payload", "")))
+        return ChoiceContent(
+            kind="quick_reply",
+            title=_clip(message.get("text"))[:500],
+            payload=str(message["quick_reply"].get("payload", "")),
+        )
     reply_to = message.get("reply_to") or {}
     if isinstance(reply_to.get("story"), dict):
-        return StoryContent(kind="story_reply", story_url=reply_to["story"].get("url"), text=_clip(message.get("text")) or None)
+        return StoryContent(
+            kind="story_reply", story_url=reply_to["story"].get("url"), text=_clip(message.get("text")) or None
+        )
     attachments = message.get("attachments") or []
     if attachments:
         first = attachments[0] or {}

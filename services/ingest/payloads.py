@@ -6,7 +6,9 @@ import uuid
 from typing import Any
 
 
-def whatsapp_text(*, phone_number_id: str, customer: str, text: str, message_id: str | None = None, timestamp: int | None = None) -> dict[str, Any]:
+def whatsapp_text(
+    *, phone_number_id: str, customer: str, text: str, message_id: str | None = None, timestamp: int | None = None
+) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -36,7 +38,9 @@ def whatsapp_text(*, phone_number_id: str, customer: str, text: str, message_id:
     }
 
 
-def messenger_text(*, page_id: str, customer: str, text: str, mid: str | None = None, echo: bool = False, instagram: bool = False) -> dict[str, Any]:
+def messenger_text(
+    *, page_id: str, customer: str, text: str, mid: str | None = None, echo: bool = False, instagram: bool = False
+) -> dict[str, Any]:
     sender, recipient = (page_id, customer) if echo else (customer, page_id)
     message: dict[str, Any] = {"mid": mid or f"m_{uuid.uuid4().hex}", "text": text}
     if echo:
@@ -48,7 +52,12 @@ def messenger_text(*, page_id: str, customer: str, text: str, mid: str | None = 
                 "id": page_id,
                 "time": int(time.time() * 1000),
                 "messaging": [
-                    {"sender": {"id": sender}, "recipient": {"id": recipient}, "timestamp": int(time.time() * 1000), "message": message}
+                    {
+                        "sender": {"id": sender},
+                        "recipient": {"id": recipient},
+                        "timestamp": int(time.time() * 1000),
+                        "message": message,
+                    }
                 ],
             }
         ],

@@ -3,6 +3,7 @@
 import logging
 import uuid
 
+import httpx
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -16,8 +17,6 @@ from services.gateway.query import ChannelAccountView, account_by_id
 from services.handoff.query import conversation_mode
 from services.ingest.graph_client import SendRejected, SendTarget, send_text
 from services.ingest.store import MessageLog, OutboundSend
-
-import httpx
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,10 @@ class Sender:
         if previous in ("sent", "refused", "failed"):
             return
         # Second lock of two (the agent is the first): a person owns this conversation.
-        if message.author is Author.AI and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human":
+        if (
+            message.author is Author.AI
+            and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human"
+        ):
             await in_thread(self._finish, message, "refused", None, "conversation is in human mode")
             log.info("ai message refused: conversation in human mode")
             return
@@ -44,7 +46,9 @@ class Sender:
             return
         await in_thread(self._claim, message)
         try:
-            provider_id = await send_text(self.http, base_url=self.graph_base_url, target=self._target(account, message), text=message.text)
+            provider_id = await send_text(
+                self.http, base_url=self.graph_base_url, target=self._target(account, message), text=message.text
+            )
         except SendRejected as exc:
             await in_thread(self._finish, message, "failed", None, str(exc))
             return

@@ -38,9 +38,13 @@ class Shop:
     http: httpx.AsyncClient
 
     def body(self, customer: str, text: str, message_id: str | None = None) -> bytes:
-        return encode(whatsapp_text(phone_number_id=self.phone_number_id, customer=customer, text=text, message_id=message_id))
+        return encode(
+            whatsapp_text(phone_number_id=self.phone_number_id, customer=customer, text=text, message_id=message_id)
+        )
 
-    async def post_webhook(self, body: bytes, *, signature: str | None = "sign", headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post_webhook(
+        self, body: bytes, *, signature: str | None = "sign", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         sent = {"content-type": "application/json", **(headers or {})}
         if signature == "sign":
             sent["x-hub-signature-256"] = sign(body, self.app_secret)
@@ -59,38 +63,66 @@ class Shop:
         messages: list[dict[str, Any]] = response.json()["messages"]
         return messages
 
-    async def wait_for_replies(self, customer: str, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        return await eventually(lambda: self.replies(customer), lambda got: len(got) >= count, timeout=timeout)
+    async def wait_for_replies(self, customer: str, count: int, within: float = 10.0) -> list[dict[str, Any]]:
+        return await eventually(lambda: self.replies(customer), lambda got: len(got) >= count, within=within)
 
 
-async def eventually(fetch: Callable[[], Any], ok: Callable[[Any], bool], *, timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(fetch: Callable[[], Any], ok: Callable[[Any], bool], *, within: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         value = await fetch()
         if ok(value):
             return value
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not reached in {timeout}s; last value: {value!r}")
+            raise AssertionError(f"not reached in {within}s; last value: {value!r}")
         await asyncio.sleep(0.1)
 
 
 def seed_shop(engine: Engine) -> tuple[uuid.UUID, str, str, str, str]:
     tenant_id, key = create_tenant(engine, name=f"Test Roasters {uuid.uuid4().hex[:4]}")
     with session_scope(engine) as session:
-        upsert_product(session, tenant_id=tenant_id, sku="ESP-250", name="Espresso beans 250g", description="dark roast", price_minor=1250, currency="EUR", stock=40)
-        upsert_product(session, tenant_id=tenant_id, sku="MUG-01", name="Ceramic mug", description="stoneware", price_minor=900, currency="EUR", stock=3)
+        upsert_product(
+            session,
+            tenant_id=tenant_id,
+            sku="ESP-250",
+            name="Espresso beans 250g",
+            description="dark roast",
+            price_minor=1250,
+            currency="EUR",
+            stock=40,
+        )
+        upsert_product(
+            session,
+            tenant_id=tenant_id,
+            sku="MUG-01",
+            name="Ceramic mug",
+            description="stoneware",
+            price_minor=900,
+            currency="EUR",
+            stock=3,
+        )
     phone_number_id = str(uuid.uuid4().int)[:15]
     secret, token = secrets.token_hex(16), secrets.token_urlsafe(8)
     connect_channel_account(
-        engine, tenant_id=tenant_id, channel=Channel.WHATSAPP, external_id=phone_number_id, app_secret=secret, verify_token=token, access_token="tok"
+        engine,
+        tenant_id=tenant_id,
+        channel=Channel.WHATSAPP,
+        external_id=phone_number_id,
+        app_secret=secret,
+        verify_token=token,
+        access_token="tok",
     )
     return tenant_id, key, phone_number_id, secret, token
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package", params=["sqlite", "postgresql"])
-async def mesh(request: pytest.FixtureRequest, kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+async def mesh(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Mesh]:
     var_dir: Path = tmp_path_factory.mktemp("var")
-    database_url = f"sqlite:///{var_dir / 'mesh.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
+    database_url = (
+        f"sqlite:///{var_dir / 'mesh.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
+    )
     settings = MeshSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_enable_idempotence=False,  # the local broker has no InitProducerId

@@ -72,11 +72,15 @@ async def test_asking_for_a_person_opens_a_handoff_and_the_ai_goes_quiet(shop: S
     [(None, 401), ("sha256=" + "0" * 64, 401), ("sha1=abc", 401), ("sha256=zz", 401)],
     ids=["unsigned", "wrong-signature", "sha1-only", "garbage-signature"],
 )
-async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_publishes_nothing(shop: Shop, kafka_bootstrap: str, signature: str | None, status: int) -> None:
+async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_publishes_nothing(
+    shop: Shop, kafka_bootstrap: str, signature: str | None, status: int
+) -> None:
     marker = f"wamid.forged.{uuid.uuid4().hex}"
     response = await shop.post_webhook(shop.body(new_customer(), "forged", message_id=marker), signature=signature)
     assert response.status_code == status
-    assert not [r for r in await read_topic(kafka_bootstrap, CHANNEL_RAW, timeout_ms=500) if marker.encode() in (r.value or b"")]
+    assert not [
+        r for r in await read_topic(kafka_bootstrap, CHANNEL_RAW, timeout_ms=500) if marker.encode() in (r.value or b"")
+    ]
 
 
 async def test_body_signed_with_another_apps_secret_is_refused(shop: Shop) -> None:
@@ -87,7 +91,9 @@ async def test_body_signed_with_another_apps_secret_is_refused(shop: Shop) -> No
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1,2]", b"\xff\xfe", b""], ids=["malformed", "array", "not-utf8", "empty"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1,2]", b"\xff\xfe", b""], ids=["malformed", "array", "not-utf8", "empty"]
+)
 async def test_malformed_signed_body_gets_400(shop: Shop, body: bytes) -> None:
     response = await shop.post_webhook(body)
     assert response.status_code == 400
@@ -101,7 +107,9 @@ async def test_oversized_body_gets_413(shop: Shop) -> None:
 
 async def test_handshake_echoes_the_challenge_only_for_a_known_verify_token(shop: Shop) -> None:
     url = f"{shop.base_url}/webhooks/meta"
-    ok = await shop.http.get(url, params={"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": shop.verify_token})
+    ok = await shop.http.get(
+        url, params={"hub.mode": "subscribe", "hub.challenge": "1158201444", "hub.verify_token": shop.verify_token}
+    )
     assert (ok.status_code, ok.text) == (200, "1158201444")
     for params in (
         {"hub.mode": "subscribe", "hub.challenge": "1", "hub.verify_token": "wrong"},
@@ -132,4 +140,3 @@ async def _current_order(mesh: object, shop: Shop, conversation: str) -> uuid.UU
     order_id = await current_order_id(redis, shop.tenant_id, conversation)
     assert order_id is not None
     return order_id
-

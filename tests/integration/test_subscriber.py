@@ -49,11 +49,13 @@ class Harness:
     letters: list[Any] = field(default_factory=list)
 
     def letters_for(self, key: bytes) -> list[Any]:
-        return [r for r in self.letters if r.key == key and dict(r.headers).get("x-consumer-group") == self.group.encode()]
+        return [
+            r for r in self.letters if r.key == key and dict(r.headers).get("x-consumer-group") == self.group.encode()
+        ]
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
@@ -64,9 +66,19 @@ async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
 async def harness(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Harness]:
     group = f"test-{uuid.uuid4().hex[:8]}"
     redis: Redis = Redis.from_url(redis_url, decode_responses=True)
-    broker = make_broker(bootstrap_servers=kafka_bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group)
+    broker = make_broker(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
+    )
     recorder = Recorder()
-    subscribe(broker, HANDOFF_COMMANDS, group=group, name="recorder", handler=recorder, dedup=RedisDedup(redis, ttl_seconds=600), retry=RetryPolicy(attempts=3, base_seconds=0.01))
+    subscribe(
+        broker,
+        HANDOFF_COMMANDS,
+        group=group,
+        name="recorder",
+        handler=recorder,
+        dedup=RedisDedup(redis, ttl_seconds=600),
+        retry=RetryPolicy(attempts=3, base_seconds=0.01),
+    )
     dlq = AIOKafkaConsumer(dlq_of(HANDOFF_COMMANDS), bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest")
     await asyncio.gather(broker.start(), dlq.start())
     h = Harness(broker, recorder, group)

@@ -91,7 +91,9 @@ def test_request_opens_a_ticket_and_puts_the_conversation_in_human_mode() -> Non
 
 def test_second_request_adds_its_reason_to_the_open_ticket_instead_of_opening_another() -> None:
     ticket = opened(note="first")
-    outcome = decide(ticket, request_cmd(note="angry", reason=HandoffReason.COMPLAINT_OR_REFUND), ticket_id="t-2", now=AT)
+    outcome = decide(
+        ticket, request_cmd(note="angry", reason=HandoffReason.COMPLAINT_OR_REFUND), ticket_id="t-2", now=AT
+    )
     assert isinstance(outcome, Noted)
     assert outcome.ticket.id == "t-1"
     assert outcome.ticket.reason is HandoffReason.CUSTOMER_ASKED
