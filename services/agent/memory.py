@@ -6,6 +6,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from schemas.channel import InboundMessage
+
 MAX_TURNS = 20
 TTL_SECONDS = 30 * 24 * 3600
 
@@ -43,3 +45,27 @@ async def set_current_order(
         await redis.delete(_order_key(tenant_id, conversation_id))
     else:
         await redis.set(_order_key(tenant_id, conversation_id), str(order_id), ex=TTL_SECONDS)
+
+
+def _order_conversation_key(tenant_id: uuid.UUID, order_id: uuid.UUID) -> str:
+    return f"agent:order-conversation:{tenant_id}:{order_id}"
+
+
+async def remember_order_conversation(redis: Redis, message: InboundMessage, order_id: uuid.UUID) -> None:
+    """Where to tell the customer about this order later (payment link, a refusal)."""
+    address = {
+        "conversation_id": message.conversation_id,
+        "channel": message.channel.value,
+        "channel_account_id": message.channel_account_id,
+        "customer_id": message.customer_id,
+        "correlation_id": str(message.correlation_id),
+    }
+    await redis.set(_order_conversation_key(message.tenant_id, order_id), json.dumps(address), ex=TTL_SECONDS)
+
+
+async def order_conversation(redis: Redis, tenant_id: uuid.UUID, order_id: uuid.UUID) -> dict[str, str] | None:
+    raw = await redis.get(_order_conversation_key(tenant_id, order_id))
+    if not raw:
+        return None
+    data: dict[str, str] = json.loads(raw)
+    return data

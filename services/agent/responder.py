@@ -1,5 +1,6 @@
 """The agent's handler: one inbound message → model call with tools → commands and one reply."""
 
+import dataclasses
 import json
 import logging
 import uuid
@@ -12,7 +13,7 @@ from sqlalchemy import Engine
 
 from schemas.channel import Author, InboundMessage, OutboundMessage
 from schemas.envelope import Envelope
-from schemas.topics import CHANNEL_OUTBOUND
+from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
 from sellmesh.service import derived_id, now
@@ -59,7 +60,13 @@ class Responder:
         reply = NON_TEXT_REPLY if text is None else await self._converse(message, text, commands)
         for topic, command, key in commands:
             await publish(self.broker, topic, command, key=key)
-        await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(message, reply), key=message.conversation_id)
+        # The turn that hands over is the AI's last word: sent as a system notice, because the
+        # handoff it requested may already have put the conversation in human mode at the sender.
+        handing_over = any(topic == HANDOFF_COMMANDS for topic, _, _ in commands)
+        author = Author.SYSTEM if handing_over else Author.AI
+        await publish(
+            self.broker, CHANNEL_OUTBOUND, self._outbound(message, reply, author), key=message.conversation_id
+        )
         if text is not None:
             await memory.remember(
                 self.redis,
@@ -101,6 +108,9 @@ class Responder:
                     await memory.set_current_order(
                         self.redis, message.tenant_id, message.conversation_id, outcome.order_id
                     )
+                    await memory.remember_order_conversation(self.redis, message, outcome.order_id)
+                    # Later calls in this turn edit the draft just proposed, not a second new one.
+                    turn = dataclasses.replace(turn, order_id=outcome.order_id, order=None)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outcome.result)})
         return "Sorry, I got confused. A person from our team can help if you ask for one."
 
@@ -147,7 +157,7 @@ class Responder:
         )
 
     @staticmethod
-    def _outbound(message: InboundMessage, text: str) -> OutboundMessage:
+    def _outbound(message: InboundMessage, text: str, author: Author) -> OutboundMessage:
         return OutboundMessage(
             event_id=derived_id(message.event_id, "reply"),
             tenant_id=message.tenant_id,
@@ -159,6 +169,6 @@ class Responder:
             channel=message.channel,
             channel_account_id=message.channel_account_id,
             customer_id=message.customer_id,
-            author=Author.AI,
+            author=author,
             text=text[:4096] or "Sorry, I have no answer for that.",
         )

@@ -140,3 +140,24 @@ async def _current_order(mesh: object, shop: Shop, conversation: str) -> uuid.UU
     order_id = await current_order_id(redis, shop.tenant_id, conversation)
     assert order_id is not None
     return order_id
+
+
+async def test_asking_to_pay_brings_a_stripe_checkout_link_for_the_catalog_total(shop: Shop) -> None:
+    customer = new_customer()
+    await shop.say(customer, "I want two espresso beans")
+    await shop.wait_for_replies(customer, 1)
+    await shop.say(customer, "how do I pay?")
+    replies = await shop.wait_for_replies(customer, 3)
+    link = next(r["text"] for r in replies if "payment link" in r["text"].lower() and "http" in r["text"])
+    assert "25.00 EUR" in link
+    assert "/sandbox/stripe/pay/cs_test_" in link
+
+
+async def test_a_refused_proposal_is_reported_truthfully(shop: Shop) -> None:
+    customer = new_customer()
+    await shop.say(customer, "I want 10 ceramic mugs")
+    await shop.wait_for_replies(customer, 1)
+    await shop.say(customer, "how do I pay?")
+    replies = await shop.wait_for_replies(customer, 3)
+    assert any("enough of that in stock" in r["text"] for r in replies)
+    assert not any("http" in r["text"] for r in replies)

@@ -1,0 +1,67 @@
+"""Tells the customer what the services decided: a payment link, or why a proposed change was refused."""
+
+import uuid
+
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+
+from schemas.channel import Author, OutboundMessage
+from schemas.envelope import ActorKind, Channel, Envelope
+from schemas.orders import CommandRejected, OrderChanged, RejectionReason
+from schemas.payments import PaymentEvent, PaymentLinkCreated, PaymentSucceeded
+from schemas.topics import CHANNEL_OUTBOUND
+from sellmesh.broker import publish
+from sellmesh.service import derived_id, now
+from services.agent import memory
+from services.agent.prompt import format_money
+
+REFUSALS = {
+    RejectionReason.OUT_OF_STOCK: "Sorry, we don't have enough of that in stock right now.",
+    RejectionReason.UNKNOWN_PRODUCT: "Sorry, that product isn't in our catalog.",
+    RejectionReason.EMPTY_ORDER: "Your order is empty so far. What would you like?",
+    RejectionReason.ORDER_CLOSED: "That order is already closed, so I can't change it. I can start a new one.",
+    RejectionReason.ITEM_NOT_IN_ORDER: "That item isn't in your order.",
+}
+GENERIC_REFUSAL = "Sorry, I couldn't make that change to your order. A person from our team can help if you like."
+
+
+class Notices:
+    def __init__(self, *, redis: Redis, broker: KafkaBroker) -> None:
+        self.redis = redis
+        self.broker = broker
+
+    async def on_order_event(self, event: OrderChanged | CommandRejected) -> None:
+        # Only the AI's own proposals: a refusal of an owner's command is the gateway's to report.
+        if not isinstance(event, CommandRejected) or event.actor.kind is not ActorKind.AI:
+            return
+        await self._tell(event, event.order_id, REFUSALS.get(event.reason, GENERIC_REFUSAL))
+
+    async def on_payment_event(self, event: PaymentEvent) -> None:
+        if isinstance(event, PaymentLinkCreated):
+            text = f"Here is your payment link for {format_money(event.amount)}: {event.url}"
+        elif isinstance(event, PaymentSucceeded):
+            text = f"Thank you! We received your payment of {format_money(event.amount)}."
+        else:
+            return
+        await self._tell(event, event.order_id, text)
+
+    async def _tell(self, cause: Envelope, order_id: uuid.UUID, text: str) -> None:
+        address = await memory.order_conversation(self.redis, cause.tenant_id, order_id)
+        if address is None:
+            return  # not an order the AI started in a conversation
+        message = OutboundMessage(
+            event_id=derived_id(cause.event_id, "notice"),
+            tenant_id=cause.tenant_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            occurred_at=now(),
+            producer="agent",
+            conversation_id=address["conversation_id"],
+            channel=Channel(address["channel"]),
+            channel_account_id=address["channel_account_id"],
+            customer_id=address["customer_id"],
+            # System facts, not AI chat: they still reach a customer whose conversation a person owns.
+            author=Author.SYSTEM,
+            text=text,
+        )
+        await publish(self.broker, CHANNEL_OUTBOUND, message, key=message.conversation_id)
