@@ -31,13 +31,17 @@ def replies(client: httpx.Client, *, base_url: str, customer: str) -> list[dict[
 
 
 def wait_for_replies(
-    client: httpx.Client, *, base_url: str, customer: str, after: int, timeout: float
+    client: httpx.Client, *, base_url: str, customer: str, after: int, timeout: float, quiet: float = 2.0
 ) -> list[dict[str, Any]]:
+    """Replies past the first `after`, once none has arrived for `quiet` seconds (a payment link follows later)."""
     deadline = time.monotonic() + timeout
+    seen = after
+    last_change = time.monotonic()
     while time.monotonic() < deadline:
-        seen = replies(client, base_url=base_url, customer=customer)
-        if len(seen) > after:
-            time.sleep(0.3)  # a tool call may bring a second message (a payment link) right behind
-            return replies(client, base_url=base_url, customer=customer)[after:]
+        count = len(replies(client, base_url=base_url, customer=customer))
+        if count != seen:
+            seen, last_change = count, time.monotonic()
+        elif seen > after and time.monotonic() - last_change >= quiet:
+            break
         time.sleep(0.1)
-    return []
+    return replies(client, base_url=base_url, customer=customer)[after:]
