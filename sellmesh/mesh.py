@@ -105,7 +105,9 @@ class Mesh:
         )
         self.ctx = ctx
         parts = [build(ctx) for build in builders]
-        self.app = build_http_app(ctx, parts, sandboxes="ingest" in self.service_names or len(parts) > 1)
+        # Every process serves the sandboxes it would otherwise call (their state is in Redis), so a
+        # service run alone reaches them at its own port.
+        self.app = build_http_app(ctx, parts, sandboxes=True)
         # Connect the producer, then the HTTP edge, so webhooks are accepted while consumers join.
         await broker.connect()
         if self.serve_http:

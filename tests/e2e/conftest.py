@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from schemas.envelope import Channel
 from sellmesh.db import session_scope
 from sellmesh.localbroker import free_port
+from sellmesh.logging import configure_logging
 from sellmesh.mesh import SERVICE_NAMES, Mesh
 from sellmesh.settings import MeshSettings
 from services.gateway.admin import connect_channel_account, create_tenant
@@ -132,6 +133,7 @@ async def mesh(
         sellmesh_var_dir=var_dir,
         sellmesh_retry_base_seconds=0.01,
     )
+    configure_logging("INFO")  # JSON lines on stderr, shown with a failing test's output
     async with Mesh(settings, SERVICE_NAMES) as running:
         yield running
 

@@ -17,7 +17,14 @@ from sellmesh.localbroker import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SELLMESH = str(Path(sys.executable).parent / "sellmesh")
-INFRA_VARIABLES = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_ENABLE_IDEMPOTENCE", "DATABASE_URL", "REDIS_URL", "META_GRAPH_BASE_URL", "STRIPE_API_BASE")
+INFRA_VARIABLES = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_ENABLE_IDEMPOTENCE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "META_GRAPH_BASE_URL",
+    "STRIPE_API_BASE",
+)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +33,8 @@ def embedded_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in INFRA_VARIABLES}
     env.update(SELLMESH_VAR_DIR=str(var_dir), SELLMESH_HTTP_PORT=str(port))
-    process = subprocess.Popen(
-        [SELLMESH, "up", "--demo"], env=env, stdout=subprocess.PIPE, stderr=open(var_dir / "up.log", "wb"), text=True
-    )
+    log = (var_dir / "up.log").open("wb")
+    process = subprocess.Popen([SELLMESH, "up", "--demo"], env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
         demo = _read_demo(process)
@@ -40,6 +46,7 @@ def embedded_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
     assert process.returncode == 0, (var_dir / "up.log").read_text()[-3000:]
 
 
@@ -71,7 +78,9 @@ def _wait_healthy(base_url: str) -> None:
     raise AssertionError("mesh never became healthy")
 
 
-def test_demo_business_is_seeded_with_keys_and_a_whatsapp_account(embedded_mesh: tuple[str, dict[str, str], dict[str, str]]) -> None:
+def test_demo_business_is_seeded_with_keys_and_a_whatsapp_account(
+    embedded_mesh: tuple[str, dict[str, str], dict[str, str]],
+) -> None:
     base_url, _, demo = embedded_mesh
     assert demo["owner_api_key"].startswith("sm_")
     me = httpx.get(f"{base_url}/v1/me", headers={"authorization": f"Bearer {demo['owner_api_key']}"}).json()
@@ -79,7 +88,9 @@ def test_demo_business_is_seeded_with_keys_and_a_whatsapp_account(embedded_mesh:
     assert httpx.get(f"{base_url}/v1/me", headers={"authorization": "Bearer sm_nope_nope"}).status_code == 401
 
 
-def test_chat_gets_replies_through_the_real_path_within_seconds(embedded_mesh: tuple[str, dict[str, str], dict[str, str]]) -> None:
+def test_chat_gets_replies_through_the_real_path_within_seconds(
+    embedded_mesh: tuple[str, dict[str, str], dict[str, str]],
+) -> None:
     base_url, env, _ = embedded_mesh
     started = time.monotonic()
     result = subprocess.run(

@@ -161,3 +161,34 @@ async def test_a_refused_proposal_is_reported_truthfully(shop: Shop) -> None:
     replies = await shop.wait_for_replies(customer, 3)
     assert any("enough of that in stock" in r["text"] for r in replies)
     assert not any("http" in r["text"] for r in replies)
+
+
+async def test_sender_refuses_ai_messages_while_a_person_owns_the_conversation(shop: Shop, mesh: object) -> None:
+    from schemas.channel import Author, OutboundMessage
+    from schemas.envelope import Channel
+    from schemas.topics import CHANNEL_OUTBOUND
+    from sellmesh.broker import publish
+    from services.handoff.mode import set_mode
+    from tests.builders import envelope
+
+    customer = new_customer()
+    account = _account_id(shop)
+    conversation = str(derived_id("conversation", shop.tenant_id, account, customer))
+    ctx = mesh.ctx  # type: ignore[attr-defined]
+    await set_mode(ctx.redis, shop.tenant_id, conversation, "human")
+
+    def outbound(author: Author, text: str) -> OutboundMessage:
+        return OutboundMessage(
+            **envelope(shop.tenant_id),
+            conversation_id=conversation,
+            channel=Channel.WHATSAPP,
+            channel_account_id=str(account),
+            customer_id=customer,
+            author=author,
+            text=text,
+        )
+
+    await publish(ctx.broker, CHANNEL_OUTBOUND, outbound(Author.AI, "ai talking over"), key=conversation)
+    await publish(ctx.broker, CHANNEL_OUTBOUND, outbound(Author.HUMAN, "a person answering"), key=conversation)
+    replies = await shop.wait_for_replies(customer, 1)
+    assert [r["text"] for r in replies] == ["a person answering"]

@@ -1,0 +1,79 @@
+"""The owners' API on the running mesh: keys, tenant walls, and writes answered as accepted commands."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from services.orders.query import get_order
+from tests.e2e.conftest import Shop, eventually, new_customer, seed_shop
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+async def an_order(shop: Shop) -> str:
+    """A customer of `shop` starts an order; returns the conversation id."""
+    from sellmesh.service import derived_id
+    from services.gateway.query import find_channel_account
+
+    customer = new_customer()
+    await shop.say(customer, "I want one ceramic mug")
+    await shop.wait_for_replies(customer, 1)
+    account = find_channel_account(shop.engine, channel="whatsapp", external_id=shop.phone_number_id)
+    assert account is not None
+    return str(derived_id("conversation", shop.tenant_id, account.id, customer))
+
+
+async def test_requests_without_a_valid_key_are_refused(shop: Shop) -> None:
+    for headers in (
+        {},
+        {"authorization": "Basic abc"},
+        bearer("sm_nope_nope"),
+        bearer("x" * 500),
+        bearer(shop.owner_key + "x"),
+    ):
+        response = await shop.http.get(f"{shop.base_url}/v1/me", headers=headers)
+        assert response.status_code == 401
+
+
+async def test_owner_sees_own_tenant_and_catalog(shop: Shop) -> None:
+    me = (await shop.http.get(f"{shop.base_url}/v1/me", headers=bearer(shop.owner_key))).json()
+    assert me["tenant_id"] == str(shop.tenant_id)
+    assert me["role"] == "owner"
+    products = (await shop.http.get(f"{shop.base_url}/v1/products", headers=bearer(shop.owner_key))).json()["products"]
+    assert {p["sku"] for p in products} == {"ESP-250", "MUG-01"}
+    assert "app_secret" not in str(me) and shop.app_secret not in str(products)
+
+
+async def test_another_tenants_order_is_not_found_for_reads_and_actions(shop: Shop, mesh: object) -> None:
+    from services.agent.memory import current_order_id
+
+    conversation = await an_order(shop)
+    redis = mesh.ctx.redis  # type: ignore[attr-defined]
+    order_id = await eventually(lambda: current_order_id(redis, shop.tenant_id, conversation), lambda o: o is not None)
+
+    async def fetch() -> object:
+        return await asyncio.to_thread(get_order, shop.engine, shop.tenant_id, order_id)
+
+    await eventually(fetch, lambda o: o is not None)
+    _, other_key, *_ = await asyncio.to_thread(seed_shop, shop.engine)
+    url = f"{shop.base_url}/v1/orders/{order_id}"
+    assert (await shop.http.get(url, headers=bearer(shop.owner_key))).status_code == 200
+    assert (await shop.http.get(url, headers=bearer(other_key))).status_code == 404
+    assert (await shop.http.post(f"{url}/cancel", headers=bearer(other_key))).status_code == 404
+    accepted = await shop.http.post(f"{url}/cancel", headers=bearer(shop.owner_key))
+    assert accepted.status_code == 202
+    uuid.UUID(accepted.json()["command_id"])
+
+
+async def test_malformed_ids_and_unknown_actions_get_clear_4xx(shop: Shop) -> None:
+    headers = bearer(shop.owner_key)
+    assert (await shop.http.get(f"{shop.base_url}/v1/orders/not-a-uuid", headers=headers)).status_code == 422
+    assert (
+        await shop.http.post(f"{shop.base_url}/v1/orders/{uuid.uuid4()}/explode", headers=headers)
+    ).status_code == 422
+    assert (await shop.http.get(f"{shop.base_url}/v1/orders/{uuid.uuid4()}", headers=headers)).status_code == 404
