@@ -1,24 +1,42 @@
-"""`sellmesh chat`: plays a WhatsApp customer through the real path and prints the replies."""
+"""`sellmesh chat`: plays a customer on WhatsApp, Messenger or Instagram through the real path."""
 
 import time
 from typing import Any
 
 import httpx
 
-from services.ingest.payloads import encode, whatsapp_text
+from services.ingest.payloads import encode, messenger_text, whatsapp_text
 from services.ingest.signature import sign
 
 
-def send_as_customer(client: httpx.Client, *, base_url: str, demo: dict[str, Any], text: str) -> None:
-    body = encode(
-        whatsapp_text(
-            phone_number_id=demo["channel_accounts"][0]["phone_number_id"], customer=demo["demo_customer"], text=text
+def demo_account(demo: dict[str, Any], channel: str) -> dict[str, str]:
+    for account in demo["channel_accounts"]:
+        if account["channel"] == channel:
+            return dict(account)
+    raise LookupError(f"the demo business has no {channel} account; run `sellmesh seed-demo` again")
+
+
+def webhook_body(account: dict[str, str], text: str) -> bytes:
+    if account["channel"] == "whatsapp":
+        body = whatsapp_text(phone_number_id=account["external_id"], customer=account["customer"], text=text)
+    else:
+        body = messenger_text(
+            page_id=account["external_id"],
+            customer=account["customer"],
+            text=text,
+            instagram=account["channel"] == "instagram",
         )
-    )
+    return encode(body)
+
+
+def send_as_customer(
+    client: httpx.Client, *, base_url: str, app_secret: str, account: dict[str, str], text: str
+) -> None:
+    body = webhook_body(account, text)
     response = client.post(
         f"{base_url}/webhooks/meta",
         content=body,
-        headers={"content-type": "application/json", "x-hub-signature-256": sign(body, demo["app_secret"])},
+        headers={"content-type": "application/json", "x-hub-signature-256": sign(body, app_secret)},
     )
     response.raise_for_status()
 

@@ -12,6 +12,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from schemas.envelope import Channel
 from sellmesh.logging import configure_logging
 from sellmesh.settings import MeshSettings
 
@@ -138,11 +139,12 @@ def seed_demo_command() -> None:
 @app.command()
 def chat(
     url: Annotated[str | None, typer.Option(help="Base URL of a running `sellmesh up`")] = None,
+    channel: Annotated[Channel, typer.Option(help="Which demo account to write to")] = Channel.WHATSAPP,
     message: Annotated[list[str] | None, typer.Option("--message", "-m", help="Send these and exit")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each reply")] = 15.0,
 ) -> None:
-    """Play the demo customer on WhatsApp: each line goes in as a signed webhook; replies come from the sandbox."""
-    from sellmesh.chat import replies, send_as_customer, wait_for_replies
+    """Play the demo customer: each line goes in as a signed webhook; replies come back from the sandbox."""
+    from sellmesh.chat import demo_account, replies, send_as_customer, wait_for_replies
 
     settings = _settings()
     demo_file = Path(settings.sellmesh_var_dir) / "demo.json"
@@ -150,28 +152,36 @@ def chat(
         typer.echo("no demo business yet: start `make run` (or `sellmesh up --demo`) first", err=True)
         raise typer.Exit(2)
     demo = json.loads(demo_file.read_text())
+    try:
+        account = demo_account(demo, channel.value)
+    except LookupError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
     base_url = url or settings.public_base_url
+    lines = list(message or [])
+    interactive = not lines
     with httpx.Client(timeout=10) as client:
-        lines = message or []
-        interactive = not lines
-        while True:
-            if interactive:
-                try:
-                    line = input("you> ").strip()
-                except EOFError:
-                    return
-            elif lines:
-                line = lines.pop(0)
-            else:
+        while interactive or lines:
+            line = _next_line(lines, interactive)
+            if line is None:
                 return
             if not line:
                 continue
-            before = len(replies(client, base_url=base_url, customer=demo["demo_customer"]))
-            send_as_customer(client, base_url=base_url, demo=demo, text=line)
+            before = len(replies(client, base_url=base_url, customer=account["customer"]))
+            send_as_customer(client, base_url=base_url, app_secret=demo["app_secret"], account=account, text=line)
             if not interactive:
                 typer.echo(f"you> {line}")
             got = wait_for_replies(
-                client, base_url=base_url, customer=demo["demo_customer"], after=before, timeout=timeout
+                client, base_url=base_url, customer=account["customer"], after=before, timeout=timeout
             )
             for reply in got or [{"text": "(no reply yet)"}]:
                 typer.echo(f"shop> {reply['text']}")
+
+
+def _next_line(lines: list[str], interactive: bool) -> str | None:
+    if not interactive:
+        return lines.pop(0)
+    try:
+        return input("you> ").strip()
+    except EOFError:
+        return None

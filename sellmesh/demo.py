@@ -1,4 +1,4 @@
-"""The demo business `make run` seeds: a coffee roaster with a small catalog and a WhatsApp number."""
+"""The demo business `make run` seeds: a coffee roaster with a small catalog on WhatsApp, Messenger and Instagram."""
 
 import json
 import secrets
@@ -11,11 +11,16 @@ from sqlalchemy import Engine
 from schemas.envelope import Channel
 from sellmesh.db import session_scope
 from services.gateway.admin import connect_channel_account, create_tenant
-from services.gateway.query import tenant_name
+from services.gateway.query import find_channel_account, tenant_name
 from services.orders.store import upsert_product
 
-DEMO_PHONE_NUMBER_ID = "100000000000001"
-DEMO_CUSTOMER = "15551234567"
+# The receiving account of each channel (WhatsApp phone_number_id, Page id, Instagram account id),
+# and the customer `sellmesh chat` plays on it (a phone number, a PSID, an IGSID).
+DEMO_ACCOUNTS = {
+    Channel.WHATSAPP: ("100000000000001", "15551234567"),
+    Channel.MESSENGER: ("200000000000002", "7000000000000001"),
+    Channel.INSTAGRAM: ("17841400000000003", "8000000000000001"),
+}
 CATALOG = (
     ("ESP-250", "Espresso beans 250g", "Dark roast, chocolate and hazelnut notes", 1250, 40),
     ("FIL-1KG", "Filter coffee 1kg", "Light roast from Ethiopia, floral and citrus", 2900, 10),
@@ -27,10 +32,17 @@ CATALOG = (
 def seed_demo(engine: Engine, *, var_dir: Path) -> dict[str, Any]:
     """Create the demo business once; later calls return what was made (kept in var/demo.json)."""
     saved = var_dir / "demo.json"
-    if saved.exists():
-        demo: dict[str, Any] = json.loads(saved.read_text())
-        if tenant_name(engine, uuid.UUID(demo["tenant_id"])) is not None:
-            return demo
+    demo: dict[str, Any] | None = json.loads(saved.read_text()) if saved.exists() else None
+    if demo is None or tenant_name(engine, uuid.UUID(demo["tenant_id"])) is None:
+        demo = _new_business(engine)
+    _connect_missing_accounts(engine, demo)
+    var_dir.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(demo, indent=2))
+    saved.chmod(0o600)  # it holds the owner key and the app secret
+    return demo
+
+
+def _new_business(engine: Engine) -> dict[str, Any]:
     tenant_id, owner_key = create_tenant(engine, name="Demo Coffee Roasters")
     with session_scope(engine) as session:
         for sku, name, description, price, stock in CATALOG:
@@ -44,26 +56,39 @@ def seed_demo(engine: Engine, *, var_dir: Path) -> dict[str, Any]:
                 currency="EUR",
                 stock=stock,
             )
-    app_secret, verify_token = secrets.token_hex(16), secrets.token_urlsafe(12)
-    account_id = connect_channel_account(
-        engine,
-        tenant_id=tenant_id,
-        channel=Channel.WHATSAPP,
-        external_id=DEMO_PHONE_NUMBER_ID,
-        app_secret=app_secret,
-        verify_token=verify_token,
-        access_token=secrets.token_urlsafe(24),
-        display_name="Demo WhatsApp",
-    )
-    demo = {
+    # One Meta app for the three channels, so one app secret and one verify token, as Meta does it.
+    return {
         "tenant_id": str(tenant_id),
         "owner_api_key": owner_key,
-        "channel_accounts": [{"id": str(account_id), "channel": "whatsapp", "phone_number_id": DEMO_PHONE_NUMBER_ID}],
-        "app_secret": app_secret,
-        "verify_token": verify_token,
-        "demo_customer": DEMO_CUSTOMER,
+        "app_secret": secrets.token_hex(16),
+        "verify_token": secrets.token_urlsafe(12),
+        "channel_accounts": [],
     }
-    var_dir.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(demo, indent=2))
-    saved.chmod(0o600)
-    return demo
+
+
+def _connect_missing_accounts(engine: Engine, demo: dict[str, Any]) -> None:
+    accounts: list[dict[str, str]] = demo.setdefault("channel_accounts", [])
+    known = {a["channel"] for a in accounts}
+    for channel, (external_id, customer) in DEMO_ACCOUNTS.items():
+        if channel.value in known:
+            continue
+        existing = find_channel_account(engine, channel=channel.value, external_id=external_id)
+        if existing is not None and str(existing.tenant_id) != demo["tenant_id"]:
+            continue  # this id belongs to an older demo business in the same database
+        account_id = (
+            existing.id
+            if existing
+            else connect_channel_account(
+                engine,
+                tenant_id=uuid.UUID(demo["tenant_id"]),
+                channel=channel,
+                external_id=external_id,
+                app_secret=demo["app_secret"],
+                verify_token=demo["verify_token"],
+                access_token=secrets.token_urlsafe(24),
+                display_name=f"Demo {channel.value}",
+            )
+        )
+        accounts.append(
+            {"id": str(account_id), "channel": channel.value, "external_id": external_id, "customer": customer}
+        )

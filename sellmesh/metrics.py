@@ -31,6 +31,11 @@ WEBHOOKS = Counter(
     ["source", "result"],
     registry=registry,
 )
+INGEST_ITEMS_KEPT = Counter(
+    "sellmesh_ingest_items_kept_total",
+    "Webhook items that could not be routed or read, kept in channel.raw.v1.dlq.",
+    registry=registry,
+)
 OUTBOX_PUBLISHED = Counter(
     "sellmesh_outbox_published_total",
     "Outbox rows relayed to the broker.",

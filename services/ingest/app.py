@@ -8,7 +8,7 @@ from services.ingest.webhook import webhook_router
 
 
 def build(ctx: MeshContext) -> ServiceParts:
-    normalizer = Normalizer(engine=ctx.engine, redis=ctx.redis)
+    normalizer = Normalizer(engine=ctx.engine, redis=ctx.redis, broker=ctx.broker)
     sender = Sender(engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url)
     ctx.subscribe(CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook)
     ctx.subscribe(CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound)

@@ -3,6 +3,7 @@
 import json
 import logging
 
+from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -11,13 +12,17 @@ from sqlmodel import Session, select
 from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import HandoffReason, RequestHandoff
-from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, HANDOFF_COMMANDS
+from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, CHANNEL_RAW, HANDOFF_COMMANDS, dlq_of
+from sellmesh.broker import envelope_headers
 from sellmesh.db import in_thread, session_scope
 from sellmesh.logging import log_context
+from sellmesh.metrics import INGEST_ITEMS_KEPT
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
+from sellmesh.subscriber import ERROR_TEXT_LIMIT, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account
-from services.ingest.normalize import ParsedMessage, ParsedStatus, parse_webhook
+from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
+from services.ingest.routing import UnroutableWebhook
 from services.ingest.store import MessageLog, OutboundSend
 
 log = logging.getLogger(__name__)
@@ -40,21 +45,49 @@ def _text_of(message: ParsedMessage) -> str:
 
 
 class Normalizer:
-    def __init__(self, *, engine: Engine, redis: Redis) -> None:
+    def __init__(self, *, engine: Engine, redis: Redis, broker: KafkaBroker) -> None:
         self.engine = engine
         self.redis = redis
+        self.broker = broker
 
     async def on_raw_webhook(self, raw: RawWebhook) -> None:
-        for item in parse_webhook(json.loads(raw.body)):
+        try:
+            items = parse_webhook(json.loads(raw.body))
+        except (ValueError, UnroutableWebhook) as exc:
+            raise PermanentError(f"raw body is not a routable Meta webhook: {exc}") from exc
+        problems: list[str] = []
+        for item in items:
+            if isinstance(item, Unparsed):
+                problems.append(f"{item.channel.value}:{item.account_external_id}: {item.reason}")
+                continue
             account = await in_thread(self._account, item.channel.value, item.account_external_id)
             if account is None:
-                log.warning("entry for unknown channel account skipped", extra={"channel": item.channel.value})
+                problems.append(f"{item.channel.value}:{item.account_external_id}: unknown channel account")
                 continue
             with log_context(tenant_id=account.tenant_id):
                 if isinstance(item, ParsedMessage):
                     await self._message(raw, account, item)
                 else:
                     await in_thread(self._status, raw, account, item)
+        if problems:
+            await self._keep(raw, problems)
+
+    async def _keep(self, raw: RawWebhook, problems: list[str]) -> None:
+        """Items nobody can route or read: counted, logged and kept in the DLQ with the whole body."""
+        INGEST_ITEMS_KEPT.inc(len(problems))
+        headers = {
+            **envelope_headers(raw),
+            "x-error-kind": "unroutable_items",
+            "x-error-message": "; ".join(problems)[:ERROR_TEXT_LIMIT],
+            "x-original-topic": CHANNEL_RAW,
+        }
+        await self.broker.publish(
+            raw.model_dump_json().encode(),
+            topic=dlq_of(CHANNEL_RAW),
+            key=raw.channel_account_id.encode(),
+            headers=headers,
+        )
+        log.warning("webhook items kept in DLQ", extra={"problems": problems[:5]})
 
     def _account(self, channel: str, external_id: str) -> ChannelAccountView | None:
         return find_channel_account(self.engine, channel=channel, external_id=external_id)

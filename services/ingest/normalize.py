@@ -47,7 +47,17 @@ class ParsedStatus:
     error_code: str | None = None
 
 
-Parsed = ParsedMessage | ParsedStatus
+@dataclass(frozen=True)
+class Unparsed:
+    """One item of a verified body that could not be read; kept (DLQ) rather than crash the batch."""
+
+    channel: Channel
+    account_external_id: str
+    reason: str
+
+
+Parsed = ParsedMessage | ParsedStatus | Unparsed
+ITEM_ERRORS = (KeyError, ValueError, TypeError, AttributeError, IndexError, OverflowError)
 
 
 def _seconds(value: Any) -> datetime:
@@ -63,14 +73,25 @@ def _clip(text: Any) -> str:
 
 
 def parse_webhook(body: Mapping[str, Any]) -> list[Parsed]:
+    """Every item of every entry; an item that cannot be read becomes `Unparsed`, the rest go on."""
     channel = channel_of(body)
     items: list[Parsed] = []
     for entry in body.get("entry") or []:
-        if channel is Channel.WHATSAPP:
+        if not isinstance(entry, Mapping):
+            items.append(Unparsed(channel, "", "entry is not an object"))
+        elif channel is Channel.WHATSAPP:
             items.extend(_whatsapp_entry(entry))
         else:
             items.extend(_messaging_entry(channel, entry))
     return items
+
+
+def _whatsapp_customer(message: Mapping[str, Any]) -> str:
+    # Since 2026 a business-scoped user id may stand in for the phone number.
+    customer = message.get("from") or message.get("user_id")
+    if not customer:
+        raise KeyError("message has neither from nor user_id")
+    return str(customer)
 
 
 def _whatsapp_entry(entry: Mapping[str, Any]) -> Iterator[Parsed]:
@@ -80,25 +101,31 @@ def _whatsapp_entry(entry: Mapping[str, Any]) -> Iterator[Parsed]:
         value = change.get("value") or {}
         account = str((value.get("metadata") or {}).get("phone_number_id", ""))
         for message in value.get("messages") or []:
-            yield ParsedMessage(
-                channel=Channel.WHATSAPP,
-                account_external_id=account,
-                customer_id=str(message["from"]),
-                message_id=str(message["id"]),
-                sent_at=_seconds(message.get("timestamp", 0)),
-                content=_whatsapp_content(message),
-            )
+            try:
+                yield ParsedMessage(
+                    channel=Channel.WHATSAPP,
+                    account_external_id=account,
+                    customer_id=_whatsapp_customer(message),
+                    message_id=str(message["id"]),
+                    sent_at=_seconds(message.get("timestamp", 0)),
+                    content=_whatsapp_content(message),
+                )
+            except ITEM_ERRORS as exc:
+                yield Unparsed(Channel.WHATSAPP, account, f"message: {type(exc).__name__}: {exc}"[:300])
         for status in value.get("statuses") or []:
-            errors = status.get("errors") or []
-            yield ParsedStatus(
-                channel=Channel.WHATSAPP,
-                account_external_id=account,
-                customer_id=str(status.get("recipient_id", "")),
-                message_id=str(status["id"]),
-                state=DeliveryState(status["status"]),
-                at=_seconds(status.get("timestamp", 0)),
-                error_code=str(errors[0].get("code")) if errors else None,
-            )
+            try:
+                errors = status.get("errors") or []
+                yield ParsedStatus(
+                    channel=Channel.WHATSAPP,
+                    account_external_id=account,
+                    customer_id=str(status.get("recipient_id", "")),
+                    message_id=str(status["id"]),
+                    state=DeliveryState(status["status"]),
+                    at=_seconds(status.get("timestamp", 0)),
+                    error_code=str(errors[0].get("code")) if errors else None,
+                )
+            except ITEM_ERRORS as exc:
+                yield Unparsed(Channel.WHATSAPP, account, f"status: {type(exc).__name__}: {exc}"[:300])
 
 
 def _whatsapp_content(message: Mapping[str, Any]) -> Content:
@@ -150,40 +177,47 @@ def _whatsapp_content(message: Mapping[str, Any]) -> Content:
 def _messaging_entry(channel: Channel, entry: Mapping[str, Any]) -> Iterator[Parsed]:
     account = str(entry.get("id", ""))
     for event in entry.get("messaging") or []:
-        sender = str((event.get("sender") or {}).get("id", ""))
-        recipient = str((event.get("recipient") or {}).get("id", ""))
-        at = _millis(event.get("timestamp", 0))
-        message = event.get("message")
-        if isinstance(message, dict):
-            echo = bool(message.get("is_echo"))
-            yield ParsedMessage(
-                channel=channel,
-                account_external_id=account,
-                # On an echo the business is the sender; the conversation is still the customer's.
-                customer_id=recipient if echo else sender,
-                message_id=str(message["mid"]),
-                sent_at=at,
-                content=_messaging_content(message),
-                is_echo=echo,
-            )
-        elif isinstance(event.get("postback"), dict):
-            postback = event["postback"]
-            mid = str(postback.get("mid") or f"postback:{sender}:{event.get('timestamp')}")
-            content: Content = ChoiceContent(
-                kind="postback", title=str(postback.get("title", "")), payload=str(postback.get("payload", ""))
-            )
-            yield ParsedMessage(channel, account, sender, mid, at, content)
-        elif isinstance(event.get("reaction"), dict):
-            reaction = event["reaction"]
-            mid = f"reaction:{reaction.get('mid')}:{reaction.get('action', 'react')}:{event.get('timestamp')}"
-            content = ReactionContent(emoji=str(reaction.get("emoji", "")), reacted_to=str(reaction.get("mid", "")))
-            yield ParsedMessage(channel, account, sender, mid, at, content)
-        elif isinstance(event.get("read"), dict):
-            mid = str(event["read"].get("mid") or f"read:{sender}:{event.get('timestamp')}")
-            yield ParsedStatus(channel, account, sender, mid, DeliveryState.READ, at)
-        elif isinstance(event.get("delivery"), dict):
-            for mid in event["delivery"].get("mids") or []:
-                yield ParsedStatus(channel, account, sender, str(mid), DeliveryState.DELIVERED, at)
+        try:
+            yield from _messaging_event(channel, account, event)
+        except ITEM_ERRORS as exc:
+            yield Unparsed(channel, account, f"event: {type(exc).__name__}: {exc}"[:300])
+
+
+def _messaging_event(channel: Channel, account: str, event: Mapping[str, Any]) -> Iterator[Parsed]:
+    sender = str((event.get("sender") or {}).get("id", ""))
+    recipient = str((event.get("recipient") or {}).get("id", ""))
+    at = _millis(event.get("timestamp", 0))
+    message = event.get("message")
+    if isinstance(message, dict):
+        echo = bool(message.get("is_echo"))
+        yield ParsedMessage(
+            channel=channel,
+            account_external_id=account,
+            # On an echo the business is the sender; the conversation is still the customer's.
+            customer_id=recipient if echo else sender,
+            message_id=str(message["mid"]),
+            sent_at=at,
+            content=_messaging_content(message),
+            is_echo=echo,
+        )
+    elif isinstance(event.get("postback"), dict):
+        postback = event["postback"]
+        mid = str(postback.get("mid") or f"postback:{sender}:{event.get('timestamp')}")
+        content: Content = ChoiceContent(
+            kind="postback", title=str(postback.get("title", "")), payload=str(postback.get("payload", ""))
+        )
+        yield ParsedMessage(channel, account, sender, mid, at, content)
+    elif isinstance(event.get("reaction"), dict):
+        reaction = event["reaction"]
+        mid = f"reaction:{reaction.get('mid')}:{reaction.get('action', 'react')}:{event.get('timestamp')}"
+        content = ReactionContent(emoji=str(reaction.get("emoji", "")), reacted_to=str(reaction.get("mid", "")))
+        yield ParsedMessage(channel, account, sender, mid, at, content)
+    elif isinstance(event.get("read"), dict):
+        mid = str(event["read"].get("mid") or f"read:{sender}:{event.get('timestamp')}")
+        yield ParsedStatus(channel, account, sender, mid, DeliveryState.READ, at)
+    elif isinstance(event.get("delivery"), dict):
+        for mid in event["delivery"].get("mids") or []:
+            yield ParsedStatus(channel, account, sender, str(mid), DeliveryState.DELIVERED, at)
 
 
 def _messaging_content(message: Mapping[str, Any]) -> Content:

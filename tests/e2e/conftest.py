@@ -38,6 +38,14 @@ class Shop:
     verify_token: str
     http: httpx.AsyncClient
 
+    @property
+    def page_id(self) -> str:
+        return page_id_of(self.phone_number_id)
+
+    @property
+    def instagram_id(self) -> str:
+        return instagram_id_of(self.phone_number_id)
+
     def body(self, customer: str, text: str, message_id: str | None = None) -> bytes:
         return encode(
             whatsapp_text(phone_number_id=self.phone_number_id, customer=customer, text=text, message_id=message_id)
@@ -104,16 +112,29 @@ def seed_shop(engine: Engine) -> tuple[uuid.UUID, str, str, str, str]:
         )
     phone_number_id = str(uuid.uuid4().int)[:15]
     secret, token = secrets.token_hex(16), secrets.token_urlsafe(8)
-    connect_channel_account(
-        engine,
-        tenant_id=tenant_id,
-        channel=Channel.WHATSAPP,
-        external_id=phone_number_id,
-        app_secret=secret,
-        verify_token=token,
-        access_token="tok",
-    )
+    for channel, external_id in (
+        (Channel.WHATSAPP, phone_number_id),
+        (Channel.MESSENGER, page_id_of(phone_number_id)),
+        (Channel.INSTAGRAM, instagram_id_of(phone_number_id)),
+    ):
+        connect_channel_account(
+            engine,
+            tenant_id=tenant_id,
+            channel=channel,
+            external_id=external_id,
+            app_secret=secret,
+            verify_token=token,
+            access_token="tok",
+        )
     return tenant_id, key, phone_number_id, secret, token
+
+
+def page_id_of(phone_number_id: str) -> str:
+    return f"9{phone_number_id}"
+
+
+def instagram_id_of(phone_number_id: str) -> str:
+    return f"8{phone_number_id}"
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package", params=["sqlite", "postgresql"])

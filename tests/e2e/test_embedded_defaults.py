@@ -104,3 +104,18 @@ def test_chat_gets_replies_through_the_real_path_within_seconds(
     assert any("/sandbox/stripe/pay/" in line for line in shop_lines)
     assert "(no reply yet)" not in result.stdout
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("channel", ["messenger", "instagram"])
+def test_chat_works_on_messenger_and_instagram_too(
+    embedded_mesh: tuple[str, dict[str, str], dict[str, str]], channel: str
+) -> None:
+    base_url, env, _ = embedded_mesh
+    result = subprocess.run(
+        [SELLMESH, "chat", "--url", base_url, "--channel", channel, "-m", "hello", "-m", "how much is the mug?"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    shop_lines = [line for line in result.stdout.splitlines() if line.startswith("shop> ")]
+    assert "Welcome to Demo Coffee Roasters" in shop_lines[0]
+    assert "9.00 EUR" in shop_lines[-1]
