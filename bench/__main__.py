@@ -1,45 +1,98 @@
-"""`make bench`: runs every benchmark, prints one table, writes it as JSON under var/bench/."""
+"""`make bench`: runs every benchmark, prints one table per bench, writes them as JSON under var/bench/.
+
+Each bench measures a baseline in the same run on the same machine (a bare endpoint, a bare model
+call, plain inserts), so the ratio survives a noisy or slower machine; absolute numbers do not.
+"""
 
 import asyncio
 import json
 import os
 import shutil
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench.ingest_bench import ingest_webhooks
-from bench.load import table
+from bench.load import Result, table
 from sellmesh.localbroker import LocalBroker
 from sellmesh.localredis import LocalRedis
 
 OUT = Path("var/bench")
+Bench = Callable[[dict[str, str], Path], Awaitable[list[Result] | list[dict[str, Any]]]]
+
+
+def _benches() -> dict[str, Bench]:
+    from bench.agent_bench import agent_overhead
+    from bench.ingest_bench import ingest_webhooks
+
+    requests = int(os.environ.get("BENCH_REQUESTS", "2000"))
+    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "16"))
+    benches: dict[str, Bench] = {
+        "ingest: signed webhooks accepted": lambda env, wd: ingest_webhooks(
+            infra_env=env, work_dir=wd, requests=requests, concurrency=concurrency
+        ),
+        "agent: cost per message": lambda env, wd: agent_overhead(infra_env=env, work_dir=wd, messages=requests // 4),
+    }
+    optional = {
+        "orders: commands through broker and PostgreSQL": (
+            "bench.orders_bench",
+            "orders_commands",
+            {"commands": requests // 4},
+        ),
+        "payments: Stripe webhooks reconciled": (
+            "bench.payments_bench",
+            "payments_webhooks",
+            {"events": requests // 4},
+        ),
+        "ingest: sender against a fake Graph API": ("bench.sender_bench", "sender_sends", {"messages": requests // 2}),
+    }
+    for title, (module_name, function_name, kwargs) in optional.items():
+        try:
+            module = __import__(module_name, fromlist=[function_name])
+        except ImportError:
+            continue
+        function = getattr(module, function_name)
+        benches[title] = lambda env, wd, f=function, kw=kwargs: f(infra_env=env, work_dir=wd, **kw)
+    return benches
+
+
+def _rows(results: list[Result] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [r.row() if isinstance(r, Result) else dict(r) for r in results]
+    baseline = float(rows[0].get("per_second") or 0)
+    for row in rows:
+        row["vs_baseline"] = round(float(row.get("per_second") or 0) / baseline, 3) if baseline else ""
+    return rows
 
 
 def main() -> int:
-    requests = int(os.environ.get("BENCH_REQUESTS", "2000"))
-    concurrency = int(os.environ.get("BENCH_CONCURRENCY", "16"))
     work_dir = OUT / "work"
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
+    report: dict[str, Any] = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count(), "benches": {}}
+    failed = False
     with LocalBroker(log_path=work_dir / "broker.log") as broker, LocalRedis() as redis:
-        infra_env = {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "KAFKA_ENABLE_IDEMPOTENCE": "false",
             "REDIS_URL": redis.url,
             "SELLMESH_VAR_DIR": str(work_dir),
         }
-        results = asyncio.run(ingest_webhooks(infra_env=infra_env, work_dir=work_dir, requests=requests, concurrency=concurrency))
-    rows = [r.row() for r in results]
-    baseline = results[0].per_second
-    for row, result in zip(rows, results, strict=True):
-        row["vs_baseline"] = round(result.per_second / baseline, 3) if baseline else 0.0
-    print(f"ingest: {requests} signed webhooks at concurrency {concurrency}, 2 cores, client in the same machine")
-    print(table(rows))
+        for title, bench in _benches().items():
+            try:
+                rows = _rows(asyncio.run(bench(env, work_dir)))
+            except Exception as exc:
+                failed = True
+                print(f"\n{title}: FAILED ({type(exc).__name__}: {exc})", file=sys.stderr)
+                continue
+            report["benches"][title] = rows
+            print(f"\n{title}")
+            print(table(rows))
+            failed |= any(int(row.get("errors", 0) or 0) for row in rows)
     OUT.mkdir(parents=True, exist_ok=True)
-    report = {"at": datetime.now(UTC).isoformat(), "requests": requests, "concurrency": concurrency, "ingest": rows}
     (OUT / "results.json").write_text(json.dumps(report, indent=2))
-    return 0 if all(r.errors == 0 for r in results) else 1
+    print(f"\nwritten to {OUT / 'results.json'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -63,14 +63,25 @@ async def post_all(name: str, url: str, bodies: list[tuple[bytes, str]], *, conc
         return await run_load(name, [call(b, s) for b, s in bodies[50:]], concurrency=concurrency)
 
 
-async def ingest_webhooks(*, infra_env: dict[str, str], work_dir: Path, requests: int, concurrency: int) -> list[Result]:
+async def ingest_webhooks(
+    *, infra_env: dict[str, str], work_dir: Path, requests: int, concurrency: int
+) -> list[Result]:
     database_url = f"sqlite:///{work_dir / 'ingest.db'}"
     phone_number_id = seed(database_url)
     bodies = signed_bodies(phone_number_id, requests + 50)
     bare_port, mesh_port = free_port(), free_port()
-    with server([sys.executable, "-m", "bench.bare_server", str(bare_port)], port=bare_port, env={}, log=work_dir / "bare.log") as bare:
-        baseline = await post_all("bare endpoint (same stack)", f"{bare}/webhooks/meta", bodies, concurrency=concurrency)
-    env = {**infra_env, "DATABASE_URL": database_url, "SELLMESH_HTTP_PORT": str(mesh_port), "SELLMESH_LOG_LEVEL": "WARNING"}
+    with server(
+        [sys.executable, "-m", "bench.bare_server", str(bare_port)], port=bare_port, env={}, log=work_dir / "bare.log"
+    ) as bare:
+        baseline = await post_all(
+            "bare endpoint (same stack)", f"{bare}/webhooks/meta", bodies, concurrency=concurrency
+        )
+    env = {
+        **infra_env,
+        "DATABASE_URL": database_url,
+        "SELLMESH_HTTP_PORT": str(mesh_port),
+        "SELLMESH_LOG_LEVEL": "WARNING",
+    }
     with server([SELLMESH, "run", "ingest"], port=mesh_port, env=env, log=work_dir / "ingest.log") as mesh:
         ours = await post_all("sellmesh /webhooks/meta", f"{mesh}/webhooks/meta", bodies, concurrency=concurrency)
     return [baseline, ours]

@@ -3,7 +3,7 @@
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
 from schemas.envelope import Channel, Envelope, ExternalId, Frozen, MessageText, ShortText
 
@@ -113,8 +113,40 @@ class Author(StrEnum):
     SYSTEM = "system"
 
 
+class QuickReply(Frozen):
+    """A button the customer can tap instead of typing; its payload comes back as a ChoiceContent."""
+
+    title: Annotated[str, StringConstraints(min_length=1, max_length=20)]
+    payload: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+TemplateParameter = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class WhatsAppTemplate(Frozen):
+    """An approved WhatsApp template: the only message WhatsApp delivers outside the 24-hour window."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=16)]  # e.g. "en_US"
+    body_parameters: Annotated[tuple[TemplateParameter, ...], Field(max_length=100)] = ()
+
+
+# Messenger and Instagram take up to 13 quick replies; WhatsApp reply buttons are at most 3, with
+# an id of at most 256 characters and a body of at most 1024 (Meta's interactive-message limits).
+MAX_QUICK_REPLIES = 13
+MAX_WHATSAPP_BUTTONS = 3
+MAX_WHATSAPP_BUTTON_ID = 256
+MAX_WHATSAPP_BUTTON_BODY = 1024
+
+
 class OutboundMessage(Envelope):
-    """A message to send to a customer (channel.outbound.v1); the sender enforces conversation mode."""
+    """A message to send to a customer (channel.outbound.v1); the sender enforces conversation mode.
+
+    `text` is always the readable message. With `image_url`, WhatsApp sends the image with
+    `text` as its caption; Messenger and Instagram send the image, then `text` as a second
+    message. With `template` (WhatsApp only), the template is sent and `text` is only what
+    the message log keeps.
+    """
 
     type: Literal["outbound_message"] = "outbound_message"
     conversation_id: ExternalId
@@ -123,6 +155,27 @@ class OutboundMessage(Envelope):
     customer_id: ExternalId
     author: Author
     text: MessageText
+    quick_replies: Annotated[tuple[QuickReply, ...], Field(max_length=MAX_QUICK_REPLIES)] = ()
+    image_url: Url | None = None
+    template: WhatsAppTemplate | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_channel(self) -> "OutboundMessage":
+        if self.quick_replies and not self.text:
+            raise ValueError("quick replies need a non-empty text")
+        if self.template is not None:
+            if self.channel is not Channel.WHATSAPP:
+                raise ValueError("templates exist only on WhatsApp")
+            if self.quick_replies or self.image_url:
+                raise ValueError("a template message carries neither quick replies nor an image")
+        if self.channel is Channel.WHATSAPP and self.quick_replies:
+            if len(self.quick_replies) > MAX_WHATSAPP_BUTTONS:
+                raise ValueError(f"WhatsApp takes at most {MAX_WHATSAPP_BUTTONS} reply buttons")
+            if any(len(reply.payload) > MAX_WHATSAPP_BUTTON_ID for reply in self.quick_replies):
+                raise ValueError(f"a WhatsApp button payload is at most {MAX_WHATSAPP_BUTTON_ID} characters")
+            if len(self.text) > MAX_WHATSAPP_BUTTON_BODY:
+                raise ValueError(f"a WhatsApp message with buttons has at most {MAX_WHATSAPP_BUTTON_BODY} characters")
+        return self
 
 
 class DeliveryState(StrEnum):

@@ -4,11 +4,22 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, model_validator
 
-from schemas.envelope import Actor, Envelope, ExternalId, Frozen, Money, ShortText, Sku
+from schemas.envelope import Actor, Channel, Envelope, ExternalId, Frozen, Money, ShortText, Sku
 
 Quantity = Annotated[int, Field(ge=1, le=1000)]
+ProductName = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Description = Annotated[str, StringConstraints(max_length=4000)]
+# Attributes are shown to customers and searched; bound them like every other free text.
+Attributes = Annotated[
+    dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ],
+    Field(max_length=32),
+]
+Stock = Annotated[int, Field(ge=0, le=1_000_000_000)]
 
 
 class OrderCommandBase(Envelope):
@@ -19,9 +30,18 @@ class OrderCommandBase(Envelope):
     expected_version: Annotated[int, Field(ge=0)] | None = None
 
 
+class ChannelAddress(Frozen):
+    """Where the customer of an order's conversation is reached, so orders can ask for a person about it."""
+
+    channel: Channel
+    channel_account_id: ExternalId
+    customer_id: ExternalId
+
+
 class CreateDraft(OrderCommandBase):
     type: Literal["create_draft"] = "create_draft"
     conversation_id: ExternalId | None = None
+    channel_address: ChannelAddress | None = None
 
 
 class AddItem(OrderCommandBase):
@@ -70,6 +90,30 @@ class RefundOrder(OrderCommandBase):
     reason: ShortText = ""
 
 
+class ProductFields(Frozen):
+    """A catalog product as owners and staff set it. `stock` is the units left to sell; None is unlimited."""
+
+    name: ProductName
+    description: Description = ""
+    attributes: Attributes = Field(default_factory=dict)
+    price: Money
+    stock: Stock | None
+    active: bool = True
+
+
+class CatalogCommandBase(Envelope):
+    """A proposed change to one product of the tenant's catalog; the Kafka key is the SKU."""
+
+    sku: Sku
+    actor: Actor
+
+
+class UpsertProduct(ProductFields, CatalogCommandBase):
+    """Create the tenant's product `sku`, or replace every field of it."""
+
+    type: Literal["upsert_product"] = "upsert_product"
+
+
 OrderCommand = Annotated[
     CreateDraft
     | AddItem
@@ -79,7 +123,8 @@ OrderCommand = Annotated[
     | CancelOrder
     | FulfilOrder
     | CloseOrder
-    | RefundOrder,
+    | RefundOrder
+    | UpsertProduct,
     Field(discriminator="type"),
 ]
 
@@ -153,14 +198,42 @@ class RejectionReason(StrEnum):
     ITEM_NOT_IN_ORDER = "item_not_in_order"
 
 
-class CommandRejected(OrderEventBase):
-    """A command was refused; `reason` is machine-readable so the agent can tell the truth."""
+class CommandRejected(Envelope):
+    """A command was refused; `reason` is machine-readable so the agent can tell the truth.
+
+    It names the order of an order command or payment fact, or the `product_sku` of a catalog
+    command: exactly one of the two. A rejected `mark_paid` means money arrived for an order that
+    will not take it: payments must refund it.
+    """
 
     type: Literal["command_rejected"] = "command_rejected"
+    order_id: UUID | None = None
+    product_sku: Sku | None = None
+    command_id: UUID | None = None
     command_type: ShortText
     actor: Actor
     reason: RejectionReason
     detail: ShortText = ""
 
+    @model_validator(mode="after")
+    def _names_an_order_or_a_product(self) -> "CommandRejected":
+        if (self.order_id is None) == (self.product_sku is None):
+            raise ValueError("a rejection names either an order_id or a product_sku")
+        return self
 
-OrderEvent = Annotated[OrderChanged | CommandRejected, Field(discriminator="type")]
+
+class ProductSnapshot(ProductFields):
+    sku: Sku
+
+
+class CatalogChanged(Envelope):
+    """A catalog command was accepted; `product` is the catalog entry after it."""
+
+    type: Literal["catalog_changed"] = "catalog_changed"
+    command_id: UUID
+    change: Literal["product_created", "product_updated"]
+    actor: Actor
+    product: ProductSnapshot
+
+
+OrderEvent = Annotated[OrderChanged | CommandRejected | CatalogChanged, Field(discriminator="type")]

@@ -56,7 +56,24 @@ class PaymentDisputed(PaymentEventBase):
     reason: ShortText = ""
 
 
+class PaymentMismatch(PaymentEventBase):
+    """Stripe collected money for the order's session, but not the amount or currency the order asked for.
+
+    The order is not marked paid; a person has to look at it.
+    """
+
+    type: Literal["mismatch"] = "mismatch"
+    expected: Money
+    received: Money
+
+
 PaymentEvent = Annotated[
-    PaymentLinkCreated | PaymentSucceeded | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed,
+    PaymentLinkCreated
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentExpired
+    | PaymentRefunded
+    | PaymentDisputed
+    | PaymentMismatch,
     Field(discriminator="type"),
 ]

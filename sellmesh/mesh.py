@@ -20,7 +20,7 @@ from sellmesh.redis import make_redis
 from sellmesh.sandbox.graph import GraphSandbox
 from sellmesh.sandbox.stripe import StripeSandbox
 from sellmesh.service import MeshContext, ServiceParts
-from sellmesh.settings import MeshSettings
+from sellmesh.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, MeshSettings
 from sellmesh.subscriber import RedisDedup, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,20 @@ def build_http_app(ctx: MeshContext, parts: Sequence[ServiceParts], *, sandboxes
         if ctx.settings.meta_graph_base_url is None:
             app.include_router(GraphSandbox(ctx.redis).router())
         if ctx.settings.stripe_api_base is None:
-            app.include_router(StripeSandbox(ctx.redis, base_url=ctx.settings.public_base_url).router())
+            app.include_router(stripe_sandbox(ctx).router())
     return app
+
+
+def stripe_sandbox(ctx: MeshContext) -> StripeSandbox:
+    """The sandbox signs its webhooks with the secret this mesh verifies them with (the sandbox's own by default)."""
+    settings = ctx.settings
+    return StripeSandbox(
+        ctx.redis,
+        base_url=settings.public_base_url,
+        webhook_url=settings.sandbox_stripe_webhook_url,
+        webhook_secret=settings.stripe_webhook_signing_secret or SANDBOX_STRIPE_WEBHOOK_SECRET,
+        http=ctx.http,
+    )
 
 
 class Mesh:

@@ -6,6 +6,9 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_MODEL = "sellmesh-offline/sales-demo"
+# The built-in Stripe sandbox's key and webhook signing secret: public by design, refused for real Stripe.
+SANDBOX_STRIPE_SECRET_KEY = "sk_test_sandbox"
+SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sellmesh_sandbox_not_a_secret"
 
 
 class MeshSettings(BaseSettings):
@@ -21,12 +24,21 @@ class MeshSettings(BaseSettings):
     llm_model: str = OFFLINE_MODEL
     llm_fallback_models: str = ""
     llm_timeout_seconds: float = 30.0
+    # How long a conversation must be quiet before the agent answers its burst of fragments.
+    agent_quiet_seconds: float = 1.2
     meta_graph_base_url: str | None = None
     meta_app_secret: SecretStr | None = None
     meta_max_body_bytes: int = 1_048_576
     stripe_api_base: str | None = None
-    stripe_secret_key: SecretStr = SecretStr("sk_test_sandbox")
+    stripe_secret_key: SecretStr = SecretStr(SANDBOX_STRIPE_SECRET_KEY)
     stripe_webhook_secret: SecretStr | None = None
+    stripe_webhook_max_body_bytes: int = 524_288
+    # Whether the sandbox posts signed webhooks (to STRIPE_SANDBOX_WEBHOOK_URL, default this process's edge).
+    stripe_sandbox_send_webhooks: bool = True
+    stripe_sandbox_webhook_url: str | None = None
+    payments_sweep_interval_seconds: float = 30.0
+    payments_sweep_overlap_seconds: int = 300
+    payments_sweep_lookback_seconds: int = 24 * 3600
     sellmesh_http_host: str = "127.0.0.1"
     sellmesh_http_port: int = 8000
     sellmesh_var_dir: Path = Path("var")
@@ -34,6 +46,9 @@ class MeshSettings(BaseSettings):
     sellmesh_handler_attempts: int = 4
     sellmesh_retry_base_seconds: float = 0.2
     sellmesh_dedup_ttl_seconds: int = 8 * 24 * 3600
+    # Per channel account (Page, Instagram account, WhatsApp number), shared by every sender replica.
+    sellmesh_send_rate_per_second: float = 20.0
+    sellmesh_send_burst: int = 40
 
     @property
     def public_base_url(self) -> str:
@@ -47,6 +62,21 @@ class MeshSettings(BaseSettings):
     @property
     def stripe_base_url(self) -> str:
         return self.stripe_api_base or f"{self.public_base_url}/sandbox/stripe"
+
+    @property
+    def stripe_webhook_signing_secret(self) -> str | None:
+        """STRIPE_WEBHOOK_SECRET; unset, the sandbox's fixed secret, but only while the key is the sandbox's."""
+        if self.stripe_webhook_secret is not None:
+            return self.stripe_webhook_secret.get_secret_value()
+        if self.stripe_secret_key.get_secret_value() == SANDBOX_STRIPE_SECRET_KEY:
+            return SANDBOX_STRIPE_WEBHOOK_SECRET
+        return None
+
+    @property
+    def sandbox_stripe_webhook_url(self) -> str | None:
+        if not self.stripe_sandbox_send_webhooks:
+            return None
+        return self.stripe_sandbox_webhook_url or f"{self.public_base_url}/webhooks/stripe"
 
     @property
     def sqlite_path(self) -> Path:

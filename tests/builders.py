@@ -1,13 +1,20 @@
 """Tiny builders for wire messages with random ids, so tests on shared infrastructure never collide."""
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
-from schemas.envelope import Actor, ActorKind, Channel
+from schemas.envelope import Actor, ActorKind, Channel, Money
 from schemas.handoff import HandoffReason, RequestHandoff, ResolveHandoff
+from schemas.orders import ChannelAddress, OrderCommandBase, UpsertProduct
+from schemas.payments import PaymentEventBase
+from sellmesh.outbox import OutboxRow
+from services.orders.tables import AuditRow
 
 
 def random_tenant_id() -> uuid.UUID:
@@ -45,6 +52,46 @@ def handoff_request(tenant_id: uuid.UUID, conversation_id: str, **overrides: Any
     )
 
 
+ADDRESS = ChannelAddress(channel=Channel.WHATSAPP, channel_account_id="acc-1", customer_id="15550001")
+
+
+def order_command(
+    cls: type[Any], tenant_id: uuid.UUID, order_id: uuid.UUID, *, actor: ActorKind = ActorKind.AI, **fields: Any
+) -> Any:
+    """An order command of type `cls` (an OrderCommandBase) from `actor`, with fresh ids."""
+    command = cls(**envelope(tenant_id), order_id=order_id, actor=Actor(kind=actor, id=actor.value), **fields)
+    assert isinstance(command, OrderCommandBase)
+    return command
+
+
+def upsert_product(
+    tenant_id: uuid.UUID,
+    sku: str,
+    *,
+    actor: ActorKind = ActorKind.OWNER,
+    price_minor: int = 1000,
+    currency: str = "EUR",
+    stock: int | None = 10,
+    **fields: Any,
+) -> UpsertProduct:
+    return UpsertProduct(
+        **envelope(tenant_id),
+        sku=sku,
+        actor=Actor(kind=actor, id=actor.value),
+        name=fields.pop("name", f"Product {sku}"),
+        price=Money(amount_minor=price_minor, currency=currency),
+        stock=stock,
+        **fields,
+    )
+
+
+def payment_fact(cls: type[Any], tenant_id: uuid.UUID, order_id: uuid.UUID, **fields: Any) -> Any:
+    """A payments.events.v1 message of type `cls` for the order, as payments would publish it."""
+    event = cls(**envelope(tenant_id, producer="payments"), order_id=order_id, checkout_session_id="cs_test", **fields)
+    assert isinstance(event, PaymentEventBase)
+    return event
+
+
 async def read_topic(bootstrap: str, topic: str, *, timeout_ms: int = 2000) -> list[Any]:
     """Every record on `topic` from the beginning (no consumer group, nothing committed)."""
     consumer = AIOKafkaConsumer(
@@ -61,3 +108,17 @@ async def read_topic(bootstrap: str, topic: str, *, timeout_ms: int = 2000) -> l
                 records.extend(part)
     finally:
         await consumer.stop()
+
+
+def queued(engine: Engine, cause_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
+    """(topic, payload) of every outbox row a handler queued in answer to message `cause_id`."""
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxRow).where(col(OutboxRow.payload).contains(str(cause_id))))
+        payloads = [(row.topic, json.loads(row.payload)) for row in rows]
+    return [(topic, payload) for topic, payload in payloads if payload.get("causation_id") == str(cause_id)]
+
+
+def audited(engine: Engine, message_id: uuid.UUID) -> list[AuditRow]:
+    """The audit rows written for the command or payment fact `message_id`."""
+    with Session(engine) as session:
+        return list(session.exec(select(AuditRow).where(col(AuditRow.message_id) == message_id)))

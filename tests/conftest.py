@@ -1,6 +1,10 @@
 """Shared fixtures: the real local broker, this machine's Redis and PostgreSQL, and SQLite."""
 
 import os
+
+# Before anything imports litellm: without it, importing litellm reaches for the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator

@@ -1,21 +1,26 @@
-"""A stateful fake of Stripe's Checkout Sessions API, kept in Redis, that the real stripe-python SDK can drive."""
+"""A stateful fake of Stripe's Checkout Sessions API, kept in Redis, that the real stripe-python SDK can drive.
 
-import hashlib
-import html
+Sessions, their charges and an event log (`GET /v1/events`) live in Redis under one prefix, so every
+process sharing that Redis sees the same sandbox. Each change is recorded as an event and, when a
+webhook URL is set, posted there signed as Stripe signs. Objects created with a `Stripe-Account`
+header live in that Connect account and are invisible without it.
+"""
+
 import json
-import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
+import httpx
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
 
+from sellmesh.sandbox import stripe_objects as objects
+from sellmesh.sandbox.stripe_events import EventLog
 from sellmesh.sandbox.stripe_form import (
     FormError,
     FormValue,
@@ -27,31 +32,25 @@ from sellmesh.sandbox.stripe_form import (
     parse_form,
     reject_unknown,
 )
+from sellmesh.sandbox.stripe_objects import Emitted, Record, StripeApiError
+from sellmesh.sandbox.stripe_state import SandboxStore
+from sellmesh.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 
 PREFIX: Final = "sandbox:stripe:"
-IDEMPOTENCY_TTL_SECONDS: Final = 24 * 3600  # Stripe prunes keys after 24 h
-CLAIM_TTL_SECONDS: Final = 60
-SESSION_TTL_SECONDS: Final = 30 * 24 * 3600
 MIN_EXPIRY_SECONDS: Final = 30 * 60
 MAX_EXPIRY_SECONDS: Final = 24 * 3600
 CREATE_PARAMS: Final = (
     "mode", "line_items", "client_reference_id", "metadata", "payment_intent_data", "success_url", "cancel_url",
     "expires_at", "customer_email",
 )  # fmt: skip
-ZERO_DECIMAL: Final = frozenset({"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd"})
-
-Record: TypeAlias = dict[str, Any]
-
-
-class StripeApiError(Exception):
-    def __init__(self, status: int, message: str, *, kind: str = "invalid_request_error", code: str | None = None,
-                 param: str | None = None) -> None:  # fmt: skip
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": {"type": kind, "message": message, "code": code, "param": param}}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse(self.body, status_code=self.status)
+HOOKS: Final[dict[str, Callable[[Record, int], Emitted]]] = {
+    "pay": objects.pay,
+    "pay_delayed": lambda record, now: objects.pay(record, now, delayed=True),
+    "delayed_succeeded": lambda record, now: objects.settle_delayed(record, now, succeeded=True),
+    "delayed_failed": lambda record, now: objects.settle_delayed(record, now, succeeded=False),
+    "refund": objects.refund,
+    "dispute": objects.dispute,
+}
 
 
 class _StripeRoute(APIRoute):
@@ -71,11 +70,12 @@ class _StripeRoute(APIRoute):
         return route
 
 
-def _api_key(request: Request) -> str:
+def _caller(request: Request) -> tuple[str, str | None]:
+    """The API key (checked) and the Connect account the request acts for."""
     scheme, _, key = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not key.startswith("sk_"):
         raise StripeApiError(401, "Invalid or missing API key; send Authorization: Bearer sk_...")
-    return key
+    return key, request.headers.get("stripe-account") or None
 
 
 async def _form(request: Request) -> dict[str, FormValue]:
@@ -86,67 +86,41 @@ async def _form(request: Request) -> dict[str, FormValue]:
     return parse_form(parse_qsl(text, keep_blank_values=True, max_num_fields=5000))
 
 
-def _line(value: FormValue, param: str) -> Record:
-    item = as_dict(value, param)
-    reject_unknown(item, ("price_data", "quantity"), prefix=param)
-    price = as_dict(item.get("price_data"), f"{param}[price_data]")
-    reject_unknown(price, ("currency", "unit_amount", "product_data", "tax_behavior"), prefix=f"{param}[price_data]")
-    name = as_str(as_dict(price.get("product_data"), param).get("name"), f"{param}[price_data][product_data][name]")
-    currency = as_str(price.get("currency"), f"{param}[price_data][currency]") or ""
-    amount = as_uint(price.get("unit_amount"), f"{param}[price_data][unit_amount]")
-    quantity = as_uint(item.get("quantity"), f"{param}[quantity]")
-    # No Price objects live in the sandbox, so complete inline price_data is the only way in.
-    if not name or not re.fullmatch(r"[a-z]{3}", currency) or amount is None or not quantity:
-        raise FormError("A line item needs price_data (currency, unit_amount, product name) and quantity", param=param)
-    return {"description": name, "currency": currency, "unit_amount": amount, "quantity": quantity}
-
-
-def _missing(session_id: str) -> StripeApiError:
-    return StripeApiError(404, f"No such checkout.session: '{session_id}'", code="resource_missing")
-
-
-def _expire(session: Record) -> None:
-    if session["status"] != "open":
-        raise StripeApiError(400, "Only Checkout Sessions with a status of `open` can be expired.")
-    session.update(status="expired", url=None)
-
-
-def _pay(session: Record) -> None:
-    if session["status"] == "expired":
-        raise StripeApiError(400, "This Checkout Session has expired and can no longer be paid.")
-    if session["status"] == "open":  # paying twice is a no-op, like a customer reloading the success page
-        intent = f"pi_test_{secrets.token_hex(12)}"
-        session.update(status="complete", payment_status="paid", url=None, payment_intent=intent)
-
-
-def _page(record: Record) -> str:
-    session = record["session"]
-    digits = 0 if session["currency"] in ZERO_DECIMAL else 2
-    amount = f"{session['amount_total'] / 10**digits:.{digits}f} {session['currency'].upper()}"
-    rows = "".join(f"<li>{line['quantity']} x {html.escape(line['description'])}</li>" for line in record["lines"])
-    form = f'<form method="post" action="/sandbox/stripe/_test/sessions/{html.escape(session["id"])}/pay">'
-    button = f"{form}<button>Pay (sandbox)</button></form>" if session["status"] == "open" else ""
-    status = html.escape(f"{session['status']} / {session['payment_status']}")
-    return f"<!doctype html><title>Sandbox checkout</title><h1>Pay {amount}</h1><ul>{rows}</ul><p>{status}</p>{button}"
+def _query(request: Request, allowed: tuple[str, ...] = ()) -> dict[str, FormValue]:
+    params = parse_form(request.query_params.multi_items())
+    reject_unknown(params, allowed)
+    return params
 
 
 class StripeSandbox:
-    """Checkout Sessions: create (idempotent), retrieve, expire; plus a page and an unauthenticated test hook that pay.
+    """Checkout Sessions: create (idempotent), retrieve, list by PaymentIntent, expire; Charges; Events; a pay
+    page; and unauthenticated test hooks standing for the customer and the bank (`/_test/sessions/{id}/{hook}`
+    with hook = pay, pay_delayed, delayed_succeeded, delayed_failed, refund, dispute)."""
 
-    The hook needs no key because it stands for the customer on Stripe's hosted page, not for our server.
-    """
-
-    def __init__(self, redis: Redis, *, base_url: str, clock: Callable[[], float] = time.time) -> None:
-        self.redis = redis
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        base_url: str,
+        clock: Callable[[], float] = time.time,
+        prefix: str = PREFIX,
+        webhook_url: str | None = None,
+        webhook_secret: str = SANDBOX_STRIPE_WEBHOOK_SECRET,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.clock = clock
+        self.events = EventLog(
+            redis, prefix=prefix, webhook_url=webhook_url, webhook_secret=webhook_secret, http=http, clock=clock
+        )
+        self.store = SandboxStore(redis, prefix=prefix, events=self.events, clock=clock)
 
-    def _create(self, params: dict[str, FormValue]) -> Record:
+    def _create(self, params: dict[str, FormValue], account: str | None) -> Record:
         reject_unknown(params, CREATE_PARAMS)
         if params.get("mode") != "payment":
             raise FormError("The sandbox supports only mode=payment", param="mode")
         items = as_list(params.get("line_items"), "line_items")
-        lines = [_line(item, f"line_items[{i}]") for i, item in enumerate(items)]
+        lines = [objects.line_item(item, f"line_items[{i}]") for i, item in enumerate(items)]
         if not 1 <= len(lines) <= 100 or len({line["currency"] for line in lines}) != 1:
             raise FormError("Payment mode needs 1 to 100 line_items in one currency", param="line_items")
         now = int(self.clock())
@@ -171,106 +145,104 @@ class StripeSandbox:
         }  # fmt: skip
         # Kept beside the session for the PaymentIntent the reconciler will later see.
         intent_metadata = as_metadata(intent.get("metadata"), "payment_intent_data[metadata]")
-        return {"session": session, "lines": lines, "intent_metadata": intent_metadata}
+        return {"session": session, "lines": lines, "intent_metadata": intent_metadata, "account": account}
 
-    async def _get(self, session_id: str) -> Record:
-        raw = await self.redis.get(f"{PREFIX}session:{session_id}")
-        if raw is None:
-            raise _missing(session_id)
-        record: Record = json.loads(raw)
-        if record["session"]["status"] == "open" and self.clock() >= record["session"]["expires_at"]:
-            return await self._change(session_id, lambda _: None)  # _change writes the lapse down
-        return record
-
-    async def _change(self, session_id: str, change: Callable[[Record], None]) -> Record:
-        """Read-modify-write under WATCH, so processes sharing one Redis never lose an update."""
-        key = f"{PREFIX}session:{session_id}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    await pipe.watch(key)
-                    raw = await pipe.get(key)  # executes at once while watching
-                    if raw is None:
-                        raise _missing(session_id)
-                    record: Record = json.loads(raw)
-                    session = record["session"]
-                    if session["status"] == "open" and self.clock() >= session["expires_at"]:
-                        session.update(status="expired", url=None)
-                    change(session)
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.set(key, json.dumps(record), keepttl=True)
-                    await pipe.execute()
-                    return record
-                except WatchError:
-                    continue
-
-    async def _idempotent(self, request: Request, params: Record, run: Callable[[], Awaitable[Record]]) -> Response:
-        """Stripe's rule: a key replays the first successful response; reusing it with other params is an error."""
-        key = request.headers.get("idempotency-key")
-        if key is None:
-            return JSONResponse(await run())
-        account = hashlib.sha256(_api_key(request).encode()).hexdigest()[:16]  # keys are per account; store no secret
-        slot = f"{PREFIX}idempotency:{account}:{hashlib.sha256(key.encode()).hexdigest()}"
-        fingerprint = hashlib.sha256(json.dumps([request.url.path, params], sort_keys=True).encode()).hexdigest()
-        claim = json.dumps({"fingerprint": fingerprint, "body": None})
-        if not await self.redis.set(slot, claim, nx=True, ex=CLAIM_TTL_SECONDS):
-            stored = json.loads(await self.redis.get(slot) or claim)
-            if stored["fingerprint"] != fingerprint:
-                message = "Keys for idempotent requests can only be used with the same parameters they were first used"
-                raise StripeApiError(400, message, kind="idempotency_error")
-            if stored["body"] is None:
-                raise StripeApiError(409, "A request with this idempotency key is running", kind="idempotency_error")
-            return JSONResponse(stored["body"], headers={"Idempotent-Replayed": "true"})
-        try:
-            body = await run()
-        except BaseException:
-            await self.redis.delete(slot)  # as at Stripe, a request that failed validation stores nothing
-            raise
-        await self.redis.set(slot, json.dumps({"fingerprint": fingerprint, "body": body}), ex=IDEMPOTENCY_TTL_SECONDS)
-        return JSONResponse(body)
+    async def _hook(self, session_id: str, hook: str) -> Record:
+        """A test hook acts as the customer or the bank, whichever account the session lives in."""
+        raw = await self.store.redis.get(self.store.key("session", session_id))
+        if raw is None or hook not in HOOKS:
+            raise objects.missing("checkout.session" if raw is None else "test hook", session_id if raw else hook)
+        return await self.store.change(session_id, HOOKS[hook], account=json.loads(raw).get("account"))
 
     def router(self) -> APIRouter:
         router = APIRouter(prefix="/sandbox/stripe", tags=["sandbox"], route_class=_StripeRoute)
+        store = self.store
 
         @router.post("/v1/checkout/sessions")
         async def create(request: Request) -> Response:
-            _api_key(request)
+            key, account = _caller(request)
             params = await _form(request)
 
             async def run() -> Record:
-                record = self._create(params)
-                key = f"{PREFIX}session:{record['session']['id']}"
-                await self.redis.set(key, json.dumps(record), ex=SESSION_TTL_SECONDS)
+                record = self._create(params, account)
+                await store.add(record)
                 return dict(record["session"])
 
-            return await self._idempotent(request, params, run)
+            return await store.idempotent(request, f"{key}:{account or ''}", params, run)
+
+        @router.get("/v1/checkout/sessions")
+        async def list_sessions(request: Request) -> Response:
+            _, account = _caller(request)
+            params = _query(request, ("payment_intent", "limit"))
+            intent = as_str(params.get("payment_intent"), "payment_intent")
+            if intent is None:
+                raise FormError("The sandbox lists sessions only by payment_intent", param="payment_intent")
+            found = await store.find("pi", intent, account)
+            data = [] if found is None else [found["session"]]
+            return JSONResponse({"object": "list", "data": data, "has_more": False, "url": "/v1/checkout/sessions"})
 
         @router.get("/v1/checkout/sessions/{session_id}")
         async def retrieve(session_id: str, request: Request) -> Response:
-            _api_key(request)
-            reject_unknown(parse_form(request.query_params.multi_items()), ())  # no `expand` in the sandbox yet
-            return JSONResponse((await self._get(session_id))["session"])
+            _, account = _caller(request)
+            _query(request)  # no `expand` in the sandbox yet
+            return JSONResponse((await store.get(session_id, account))["session"])
 
         @router.post("/v1/checkout/sessions/{session_id}/expire")
         async def expire(session_id: str, request: Request) -> Response:
-            _api_key(request)
+            key, account = _caller(request)
             params = await _form(request)
             reject_unknown(params, ())
 
             async def run() -> Record:
-                return dict((await self._change(session_id, _expire))["session"])
+                return dict((await store.change(session_id, objects.expire, account=account))["session"])
 
-            return await self._idempotent(request, params, run)
+            return await store.idempotent(request, f"{key}:{account or ''}", params, run)
 
-        @router.post("/_test/sessions/{session_id}/pay")
-        async def pay(session_id: str) -> Response:
-            return JSONResponse((await self._change(session_id, _pay))["session"])
+        @router.get("/v1/charges/{charge_id}")
+        async def charge(charge_id: str, request: Request) -> Response:
+            _, account = _caller(request)
+            _query(request)
+            found = await store.find("charge", charge_id, account)
+            if found is None:
+                raise objects.missing("charge", charge_id)
+            return JSONResponse(found["charge"])
+
+        @router.get("/v1/events")
+        async def list_events(request: Request) -> Response:
+            _, account = _caller(request)
+            params = _query(request, ("created", "type", "types", "limit", "starting_after"))
+            return JSONResponse(await self.events.list(params, account=account))
+
+        @router.get("/v1/events/{event_id}")
+        async def event(event_id: str, request: Request) -> Response:
+            _, account = _caller(request)
+            found = await self.events.get(event_id)
+            if found is None or found.get("account") != account:
+                raise objects.missing("event", event_id)
+            return JSONResponse(found)
+
+        @router.post("/_test/sessions/{session_id}/{hook}")
+        async def test_hook(session_id: str, hook: str) -> Response:
+            return JSONResponse((await self._hook(session_id, hook))["session"])
 
         @router.get("/pay/{session_id}")
         async def page(session_id: str) -> Response:
+            raw = await store.redis.get(store.key("session", session_id))
             try:
-                return HTMLResponse(_page(await self._get(session_id)))
+                account = None if raw is None else json.loads(raw).get("account")
+                return HTMLResponse(objects.page(await store.get(session_id, account)))
             except StripeApiError:
                 return HTMLResponse("<h1>No such checkout session</h1>", status_code=404)
+
+        @router.post("/pay/{session_id}")
+        async def pay_from_page(session_id: str) -> Response:
+            try:
+                record = await self._hook(session_id, "pay")
+            except StripeApiError as exc:
+                return HTMLResponse(f"<h1>{exc}</h1>", status_code=exc.status)
+            success_url = record["session"].get("success_url")
+            if success_url:
+                return RedirectResponse(success_url.replace("{CHECKOUT_SESSION_ID}", session_id), status_code=303)
+            return HTMLResponse(objects.page(record))
 
         return router

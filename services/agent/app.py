@@ -2,26 +2,29 @@
 
 from schemas.topics import CHANNEL_INBOUND, ORDERS_EVENTS, PAYMENTS_EVENTS
 from sellmesh.service import MeshContext, ServiceParts
+from services.agent.burst import BurstBuffer
+from services.agent.model_call import ModelChoice
 from services.agent.notices import Notices
-from services.agent.offline_model import register
+from services.agent.offline_model import register, warm_up
 from services.agent.responder import Responder
+from services.agent.scheduler import BurstScheduler
 
 
 def build(ctx: MeshContext) -> ServiceParts:
     register()
     settings = ctx.settings
-    responder = Responder(
-        engine=ctx.engine,
-        redis=ctx.redis,
-        broker=ctx.broker,
+    choice = ModelChoice(
         model=settings.llm_model,
         fallbacks=[m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()],
         timeout=settings.llm_timeout_seconds,
     )
+    buffer = BurstBuffer(ctx.redis, quiet_seconds=settings.agent_quiet_seconds)
+    responder = Responder(engine=ctx.engine, redis=ctx.redis, broker=ctx.broker, buffer=buffer, choice=choice)
+    scheduler = BurstScheduler(buffer=buffer, responder=responder)
     ctx.subscribe(CHANNEL_INBOUND, group="agent", name="inbound_message", handler=responder.on_inbound)
     notices = Notices(redis=ctx.redis, broker=ctx.broker)
     ctx.subscribe(ORDERS_EVENTS, group="agent-order-notices", name="order_event", handler=notices.on_order_event)
     ctx.subscribe(
         PAYMENTS_EVENTS, group="agent-payment-notices", name="payment_event", handler=notices.on_payment_event
     )
-    return ServiceParts(name="agent")
+    return ServiceParts(name="agent", on_start=[warm_up, scheduler.start], on_stop=[scheduler.stop])

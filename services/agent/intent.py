@@ -81,3 +81,28 @@ def best_product(text: str, products: list[ProductRef]) -> ProductRef | None:
         if score > best_score:
             best, best_score = product, score
     return best
+
+
+COMPLAINT_WORDS = (
+    "refund",
+    "money back",
+    "complaint",
+    "complain",
+    "broken",
+    "damaged",
+    "never arrived",
+    "didn't arrive",
+    "did not arrive",
+    "scam",
+    "terrible",
+    "awful",
+    "furious",
+    "angry",
+    "chargeback",
+)
+
+
+def is_complaint(text: str) -> bool:
+    """Complaints and refund requests go to a person, whatever the model would say."""
+    lowered = text.lower()
+    return any(re.search(rf"\b{re.escape(w)}\b", lowered) for w in COMPLAINT_WORDS)

@@ -7,7 +7,7 @@ from redis.asyncio import Redis
 
 from schemas.channel import Author, OutboundMessage
 from schemas.envelope import ActorKind, Channel, Envelope
-from schemas.orders import CommandRejected, OrderChanged, RejectionReason
+from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, RejectionReason
 from schemas.payments import PaymentEvent, PaymentLinkCreated, PaymentSucceeded
 from schemas.topics import CHANNEL_OUTBOUND
 from sellmesh.broker import publish
@@ -30,9 +30,9 @@ class Notices:
         self.redis = redis
         self.broker = broker
 
-    async def on_order_event(self, event: OrderChanged | CommandRejected) -> None:
-        # Only the AI's own proposals: a refusal of an owner's command is the gateway's to report.
-        if not isinstance(event, CommandRejected) or event.actor.kind is not ActorKind.AI:
+    async def on_order_event(self, event: OrderChanged | CommandRejected | CatalogChanged) -> None:
+        # Only the AI's own proposals about an order: a refusal of an owner's command is the gateway's to report.
+        if not isinstance(event, CommandRejected) or event.actor.kind is not ActorKind.AI or event.order_id is None:
             return
         await self._tell(event, event.order_id, REFUSALS.get(event.reason, GENERIC_REFUSAL))
 

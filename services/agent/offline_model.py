@@ -133,6 +133,13 @@ class OfflineSalesModel(CustomLLM):
 
 def register() -> None:
     """Make `sellmesh-offline/<anything>` a litellm model; idempotent."""
+    # litellm prints a banner to stdout when it cannot price a model; our logs say what matters.
+    litellm.suppress_debug_info = True
     if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
         litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": OfflineSalesModel()})
         litellm.custom_provider_map = list(litellm.custom_provider_map)
+
+
+async def warm_up() -> None:
+    """One offline call at start-up: litellm builds its lazy types on first use (seconds), not on a customer's turn."""
+    await litellm.acompletion(model=f"{PROVIDER}/warm-up", messages=[{"role": "user", "content": "hello"}])

@@ -1,4 +1,4 @@
-"""The agent's handler: one inbound message → model call with tools → commands and one reply."""
+"""The agent's turn: a burst of customer messages → model call with tools → commands and one reply."""
 
 import dataclasses
 import json
@@ -6,20 +6,26 @@ import logging
 import uuid
 from typing import Any
 
-import litellm
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from schemas.channel import Author, InboundMessage, OutboundMessage
 from schemas.envelope import Envelope
+from schemas.handoff import HandoffReason
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
 from sellmesh.service import derived_id, now
-from services.agent import memory
-from services.agent.prompt import format_money, system_prompt
-from services.agent.tools import Turn, plan, tool_definitions
+from services.agent import intent, memory
+from services.agent.burst import Burst, BurstBuffer
+from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
+from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS
+from services.agent.model_call import ModelChoice, Usage, call_model
+from services.agent.plan import QuotaSpent, plan_of
+from services.agent.prompt import format_money, system_prompt, training_part
+from services.agent.quota import QuotaCounter
+from services.agent.tools import Turn, handoff, plan, tool_definitions
 from services.gateway.query import tenant_name, tenant_training
 from services.handoff.query import conversation_mode
 from services.orders.query import get_order, list_products
@@ -28,7 +34,13 @@ log = logging.getLogger(__name__)
 
 TEXT_KINDS = ("text", "quick_reply", "postback", "button_reply", "list_reply")
 NON_TEXT_REPLY = "Thanks! I can only read text messages for now. Could you tell me in words what you need?"
+COMPLAINT_REPLY = "I'm sorry to hear that. I'm bringing in a person from our team; they'll answer you here shortly."
+QUOTA_REPLY = "Thanks for your message! A person from our team will answer you here shortly."
+GUARDRAIL_REPLY = "Let me bring in a person from our team to answer that properly. They'll reply here shortly."
+MODEL_DOWN_REPLY = "Sorry, I'm having trouble answering right now. A person from our team will reply here shortly."
 MAX_TOOL_ROUNDS = 3
+
+Commands = list[tuple[str, Envelope, str]]
 
 
 def customer_text(message: InboundMessage) -> str | None:
@@ -38,71 +50,110 @@ def customer_text(message: InboundMessage) -> str | None:
     return str(getattr(content, "text", None) or getattr(content, "title", ""))
 
 
+@dataclasses.dataclass
+class Reply:
+    text: str
+    # System for hand-over and template replies: the handoff they request may already have put the
+    # conversation in human mode at the sender, which refuses author=ai.
+    author: Author = Author.AI
+
+
 class Responder:
     def __init__(
-        self, *, engine: Engine, redis: Redis, broker: KafkaBroker, model: str, fallbacks: list[str], timeout: float
+        self, *, engine: Engine, redis: Redis, broker: KafkaBroker, buffer: BurstBuffer, choice: ModelChoice
     ) -> None:
+        self.quota = QuotaCounter(redis)
         self.engine = engine
         self.redis = redis
         self.broker = broker
-        self.model = model
-        self.fallbacks = fallbacks
-        self.timeout = timeout
+        self.buffer = buffer
+        self.choice = choice
 
     async def on_inbound(self, message: InboundMessage) -> None:
-        # First of two locks: while a person owns the conversation the agent stays quiet.
-        if await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human":
-            return
+        """Consumer side: only buffer the message; the scheduler answers the burst once it is quiet."""
         if message.content.kind == "reaction":
             return
-        text = customer_text(message)
-        commands: list[tuple[str, Envelope, str]] = []
-        reply = NON_TEXT_REPLY if text is None else await self._converse(message, text, commands)
+        await self.buffer.add(message)
+
+    async def answer(self, burst: Burst) -> None:
+        last = burst.last
+        # First of two locks: while a person owns the conversation the agent stays quiet.
+        if await conversation_mode(self.redis, last.tenant_id, last.conversation_id) == "human":
+            return
+        BURST_SIZE.observe(len(burst.messages))
+        texts = [t for t in (customer_text(m) for m in burst.messages) if t]
+        commands: Commands = []
+        if not texts:
+            reply = Reply(NON_TEXT_REPLY)
+        else:
+            reply = await self._reply(last, "\n".join(texts), commands)
         for topic, command, key in commands:
             await publish(self.broker, topic, command, key=key)
-        # The turn that hands over is the AI's last word: sent as a system notice, because the
-        # handoff it requested may already have put the conversation in human mode at the sender.
-        handing_over = any(topic == HANDOFF_COMMANDS for topic, _, _ in commands)
-        author = Author.SYSTEM if handing_over else Author.AI
-        await publish(
-            self.broker, CHANNEL_OUTBOUND, self._outbound(message, reply, author), key=message.conversation_id
-        )
-        if text is not None:
-            await memory.remember(
-                self.redis,
-                message.tenant_id,
-                message.conversation_id,
-                {"role": "user", "content": text},
-                {"role": "assistant", "content": reply},
-            )
+        await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(last, reply), key=last.conversation_id)
+        if texts:
+            turns = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
+            await memory.remember(self.redis, last.tenant_id, last.conversation_id, *turns)
 
-    async def _converse(self, message: InboundMessage, text: str, commands: list[tuple[str, Envelope, str]]) -> str:
+    async def _reply(self, message: InboundMessage, text: str, commands: Commands) -> Reply:
         turn = await self._turn(message)
+        if intent.is_complaint(text):
+            return self._hand_over(turn, HandoffReason.COMPLAINT_OR_REFUND, COMPLAINT_REPLY, commands)
+        training = await in_thread(tenant_training, self.engine, message.tenant_id)
+        plan_ = plan_of(training)
+        if isinstance(await self.quota.take(message.tenant_id, plan_, now()), QuotaSpent):
+            return self._hand_over(turn, HandoffReason.QUOTA, QUOTA_REPLY, commands)
+        try:
+            reply = await self._converse(message, text, turn, training, plan_.name, commands)
+        except Exception:
+            log.exception("model call failed after retries and fallbacks")
+            commands.clear()  # nothing half-decided goes out
+            return self._hand_over(turn, HandoffReason.LOW_CONFIDENCE, MODEL_DOWN_REPLY, commands)
+        if reply is None:
+            commands.clear()
+            return self._hand_over(turn, HandoffReason.GUARDRAIL, GUARDRAIL_REPLY, commands)
+        return reply
+
+    def _hand_over(self, turn: Turn, reason: HandoffReason, text: str, commands: Commands) -> Reply:
+        commands.extend(handoff(turn, reason).commands)
+        HANDOFFS_REQUESTED.labels(reason.value).inc()
+        return Reply(text, Author.SYSTEM)
+
+    async def _converse(
+        self, message: InboundMessage, text: str, turn: Turn, training: dict[str, Any], tier: str, commands: Commands
+    ) -> Reply | None:
+        """The model's reply after its tool calls, or None when it failed the guardrails twice."""
+        choice = dataclasses.replace(self.choice, model=str(training.get("model") or self.choice.model))
+        system = await self._system(message.tenant_id, turn, training)
         messages: list[dict[str, Any]] = [
-            {"role": "system", "content": await self._system(message.tenant_id, turn)},
+            {"role": "system", "content": system},
             *await memory.recent_turns(self.redis, message.tenant_id, message.conversation_id),
             {"role": "user", "content": text},
         ]
-        for _ in range(MAX_TOOL_ROUNDS):
-            response = await litellm.acompletion(
-                model=self.model,
-                messages=messages,
-                tools=tool_definitions(),
-                timeout=self.timeout,
-                fallbacks=self.fallbacks or None,
-            )
-            choice = response.choices[0].message
-            if not choice.tool_calls:
-                return str(choice.content or "")
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": choice.content,
-                    "tool_calls": [call.model_dump() for call in choice.tool_calls],
-                }
-            )
-            for call in choice.tool_calls:
+        usage = Usage()
+        checked = 0
+        for _ in range(MAX_TOOL_ROUNDS + 1):
+            response = await call_model(choice, messages=messages, tools=tool_definitions(), tier=tier, usage=usage)
+            choice_message = response.choices[0].message
+            if not choice_message.tool_calls:
+                content = str(choice_message.content or "")
+                violations = self._violations(content, turn, system, training)
+                if not violations:
+                    handing_over = any(topic == HANDOFF_COMMANDS for topic, _, _ in commands)
+                    return Reply(content, Author.SYSTEM if handing_over else Author.AI)
+                checked += 1
+                if checked > 1:
+                    return None
+                # One retry, told why; a second failure hands over rather than guessing again.
+                messages.append({"role": "assistant", "content": content})
+                messages.append({"role": "user", "content": retry_instruction(violations)})
+                continue
+            calls = [call.model_dump() for call in choice_message.tool_calls]
+            messages.append({"role": "assistant", "content": choice_message.content, "tool_calls": calls})
+            for call in choice_message.tool_calls:
                 outcome = plan(call.function.name or "", call.function.arguments or "{}", turn)
+                if outcome.refused:
+                    TOOL_REFUSALS.labels(outcome.refused).inc()
+                    log.warning("tool call refused", extra={"tool": call.function.name, "reason": outcome.refused})
                 commands.extend(outcome.commands)
                 if outcome.order_id is not None and outcome.order_id != turn.order_id:
                     await memory.set_current_order(
@@ -112,7 +163,19 @@ class Responder:
                     # Later calls in this turn edit the draft just proposed, not a second new one.
                     turn = dataclasses.replace(turn, order_id=outcome.order_id, order=None)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outcome.result)})
-        return "Sorry, I got confused. A person from our team can help if you ask for one."
+        return Reply("Sorry, I got confused. A person from our team can help if you ask for one.", Author.SYSTEM)
+
+    @staticmethod
+    def _violations(content: str, turn: Turn, system: str, training: dict[str, Any]) -> list[Violation]:
+        facts = reply_facts(
+            catalog=turn.catalog.values(), order=turn.order, system_prompt=system, trusted_text=training_part(training)
+        )
+        violations = check_reply(content, facts=facts)
+        for violation in violations:
+            GUARDRAIL_HITS.labels(violation.kind).inc()
+        if violations:
+            log.warning("reply stopped by guardrails", extra={"violations": [v.kind for v in violations]})
+        return violations
 
     async def _turn(self, message: InboundMessage) -> Turn:
         order_id = await memory.current_order_id(self.redis, message.tenant_id, message.conversation_id)
@@ -149,15 +212,14 @@ class Responder:
             new_id=new_id,
         )
 
-    async def _system(self, tenant_id: uuid.UUID, turn: Turn) -> str:
+    async def _system(self, tenant_id: uuid.UUID, turn: Turn, training: dict[str, Any]) -> str:
         business = await in_thread(tenant_name, self.engine, tenant_id) or "our shop"
-        training = await in_thread(tenant_training, self.engine, tenant_id)
         return system_prompt(
             business=business, training=training, products=list(turn.catalog.values()), order=turn.order
         )
 
     @staticmethod
-    def _outbound(message: InboundMessage, text: str, author: Author) -> OutboundMessage:
+    def _outbound(message: InboundMessage, reply: Reply) -> OutboundMessage:
         return OutboundMessage(
             event_id=derived_id(message.event_id, "reply"),
             tenant_id=message.tenant_id,
@@ -169,6 +231,6 @@ class Responder:
             channel=message.channel,
             channel_account_id=message.channel_account_id,
             customer_id=message.customer_id,
-            author=author,
-            text=text[:4096] or "Sorry, I have no answer for that.",
+            author=reply.author,
+            text=reply.text[:4096] or "Sorry, I have no answer for that.",
         )

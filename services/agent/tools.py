@@ -13,6 +13,7 @@ from schemas.envelope import Actor, ActorKind, Channel, Envelope, Sku
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import (
     AddItem,
+    ChannelAddress,
     CreateDraft,
     CustomerDetails,
     OrderSnapshot,
@@ -22,6 +23,7 @@ from schemas.orders import (
     SetCustomerDetails,
 )
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_COMMANDS
+from services.agent import lookups
 
 AI = Actor(kind=ActorKind.AI, id="agent")
 EDITABLE_STATES = (OrderState.DRAFT,)
@@ -49,12 +51,22 @@ class NoArgs(Args):
     pass
 
 
+class SearchArgs(Args):
+    query: Annotated[str, StringConstraints(max_length=200)] = ""
+
+
 class HumanArgs(Args):
     reason: Literal["customer_asked", "low_confidence", "complaint_or_refund"] = "customer_asked"
     note: Annotated[str, StringConstraints(max_length=500)] = ""
 
 
 TOOL_ARGS: Mapping[str, tuple[type[Args], str]] = {
+    "search_products": (
+        SearchArgs,
+        "Find catalog products matching words (name, description); returns prices and stock.",
+    ),
+    "show_order": (NoArgs, "Show the customer's current order: lines, total and state."),
+    "create_draft": (NoArgs, "Start a new empty draft order for this conversation."),
     "add_to_order": (
         ItemArgs,
         "Propose adding a catalog product (by SKU) to the customer's order; starts a draft if needed.",
@@ -96,6 +108,8 @@ class Outcome:
     result: dict[str, Any]
     commands: list[tuple[str, Envelope, str]] = field(default_factory=list)
     order_id: uuid.UUID | None = None
+    # Why a call was refused before reaching any service (counted and logged by the responder).
+    refused: str | None = None
 
 
 def _env(turn: Turn, tag: str) -> dict[str, Any]:
@@ -112,12 +126,21 @@ def _env(turn: Turn, tag: str) -> dict[str, Any]:
 def plan(name: str, raw_arguments: str, turn: Turn) -> Outcome:
     """Validate one tool call and turn it into commands; refusals come back as a tool result, never a command."""
     if name not in TOOL_ARGS:
-        return Outcome({"ok": False, "tool": name, "message": "Sorry, I can't do that here."})
+        return Outcome({"ok": False, "tool": name, "message": "Sorry, I can't do that here."}, refused="unknown_tool")
     model, _ = TOOL_ARGS[name]
     try:
         args = model.model_validate(json.loads(raw_arguments or "{}"))
     except (ValueError, ValidationError):
-        return Outcome({"ok": False, "tool": name, "message": "Sorry, I didn't get that. Could you say it again?"})
+        return Outcome(
+            {"ok": False, "tool": name, "message": "Sorry, I didn't get that. Could you say it again?"},
+            refused="invalid_arguments",
+        )
+    if isinstance(args, SearchArgs):
+        return Outcome(lookups.search(turn.catalog, args.query))
+    if name == "show_order":
+        return Outcome(lookups.show_order(turn.order))
+    if name == "create_draft":
+        return _create_draft(turn)
     if isinstance(args, HumanArgs):
         return _human(turn, args)
     if isinstance(args, ItemArgs):
@@ -138,7 +161,13 @@ def _open_order(
         (
             ORDERS_COMMANDS,
             CreateDraft(
-                **_env(turn, "create_draft"), order_id=order_id, actor=AI, conversation_id=turn.conversation_id
+                **_env(turn, "create_draft"),
+                order_id=order_id,
+                actor=AI,
+                conversation_id=turn.conversation_id,
+                channel_address=ChannelAddress(
+                    channel=turn.channel, channel_account_id=turn.channel_account_id, customer_id=turn.customer_id
+                ),
             ),
             str(order_id),
         )
@@ -150,12 +179,16 @@ def _item(name: str, turn: Turn, args: ItemArgs) -> Outcome:
     product = turn.catalog.get(args.sku)
     if product is None:
         # The model may only name products of this tenant's catalog; anything else is refused here.
-        return Outcome({"ok": False, "tool": name, "message": "Sorry, we don't have that product."})
+        return Outcome(
+            {"ok": False, "tool": name, "message": "Sorry, we don't have that product."}, refused="unknown_product"
+        )
     if name == "remove_from_order" and turn.order_id is None:
-        return Outcome({"ok": False, "tool": name, "message": "There is no order to change yet."})
+        return Outcome({"ok": False, "tool": name, "message": "There is no order to change yet."}, refused="no_order")
     if name == "remove_from_order" and turn.order is not None and turn.order.state not in EDITABLE_STATES:
         # Removing from a fresh empty draft would be rejected and would lose track of the real order.
-        return Outcome({"ok": False, "tool": name, "message": "Your order can't be changed any more."})
+        return Outcome(
+            {"ok": False, "tool": name, "message": "Your order can't be changed any more."}, refused="not_editable"
+        )
     commands: list[tuple[str, Envelope, str]] = []
     order_id = _open_order(turn, commands)
     command_type = AddItem if name == "add_to_order" else RemoveItem
@@ -186,10 +219,17 @@ def _details(turn: Turn, args: DetailsArgs) -> Outcome:
     return Outcome({"ok": True, "tool": "set_customer_details"}, commands, order_id)
 
 
+def _create_draft(turn: Turn) -> Outcome:
+    commands: list[tuple[str, Envelope, str]] = []
+    order_id = _open_order(turn, commands)
+    return Outcome({"ok": True, "tool": "create_draft"}, commands, order_id)
+
+
 def _checkout(turn: Turn) -> Outcome:
     if turn.order_id is None:
         return Outcome(
-            {"ok": False, "tool": "request_checkout", "message": "Your order is empty so far. What would you like?"}
+            {"ok": False, "tool": "request_checkout", "message": "Your order is empty so far. What would you like?"},
+            refused="no_order",
         )
     command = RequestCheckout(**_env(turn, "checkout"), order_id=turn.order_id, actor=AI)
     return Outcome(
@@ -198,15 +238,20 @@ def _checkout(turn: Turn) -> Outcome:
 
 
 def _human(turn: Turn, args: HumanArgs) -> Outcome:
+    return handoff(turn, HandoffReason(args.reason), note=args.note)
+
+
+def handoff(turn: Turn, reason: HandoffReason, *, note: str = "") -> Outcome:
+    """A request for a person; also used by the responder's own stop rules (quota, guardrail, model down)."""
     command = RequestHandoff(
         **_env(turn, "handoff"),
         conversation_id=turn.conversation_id,
         actor=AI,
-        reason=HandoffReason(args.reason),
+        reason=reason,
         channel=turn.channel,
         channel_account_id=turn.channel_account_id,
         customer_id=turn.customer_id,
-        note=args.note,
+        note=note,
     )
     return Outcome(
         {"ok": True, "tool": "request_human"}, [(HANDOFF_COMMANDS, command, turn.conversation_id)], turn.order_id

@@ -1,13 +1,13 @@
 """The /v1 routes: reads through the services' query modules, writes by publishing commands."""
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import JSONResponse
 
 from schemas.envelope import Actor, ActorKind
-from schemas.orders import CancelOrder, CloseOrder, FulfilOrder, RefundOrder
+from schemas.orders import CancelOrder, CloseOrder, FulfilOrder, ProductFields, RefundOrder, UpsertProduct
 from schemas.topics import ORDERS_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
@@ -17,6 +17,7 @@ from services.gateway.query import tenant_name
 from services.orders.query import get_order, list_products
 
 ACTIONS = {"fulfil": FulfilOrder, "close": CloseOrder, "cancel": CancelOrder, "refund": RefundOrder}
+SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
 def api_router(ctx: MeshContext) -> APIRouter:
@@ -72,6 +73,23 @@ def api_router(ctx: MeshContext) -> APIRouter:
             actor=Actor(kind=ActorKind(principal.role), id=str(principal.key_id)),
         )
         await publish(ctx.broker, ORDERS_COMMANDS, command, key=str(order_id))
+        return JSONResponse({"command_id": str(command_id), "status": "accepted"}, status_code=202)
+
+    @router.put("/products/{sku}", status_code=202)
+    async def put_product(sku: SkuPath, body: ProductFields, principal: Principal = auth) -> JSONResponse:
+        # Orders decides (owners and staff only) and audits it; the answer here is only "queued".
+        command_id = new_id()
+        command = UpsertProduct(
+            event_id=command_id,
+            tenant_id=principal.tenant_id,
+            correlation_id=command_id,
+            occurred_at=now(),
+            producer="gateway",
+            sku=sku,
+            actor=Actor(kind=ActorKind(principal.role), id=str(principal.key_id)),
+            **dict(body),
+        )
+        await publish(ctx.broker, ORDERS_COMMANDS, command, key=sku)
         return JSONResponse({"command_id": str(command_id), "status": "accepted"}, status_code=202)
 
     return router

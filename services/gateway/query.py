@@ -1,6 +1,7 @@
 """Read-only queries over gateway-owned tables, for other services (ingest routing, agent settings)."""
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,35 @@ def tenant_training(engine: Engine, tenant_id: uuid.UUID) -> dict[str, Any]:
             return {}
         data = json.loads(tenant.training or "{}")
         return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class PaymentSettingsView:
+    """A tenant's checkout choices, from the `payments` object of its training JSON; unset or invalid is None."""
+
+    success_url: str | None = None
+    cancel_url: str | None = None
+    stripe_account: str | None = None  # a Stripe Connect account id (acct_...)
+
+
+_URL = re.compile(r"https?://[^\s]{1,2040}")
+_ACCOUNT = re.compile(r"acct_[A-Za-z0-9]{1,250}")
+
+
+def _matching(value: object, pattern: re.Pattern[str]) -> str | None:
+    return value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+
+def payment_settings(engine: Engine, tenant_id: uuid.UUID) -> PaymentSettingsView:
+    """`{"payments": {"success_url": ..., "cancel_url": ..., "stripe_account": "acct_..."}}` in the training JSON."""
+    payments = tenant_training(engine, tenant_id).get("payments")
+    if not isinstance(payments, dict):
+        return PaymentSettingsView()
+    return PaymentSettingsView(
+        success_url=_matching(payments.get("success_url"), _URL),
+        cancel_url=_matching(payments.get("cancel_url"), _URL),
+        stripe_account=_matching(payments.get("stripe_account"), _ACCOUNT),
+    )
 
 
 def tenant_name(engine: Engine, tenant_id: uuid.UUID) -> str | None:

@@ -3,13 +3,19 @@
 from schemas.topics import CHANNEL_OUTBOUND, CHANNEL_RAW
 from sellmesh.service import MeshContext, ServiceParts
 from services.ingest.inbound import Normalizer
+from services.ingest.ratelimit import SendRateLimiter
 from services.ingest.sender import Sender
 from services.ingest.webhook import webhook_router
 
 
 def build(ctx: MeshContext) -> ServiceParts:
     normalizer = Normalizer(engine=ctx.engine, redis=ctx.redis, broker=ctx.broker)
-    sender = Sender(engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url)
+    limiter = SendRateLimiter(
+        ctx.redis, rate_per_second=ctx.settings.sellmesh_send_rate_per_second, burst=ctx.settings.sellmesh_send_burst
+    )
+    sender = Sender(
+        engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url, limiter=limiter
+    )
     ctx.subscribe(CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook)
     ctx.subscribe(CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound)
     return ServiceParts(name="ingest", routers=[webhook_router(ctx)], relays=[ctx.relay("ingest")])

@@ -1,52 +1,117 @@
-"""Posts text messages to the Graph API send endpoints (WhatsApp Cloud API, Messenger/Instagram Send API)."""
+"""Posts Send API requests to the Graph API and sorts its errors into retry-later and never-again.
 
-from dataclasses import dataclass
+Error handling is built on the JSON error envelope (`error.code`, `error.error_subcode`), as
+PROTOCOLS A.7 advises; titles are being deprecated, and WhatsApp no longer returns subcodes.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import httpx
 
 from schemas.envelope import Channel
+from services.ingest.graph_request import GraphRequest
 
-GRAPH_VERSION = "v21.0"
+GRAPH_VERSION = "v25.0"
+DETAIL_LIMIT = 300
+
+# App / user / page / custom rate limits, the WABA/app limit, WhatsApp throughput, spam and pair
+# limits: all are "back off and try again". [U] 131048 (spam) is a quality problem that a quick
+# retry will not cure; the subscriber's bounded retries end in the DLQ, where a person sees it.
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
+OUTSIDE_WINDOW_SUBCODE = 2018278  # with code 10 on Messenger/Instagram
+# 551 is "person unavailable" rather than the window, but it too needs the customer to write first.
+WINDOW_CODES = frozenset({551, 131047})
+# 190 token invalid or expired, 102 session invalid, 10 and the 200 range missing permissions.
+TOKEN_CODES = frozenset({190, 102, 10, *range(200, 300)})
 
 
-class SendRejected(Exception):
-    """Meta refused the message for good (4xx other than 429): retrying sends the same refusal."""
+class RejectKind(StrEnum):
+    TOKEN = "token"  # the account must be reconnected; every send will fail until then
+    WINDOW = "window"  # the customer must write again (or WhatsApp needs a template)
+    REQUEST = "request"  # this message is wrong (bad recipient, bad template, ...)
 
 
 class SendUnavailable(Exception):
-    """Rate limited or Meta is down: worth retrying with backoff."""
+    """Rate limited, Meta down or unreachable: worth retrying with backoff."""
+
+
+class SendRejected(Exception):
+    """Meta refused the message for good: retrying sends the same refusal."""
+
+    def __init__(self, detail: str, *, kind: RejectKind, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.code = code
 
 
 @dataclass(frozen=True)
 class SendTarget:
     channel: Channel
     account_external_id: str
-    access_token: str
     customer_id: str
+    # Out of repr, so no log line or traceback that prints a target carries the token.
+    access_token: str = field(repr=False)
 
 
-async def send_text(client: httpx.AsyncClient, *, base_url: str, target: SendTarget, text: str) -> str:
-    """Send `text`; returns the provider's message id."""
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def classify(status: int, payload: object, *, secret: str = "") -> SendRejected | SendUnavailable:
+    """The exception for a non-2xx answer; `secret` is blanked out of any text kept from it."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
+    message = str(error.get("message", ""))
+    if secret:
+        message = message.replace(secret, "***")
+    detail = f"graph api answered {status}" + (f" code {code}" if code is not None else "")
+    detail += (f"/{subcode}" if subcode is not None else "") + (f": {message}" if message else "")
+    detail = detail[:DETAIL_LIMIT]
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return SendUnavailable(detail)
+    if (code == 10 and subcode == OUTSIDE_WINDOW_SUBCODE) or code in WINDOW_CODES:
+        return SendRejected(detail, kind=RejectKind.WINDOW, code=code)
+    if code in TOKEN_CODES:
+        return SendRejected(detail, kind=RejectKind.TOKEN, code=code)
+    if status >= 500:
+        return SendUnavailable(detail)
+    return SendRejected(detail, kind=RejectKind.REQUEST, code=code)
+
+
+def send_url(base_url: str, target: SendTarget) -> str:
     if target.channel is Channel.WHATSAPP:
-        url = f"{base_url}/{GRAPH_VERSION}/{target.account_external_id}/messages"
-        body: dict[str, object] = {
-            "messaging_product": "whatsapp",
-            "to": target.customer_id,
-            "type": "text",
-            "text": {"body": text},
-        }
-    else:
-        url = f"{base_url}/{GRAPH_VERSION}/me/messages"
-        body = {"recipient": {"id": target.customer_id}, "messaging_type": "RESPONSE", "message": {"text": text}}
+        return f"{base_url}/{GRAPH_VERSION}/{target.account_external_id}/messages"
+    # With a Page token `/me` is the Page, for Messenger and for Instagram accounts linked to it.
+    # [U] Instagram accounts on Instagram Login use graph.instagram.com instead: not supported yet.
+    return f"{base_url}/{GRAPH_VERSION}/me/messages"
+
+
+async def post(client: httpx.AsyncClient, *, base_url: str, target: SendTarget, request: GraphRequest) -> str | None:
+    """Send one request; returns the provider's message id (None if a 2xx answer lacked one)."""
+    headers = {"Authorization": f"Bearer {target.access_token}"}
     try:
-        response = await client.post(url, json=body, headers={"Authorization": f"Bearer {target.access_token}"})
+        response = await client.post(send_url(base_url, target), json=request.body, headers=headers)
     except httpx.HTTPError as exc:
         raise SendUnavailable(f"graph api unreachable: {type(exc).__name__}") from exc
-    if response.status_code == 429 or response.status_code >= 500:
-        raise SendUnavailable(f"graph api answered {response.status_code}")
+    try:
+        data: object = response.json()
+    except ValueError:
+        data = None
     if response.status_code >= 400:
-        raise SendRejected(f"graph api answered {response.status_code}: {response.text[:300]}")
-    data = response.json()
-    if target.channel is Channel.WHATSAPP:
-        return str(data["messages"][0]["id"])
-    return str(data["message_id"])
+        raise classify(response.status_code, data, secret=target.access_token)
+    # A 2xx only means accepted (WhatsApp reports delivery failures later, as a `failed` status).
+    return _message_id(target.channel, data)
+
+
+def _message_id(channel: Channel, data: object) -> str | None:
+    if not isinstance(data, dict):
+        return None
+    if channel is Channel.WHATSAPP:
+        messages = data.get("messages")
+        first = messages[0] if isinstance(messages, list) and messages else None
+        value = first.get("id") if isinstance(first, dict) else None
+    else:
+        value = data.get("message_id")
+    return str(value) if value else None

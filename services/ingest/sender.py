@@ -1,125 +1,130 @@
-"""The sender: channel.outbound.v1 → the Graph API, refusing AI messages for conversations a person owns."""
+"""The sender: channel.outbound.v1 → the Graph API, within Meta's window, rate limits and conversation mode.
+
+An outbound event id is sent at most once: a finished one (sent, refused, failed) is skipped
+on replay. Rate limits, 5xx and network errors raise to the subscriber wrapper, which retries
+with backoff; a permanent refusal becomes a `failed` delivery, and when a person is needed
+to reach the customer (window closed, token refused) a handoff request too.
+"""
 
 import logging
 import uuid
+from collections.abc import Callable
+from datetime import datetime
 
 import httpx
 from redis.asyncio import Redis
 from sqlalchemy import Engine
-from sqlmodel import Session
 
-from schemas.channel import Author, DeliveryState, DeliveryStatus, OutboundMessage
-from schemas.topics import CHANNEL_DELIVERY
-from sellmesh.db import in_thread, session_scope
-from sellmesh.outbox import add_to_outbox
-from sellmesh.service import derived_id, now
+from schemas.channel import Author, OutboundMessage
+from sellmesh.db import in_thread
+from sellmesh.service import now
 from services.gateway.query import ChannelAccountView, account_by_id
 from services.handoff.query import conversation_mode
-from services.ingest.graph_client import SendRejected, SendTarget, send_text
-from services.ingest.store import MessageLog, OutboundSend
+from services.ingest.graph_client import RejectKind, SendRejected, SendTarget, post
+from services.ingest.graph_request import GraphRequest, build_requests
+from services.ingest.ratelimit import SendRateLimiter
+from services.ingest.send_log import (
+    FINISHED,
+    Outcome,
+    claim,
+    record_outcome,
+    record_part,
+    send_status,
+    sent_parts,
+)
+from services.ingest.store import last_inbound_at
+from services.ingest.window import Refuse, SendWithTag, decide_send
 
 log = logging.getLogger(__name__)
 
+HANDOFF_NOTES = {
+    RejectKind.TOKEN: "the channel refused the account's access token: reconnect the account",
+    RejectKind.WINDOW: "the channel's messaging window is closed for this customer",
+}
+
 
 class Sender:
-    def __init__(self, *, engine: Engine, redis: Redis, http: httpx.AsyncClient, graph_base_url: str) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        redis: Redis,
+        http: httpx.AsyncClient,
+        graph_base_url: str,
+        limiter: SendRateLimiter,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
         self.engine = engine
         self.redis = redis
         self.http = http
         self.graph_base_url = graph_base_url
+        self.limiter = limiter
+        self.clock = clock
 
     async def on_outbound(self, message: OutboundMessage) -> None:
-        previous = await in_thread(self._previous_status, message.event_id)
-        if previous in ("sent", "refused", "failed"):
+        if await in_thread(send_status, self.engine, message.event_id) in FINISHED:
             return
+        outcome = await self._attempt(message)
+        await in_thread(record_outcome, self.engine, message, outcome)
+        if outcome.status != "sent":
+            log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
+
+    async def _attempt(self, message: OutboundMessage) -> Outcome:
         # Second lock of two (the agent is the first): a person owns this conversation.
         if (
             message.author is Author.AI
             and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human"
         ):
-            await in_thread(self._finish, message, "refused", None, "conversation is in human mode")
-            log.info("ai message refused: conversation in human mode")
-            return
+            return Outcome("refused", "conversation is in human mode")
         account = await in_thread(account_by_id, self.engine, uuid.UUID(message.channel_account_id))
         if account is None or account.tenant_id != message.tenant_id:
-            await in_thread(self._finish, message, "failed", None, "channel account not found for tenant")
-            return
-        await in_thread(self._claim, message)
-        try:
-            provider_id = await send_text(
-                self.http, base_url=self.graph_base_url, target=self._target(account, message), text=message.text
+            return Outcome("failed", "channel account not found for tenant")
+        last_inbound = await in_thread(self._last_inbound, message)
+        decision = decide_send(
+            channel=message.channel,
+            author=message.author,
+            last_inbound_at=last_inbound,
+            now=self.clock(),
+            has_template=message.template is not None,
+        )
+        if isinstance(decision, Refuse):
+            return Outcome(
+                decision.status, decision.detail, handoff_note=decision.detail if decision.hands_off else None
             )
+        requests = build_requests(message, tag=decision.tag if isinstance(decision, SendWithTag) else None)
+        try:
+            provider_id = await self._deliver(message, account, requests)
         except SendRejected as exc:
-            await in_thread(self._finish, message, "failed", None, str(exc))
-            return
-        await in_thread(self._finish, message, "sent", provider_id, "")
+            return Outcome(
+                "failed",
+                str(exc),
+                error_code=None if exc.code is None else str(exc.code),
+                handoff_note=f"{HANDOFF_NOTES[exc.kind]} ({exc})" if exc.kind in HANDOFF_NOTES else None,
+            )
+        return Outcome("sent", provider_id=provider_id, kind=requests[-1].kind)
 
-    @staticmethod
-    def _target(account: ChannelAccountView, message: OutboundMessage) -> SendTarget:
-        return SendTarget(
+    def _last_inbound(self, message: OutboundMessage) -> datetime | None:
+        return last_inbound_at(self.engine, tenant_id=message.tenant_id, conversation_id=message.conversation_id)
+
+    async def _deliver(
+        self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest]
+    ) -> str | None:
+        """Post every request not already sent on an earlier attempt; returns the last one's message id."""
+        await in_thread(claim, self.engine, message)
+        last = len(requests) - 1
+        done = await in_thread(sent_parts, self.engine, message, last)
+        target = SendTarget(
             channel=message.channel,
             account_external_id=account.external_id,
-            access_token=account.access_token,
             customer_id=message.customer_id,
+            access_token=account.access_token,
         )
-
-    def _previous_status(self, event_id: uuid.UUID) -> str | None:
-        with Session(self.engine) as session:
-            row = session.get(OutboundSend, event_id)
-            return row.status if row else None
-
-    def _claim(self, message: OutboundMessage) -> None:
-        with session_scope(self.engine) as session:
-            if session.get(OutboundSend, message.event_id) is None:
-                session.add(
-                    OutboundSend(
-                        event_id=message.event_id,
-                        tenant_id=message.tenant_id,
-                        conversation_id=message.conversation_id,
-                        author=message.author.value,
-                        status="sending",
-                    )
-                )
-
-    def _finish(self, message: OutboundMessage, status: str, provider_id: str | None, error: str) -> None:
-        with session_scope(self.engine) as session:
-            row = session.get(OutboundSend, message.event_id) or OutboundSend(
-                event_id=message.event_id,
-                tenant_id=message.tenant_id,
-                conversation_id=message.conversation_id,
-                author=message.author.value,
-                status=status,
-            )
-            row.status, row.provider_message_id, row.error, row.updated_at = status, provider_id, error[:500], now()
-            session.add(row)
-            if status == "refused":
-                return
-            if provider_id is not None:
-                session.add(
-                    MessageLog(
-                        tenant_id=message.tenant_id,
-                        channel=message.channel.value,
-                        channel_account_id=uuid.UUID(message.channel_account_id),
-                        conversation_id=message.conversation_id,
-                        direction="out",
-                        channel_message_id=provider_id,
-                        event_id=message.event_id,
-                        kind="text",
-                        text=message.text,
-                    )
-                )
-            state = DeliveryState.SENT if status == "sent" else DeliveryState.FAILED
-            delivery = DeliveryStatus(
-                event_id=derived_id("delivery", message.event_id, state.value),
-                tenant_id=message.tenant_id,
-                correlation_id=message.correlation_id,
-                causation_id=message.event_id,
-                occurred_at=now(),
-                producer="ingest",
-                conversation_id=message.conversation_id,
-                channel=message.channel,
-                message_id=provider_id or str(message.event_id),
-                state=state,
-                error_detail=error[:500] or None,
-            )
-            add_to_outbox(session, topic=CHANNEL_DELIVERY, event=delivery, key=message.conversation_id)
+        provider_id: str | None = None
+        for index, request in enumerate(requests):
+            if index in done:
+                continue
+            await self.limiter.acquire(str(account.id))
+            provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=request)
+            if index < last:
+                await in_thread(record_part, self.engine, message, index, request.kind, provider_id)
+        return provider_id

@@ -3,8 +3,8 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Text, UniqueConstraint
-from sqlmodel import Column, Field, SQLModel
+from sqlalchemy import Engine, Text, UniqueConstraint, func
+from sqlmodel import Column, Field, Session, SQLModel, select
 
 
 def _now() -> datetime:
@@ -45,3 +45,18 @@ class OutboundSend(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=256, index=True)
     error: str = Field(default="", max_length=500)
     updated_at: datetime = Field(default_factory=_now)
+
+
+def last_inbound_at(engine: Engine, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
+    """When the customer last wrote in this conversation (echoes and our sends don't count); None if never."""
+    with Session(engine) as session:
+        query = select(func.max(MessageLog.created_at)).where(
+            MessageLog.tenant_id == tenant_id,
+            MessageLog.conversation_id == conversation_id,
+            MessageLog.direction == "in",
+        )
+        value = session.exec(query).one()
+    if value is None:
+        return None
+    # SQLite keeps no offset; every time here was written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

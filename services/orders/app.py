@@ -2,7 +2,8 @@
 
 from schemas.topics import ORDERS_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.service import MeshContext, ServiceParts
-from services.orders.handlers import PRODUCER, OrderHandlers
+from services.orders.handlers import OrderHandlers
+from services.orders.outcome import PRODUCER
 from services.orders.store import OrderStore
 
 GROUP = "orders"

@@ -54,11 +54,13 @@ class Action(StrEnum):
     MARK_PAID = "mark_paid"
     MARK_REFUNDED = "mark_refunded"
     PAYMENT_EXPIRED = "payment_expired"
+    UPSERT_PRODUCT = "upsert_product"  # a catalog action: it names a product, not an order
 
 
 TERMINAL: Final = frozenset({S.CLOSED, S.CANCELLED, S.REFUNDED})
 ANY_STATE: Final = frozenset(OrderState)
 BEFORE_PAYMENT: Final = frozenset({S.DRAFT, S.AWAITING_PAYMENT})
+REFUND_REQUIRED: Final = "payment received for a closed order: refund required"
 HOLDS_STOCK: Final = frozenset({S.AWAITING_PAYMENT, S.PAID})
 RETURNS_STOCK: Final = frozenset({S.DRAFT, S.CANCELLED, S.REFUNDED})
 
@@ -100,6 +102,8 @@ PERMISSIONS: Final[Mapping[Action, Mapping[ActorKind, frozenset[OrderState]]]] =
     Action.MARK_PAID: {_SYSTEM: ANY_STATE},
     Action.MARK_REFUNDED: {_SYSTEM: ANY_STATE},
     Action.PAYMENT_EXPIRED: {_SYSTEM: ANY_STATE},
+    # The catalog is the team's: the AI never sets a price or stock, and payments never edits products.
+    Action.UPSERT_PRODUCT: {_OWNER: ANY_STATE, _STAFF: ANY_STATE},
 }
 
 # None: orders.events.v1 has no change name for a return to draft, so an expiry publishes nothing
@@ -153,7 +157,7 @@ def decide(
 
 
 def decide_payment(order: Order | None, fact: Action, *, tenant_id: UUID, now: datetime) -> Decision:
-    """Apply a payment fact (actor system) to the order it names."""
+    """Apply a payment fact (actor system) to the order it names; a rejected `mark_paid` asks for a refund."""
     if fact not in PAYMENT_FACT_ALREADY_APPLIED:
         raise ValueError(f"{fact} is not a payment fact")
     try:
@@ -163,16 +167,27 @@ def decide_payment(order: Order | None, fact: Action, *, tenant_id: UUID, now: d
         target = check_transition(current, fact, ActorKind.SYSTEM)
         return _accept(current, current, action=fact, target=target, now=now)
     except Refused as refused:
-        return Rejected(refused.reason, refused.detail)
+        if fact is not Action.MARK_PAID:
+            return Rejected(refused.reason, refused.detail)
+        # Money arrived that this order will not take (closed, back in draft after its link expired,
+        # unknown): it never revives the order, and the rejection is what asks for the refund.
+        closed = refused.reason is R.ORDER_CLOSED
+        return Rejected(refused.reason, REFUND_REQUIRED if closed else f"{refused.detail}: refund required")
+
+
+def check_actor(action: Action, actor: ActorKind) -> frozenset[OrderState]:
+    """The order states in which `actor` may take `action`, or Refused when never."""
+    allowed = PERMISSIONS[action].get(actor)
+    if allowed is None:
+        raise Refused(R.NOT_PERMITTED_FOR_ACTOR, f"{actor} may not {action}")
+    return allowed
 
 
 def check_transition(order: Order, action: Action, actor: ActorKind) -> OrderState:
     """The state `action` leads to, or Refused: terminal first, then actor, transition, actor-in-state."""
     if order.state in TERMINAL:
         raise Refused(R.ORDER_CLOSED, f"the order is {order.state}; it cannot change")
-    allowed = PERMISSIONS[action].get(actor)
-    if allowed is None:
-        raise Refused(R.NOT_PERMITTED_FOR_ACTOR, f"{actor} may not {action}")
+    allowed = check_actor(action, actor)
     target = TRANSITIONS[action].get(order.state)
     if target is None:
         raise Refused(R.INVALID_TRANSITION, f"cannot {action} an order that is {order.state}")
@@ -199,9 +214,7 @@ def products_needed(order: Order | None, command: Command) -> frozenset[str]:
 
 
 def _create_draft(order: Order | None, command: CreateDraft, *, tenant_id: UUID, now: datetime) -> Decision:
-    actor = command.actor.kind
-    if actor not in PERMISSIONS[Action.CREATE_DRAFT]:
-        raise Refused(R.NOT_PERMITTED_FOR_ACTOR, f"{actor} may not create orders")
+    check_actor(Action.CREATE_DRAFT, command.actor.kind)
     if order is not None and order.tenant_id != tenant_id:
         raise Refused(R.CROSS_TENANT, "the order belongs to another tenant")
     if order is not None:
@@ -215,6 +228,7 @@ def _create_draft(order: Order | None, command: CreateDraft, *, tenant_id: UUID,
         version=1,
         updated_at=now,
         conversation_id=command.conversation_id,
+        channel_address=command.channel_address,
     )
     return Accepted(order=draft, change=CHANGES[Action.CREATE_DRAFT])
 

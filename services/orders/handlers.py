@@ -1,4 +1,4 @@
-"""Subscribers: order commands and payment facts in; the decision, its audit and its event out in one transaction."""
+"""Subscribers: order and catalog commands and payment facts in; decision, audit and events out in one transaction."""
 
 import asyncio
 import logging
@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from sqlmodel import Session
 
 from schemas.envelope import Actor, ActorKind
-from schemas.orders import CommandRejected, OrderChanged, OrderCommandBase, OrderEvent
+from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderEvent, UpsertProduct
 from schemas.payments import (
     PaymentDisputed,
     PaymentEventBase,
@@ -21,18 +21,19 @@ from schemas.payments import (
     PaymentRefunded,
     PaymentSucceeded,
 )
-from schemas.topics import ORDERS_EVENTS
+from schemas.topics import HANDOFF_COMMANDS, ORDERS_EVENTS
 from sellmesh.db import in_thread
 from sellmesh.metrics import registry
 from sellmesh.outbox import add_to_outbox
-from sellmesh.service import derived_id, now
+from sellmesh.service import now
+from services.orders.catalog import CatalogAccepted, decide_catalog, product_state
 from services.orders.domain import Action, decide, decide_payment, products_needed
 from services.orders.order import Accepted, Command, Decision, Order, Rejected
+from services.orders.outcome import Outcome, Source, catalog_event, outcome_event, refund_handoff
 from services.orders.store import Conflict, OrderStore
 
 log = logging.getLogger(__name__)
 
-PRODUCER: Final = "orders"
 PAYMENTS_ACTOR: Final = Actor(kind=ActorKind.SYSTEM, id="payments")
 # Only these payment facts change an order; link created, failed and disputed do not.
 PAYMENT_FACTS: Final[Mapping[str, Action]] = {
@@ -42,13 +43,14 @@ PAYMENT_FACTS: Final[Mapping[str, Action]] = {
 }
 # A conflict means another worker changed the order or took the stock first: decide again on
 # fresh state a few times here before handing the message back to the subscriber's backoff.
-CONFLICT_ATTEMPTS: Final = 3
+# Each lost stock race means a rival took units, so a checkout in a rush for the last few units
+# loses at most as many races as units were left.
+CONFLICT_ATTEMPTS: Final = 8
 
-Outcome = OrderChanged | CommandRejected
 PaymentMessage = (
     PaymentLinkCreated | PaymentSucceeded | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed
 )
-Source = OrderCommandBase | PaymentEventBase
+Incoming = Command | UpsertProduct
 
 _OUTCOMES: Final[TypeAdapter[Outcome]] = TypeAdapter(OrderEvent)
 
@@ -70,7 +72,7 @@ class OrderHandlers:
         self.clock = clock
         self.wakeup = wakeup  # the outbox relay's, so a new event goes out without waiting for its poll
 
-    async def on_order_command(self, command: Command) -> None:
+    async def on_order_command(self, command: Incoming) -> None:
         await in_thread(self.handle_command, command)
         self._wake()
 
@@ -81,8 +83,10 @@ class OrderHandlers:
         await in_thread(self.handle_payment, event, fact)
         self._wake()
 
-    def handle_command(self, command: Command) -> Outcome | None:
+    def handle_command(self, command: Incoming) -> Outcome | None:
         """Decide and persist one command; a duplicate returns the first outcome and changes nothing."""
+        if isinstance(command, UpsertProduct):
+            return self._retrying(lambda: self._catalog_once(command))
         return self._retrying(lambda: self._command_once(command))
 
     def handle_payment(self, event: PaymentEventBase, fact: Action) -> Outcome | None:
@@ -104,6 +108,30 @@ class OrderHandlers:
             )
         return outcome, True
 
+    def _catalog_once(self, command: UpsertProduct) -> tuple[Outcome | None, bool]:
+        with self.store.transaction() as session:
+            done = self.store.processed(session, tenant_id=command.tenant_id, message_id=command.event_id)
+            if done is not None:
+                return _parse(done.outcome), False
+            current = self.store.load_product(session, tenant_id=command.tenant_id, sku=command.sku)
+            decision = decide_catalog(current, command)
+            if isinstance(decision, CatalogAccepted):
+                self.store.save_product(session, tenant_id=command.tenant_id, product=decision.product)
+            outcome = catalog_event(command, decision, at=self.clock())
+            self.store.record(
+                session,
+                source=command,
+                order_id=None,
+                sku=command.sku,
+                actor=command.actor,
+                action=command.type,
+                decision=decision,
+                current=product_state(current),
+                outcome=outcome,
+            )
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=outcome, key=command.sku)
+        return outcome, True
+
     def _payment_once(self, event: PaymentEventBase, fact: Action) -> tuple[Outcome | None, bool]:
         with self.store.transaction() as session:
             done = self.store.processed(session, tenant_id=event.tenant_id, message_id=event.event_id)
@@ -112,6 +140,10 @@ class OrderHandlers:
             order = self.store.load_order(session, event.order_id)
             decision = decide_payment(order, fact, tenant_id=event.tenant_id, now=self.clock())
             outcome = self._persist(session, event, actor=PAYMENTS_ACTOR, action=fact, decision=decision, loaded=order)
+            # Money the order would not take: besides the rejection (the refund request), ask for a person.
+            handoff = refund_handoff(event, order, at=self.clock())
+            if fact is Action.MARK_PAID and isinstance(decision, Rejected) and handoff is not None:
+                add_to_outbox(session, topic=HANDOFF_COMMANDS, event=handoff, key=handoff.conversation_id)
         return outcome, True
 
     def _persist(
@@ -134,6 +166,7 @@ class OrderHandlers:
             actor=actor,
             action=action,
             decision=decision,
+            current=None if loaded is None else loaded.state.value,
             outcome=outcome,
         )
         if outcome is not None:
@@ -153,48 +186,13 @@ class OrderHandlers:
             self.wakeup.set()
 
 
-def outcome_event(source: Source, *, actor: Actor, action: Action, decision: Decision, at: datetime) -> Outcome | None:
-    """The event a decision publishes; its id derives from the source, so a re-run yields the same event."""
-    event_id = derived_id(source.event_id, "outcome")
-    if isinstance(decision, Accepted) and decision.change is not None:
-        return OrderChanged(
-            event_id=event_id,
-            tenant_id=source.tenant_id,
-            correlation_id=source.correlation_id,
-            causation_id=source.event_id,
-            occurred_at=at,
-            producer=PRODUCER,
-            order_id=source.order_id,
-            command_id=source.event_id,
-            change=decision.change,
-            actor=actor,
-            order=decision.order.snapshot(),
-        )
-    if isinstance(decision, Rejected):
-        return CommandRejected(
-            event_id=event_id,
-            tenant_id=source.tenant_id,
-            correlation_id=source.correlation_id,
-            causation_id=source.event_id,
-            occurred_at=at,
-            producer=PRODUCER,
-            order_id=source.order_id,
-            command_id=source.event_id,
-            command_type=action.value,
-            actor=actor,
-            reason=decision.reason,
-            detail=decision.detail[:500],
-        )
-    return None
-
-
 def _parse(outcome: str | None) -> Outcome | None:
     return None if outcome is None else _OUTCOMES.validate_json(outcome)
 
 
 def _counted(outcome: Outcome | None, fresh: bool) -> Outcome | None:
     """Count what a fresh decision queued; a duplicate's first outcome was counted when it was new."""
-    if fresh and isinstance(outcome, OrderChanged):
+    if fresh and isinstance(outcome, OrderChanged | CatalogChanged):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.change).inc()
     elif fresh and isinstance(outcome, CommandRejected):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.reason.value).inc()

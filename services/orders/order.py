@@ -11,6 +11,7 @@ from schemas.envelope import Money
 from schemas.orders import (
     AddItem,
     CancelOrder,
+    ChannelAddress,
     CloseOrder,
     CreateDraft,
     CustomerDetails,
@@ -102,6 +103,7 @@ class Order:
     conversation_id: str | None = None
     lines: tuple[OrderLine, ...] = ()
     customer: CustomerDetails = field(default_factory=CustomerDetails)
+    channel_address: ChannelAddress | None = None  # where to reach the customer when a person must step in
 
     @property
     def currency(self) -> str:

@@ -3,14 +3,18 @@
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
 from uuid import UUID
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from schemas.envelope import Money
-from schemas.orders import OrderSnapshot
-from services.orders.tables import LineRow, OrderRow, ProductRow, order_from_rows
+from schemas.envelope import ActorKind, Money
+from schemas.orders import OrderSnapshot, RejectionReason
+from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows
+
+MAX_AUDIT_PAGE: Final = 500
 
 _WORD = re.compile(r"[^\W_]+")
 _MIN_PREFIX = 3
@@ -81,6 +85,75 @@ def latest_order_for_conversation(engine: Engine, tenant_id: UUID, conversation_
         )
         row = session.exec(query).first()
         return None if row is None else _snapshot(session, row)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One handled command or payment fact: who asked, what was decided, and the state before and after.
+
+    `order_id` names the order, or `sku` the product of a catalog command. States are order states,
+    or for a product "active"/"inactive" (None: it did not exist). `id` orders entries and pages them.
+    """
+
+    id: int
+    order_id: UUID | None
+    sku: str | None
+    actor_kind: ActorKind
+    actor_id: str
+    command_type: str
+    command_id: UUID
+    outcome: str  # accepted, rejected or unchanged
+    change: str | None
+    from_state: str | None
+    to_state: str | None
+    reason: RejectionReason | None
+    detail: str
+    correlation_id: UUID
+    at: datetime
+
+
+def audit_for_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> list[AuditEntry]:
+    """Everything asked of one order of the tenant, oldest first; empty for another tenant's order."""
+    query = (
+        select(AuditRow)
+        .where(col(AuditRow.tenant_id) == tenant_id, col(AuditRow.order_id) == order_id)
+        .order_by(col(AuditRow.id))
+    )
+    with Session(engine) as session:
+        return [_entry(row) for row in session.exec(query)]
+
+
+def audit_for_tenant(
+    engine: Engine, tenant_id: UUID, *, limit: int = 50, before: int | None = None
+) -> list[AuditEntry]:
+    """The tenant's audit trail newest first, `limit` (at most 500) entries older than entry id `before`."""
+    query = select(AuditRow).where(col(AuditRow.tenant_id) == tenant_id)
+    if before is not None:
+        query = query.where(col(AuditRow.id) < before)
+    query = query.order_by(col(AuditRow.id).desc()).limit(max(0, min(limit, MAX_AUDIT_PAGE)))
+    with Session(engine) as session:
+        return [_entry(row) for row in session.exec(query)]
+
+
+def _entry(row: AuditRow) -> AuditEntry:
+    assert row.id is not None
+    return AuditEntry(
+        id=row.id,
+        order_id=row.order_id,
+        sku=row.sku,
+        actor_kind=ActorKind(row.actor_kind),
+        actor_id=row.actor_id,
+        command_type=row.action,
+        command_id=row.message_id,
+        outcome=row.outcome,
+        change=row.change,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        reason=None if row.reason is None else RejectionReason(row.reason),
+        detail=row.detail,
+        correlation_id=row.correlation_id,
+        at=row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC),  # SQLite keeps no zone
+    )
 
 
 def _snapshot(session: Session, row: OrderRow) -> OrderSnapshot:

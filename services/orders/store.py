@@ -11,10 +11,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Actor, Envelope
-from schemas.orders import OrderLine
+from schemas.orders import OrderLine, ProductSnapshot
 from sellmesh.db import session_scope
-from services.orders.order import MAX_TOTAL_MINOR, Accepted, Decision, Order, ProductInfo, Rejected, StockEffect
-from services.orders.tables import AuditRow, LineRow, OrderRow, ProcessedRow, ProductRow, line_rows, order_from_rows
+from services.orders.audit import audit_row
+from services.orders.catalog import CatalogDecision
+from services.orders.order import MAX_TOTAL_MINOR, Accepted, Decision, Order, ProductInfo, StockEffect
+from services.orders.tables import (
+    LineRow,
+    OrderRow,
+    ProcessedRow,
+    ProductRow,
+    address_columns,
+    line_rows,
+    order_from_rows,
+)
 
 _SKU = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -81,6 +91,7 @@ class OrderStore:
             customer=order.customer.model_dump(exclude_none=True),
             created_at=order.updated_at,
             updated_at=order.updated_at,
+            **address_columns(order),
         )
         if expected_version is None:
             session.add(row)
@@ -103,8 +114,9 @@ class OrderStore:
 
         The check and the decrement are one conditional UPDATE, so two orders racing for the
         last units cannot both win, on SQLite or PostgreSQL. NULL stock (unlimited) stays NULL.
+        Products are locked in SKU order, so two orders sharing products cannot deadlock.
         """
-        for line in lines:
+        for line in sorted(lines, key=lambda line: line.sku):
             statement = (
                 update(ProductRow)
                 .where(
@@ -119,7 +131,7 @@ class OrderStore:
                 raise OutOfStock(line.sku)
 
     def release_stock(self, session: Session, *, tenant_id: uuid.UUID, lines: Iterable[OrderLine]) -> None:
-        for line in lines:
+        for line in sorted(lines, key=lambda line: line.sku):
             statement = (
                 update(ProductRow)
                 .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == line.sku)
@@ -133,13 +145,18 @@ class OrderStore:
         session: Session,
         *,
         source: Envelope,
-        order_id: uuid.UUID,
+        order_id: uuid.UUID | None,
+        sku: str | None = None,
         actor: Actor,
         action: str,
-        decision: Decision,
+        decision: Decision | CatalogDecision,
+        current: str | None,
         outcome: Envelope | None,
     ) -> None:
-        """Remember the message as processed, with the event it produced, and audit the decision."""
+        """Remember the message as processed, with the event it produced, and audit the decision.
+
+        `current` is the state the decision was made on (the order's, or the product's).
+        """
         at = datetime.now(UTC)
         session.add(
             ProcessedRow(
@@ -150,36 +167,40 @@ class OrderStore:
                 processed_at=at,
             )
         )
-        session.add(_audit_row(source, order_id=order_id, actor=actor, action=action, decision=decision, at=at))
+        session.add(
+            audit_row(
+                source,
+                order_id=order_id,
+                sku=sku,
+                actor=actor,
+                action=action,
+                decision=decision,
+                current=current,
+                at=at,
+            )
+        )
         # A concurrent worker that handled the same message first makes this insert collide.
         _flush(session)
 
+    def load_product(self, session: Session, *, tenant_id: uuid.UUID, sku: str) -> ProductSnapshot | None:
+        query = select(ProductRow).where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == sku)
+        row = session.exec(query).first()
+        return None if row is None else row.snapshot()
 
-def _audit_row(
-    source: Envelope, *, order_id: uuid.UUID, actor: Actor, action: str, decision: Decision, at: datetime
-) -> AuditRow:
-    row = AuditRow(
-        tenant_id=source.tenant_id,
-        order_id=order_id,
-        message_id=source.event_id,
-        correlation_id=source.correlation_id,
-        actor_kind=actor.kind.value,
-        actor_id=actor.id,
-        action=action,
-        outcome=type(decision).__name__.lower(),
-        at=at,
-    )
-    if isinstance(decision, Accepted):
-        row.change = decision.change
-        row.from_state = None if decision.previous is None else decision.previous.value
-        row.to_state = decision.order.state.value
-        row.version = decision.order.version
-    elif isinstance(decision, Rejected):
-        row.reason = decision.reason.value
-        row.detail = decision.detail
-    else:
-        row.detail = decision.detail
-    return row
+    def save_product(self, session: Session, *, tenant_id: uuid.UUID, product: ProductSnapshot) -> None:
+        """Create or replace a product; a rival creating the same SKU first makes `record`'s flush collide."""
+        upsert_product(
+            session,
+            tenant_id=tenant_id,
+            sku=product.sku,
+            name=product.name,
+            description=product.description,
+            price_minor=product.price.amount_minor,
+            currency=product.price.currency,
+            stock=product.stock,
+            attributes=dict(product.attributes),
+            active=product.active,
+        )
 
 
 def _flush(session: Session) -> None:

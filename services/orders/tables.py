@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, CheckConstraint, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from schemas.envelope import Money
-from schemas.orders import CustomerDetails, OrderLine, OrderState
+from schemas.envelope import Channel, Money
+from schemas.orders import ChannelAddress, CustomerDetails, OrderLine, OrderState, ProductSnapshot
 from services.orders.order import Order, ProductInfo
 
 
@@ -46,6 +46,17 @@ class ProductRow(SQLModel, table=True):
             active=self.active,
         )
 
+    def snapshot(self) -> ProductSnapshot:
+        return ProductSnapshot(
+            sku=self.sku,
+            name=self.name,
+            description=self.description,
+            attributes=dict(self.attributes),
+            price=Money(amount_minor=self.price_minor, currency=self.currency),
+            stock=self.stock,
+            active=self.active,
+        )
+
 
 class OrderRow(SQLModel, table=True):
     __tablename__ = "orders_orders"
@@ -61,6 +72,10 @@ class OrderRow(SQLModel, table=True):
     customer: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_type=_timestamp())
     updated_at: datetime = Field(sa_type=_timestamp())
+    # Where the conversation's customer is reached (all three or none), for a handoff about this order.
+    channel: str | None = Field(default=None, max_length=16)
+    channel_account_id: str | None = Field(default=None, max_length=256)
+    customer_id: str | None = Field(default=None, max_length=256)
 
 
 class LineRow(SQLModel, table=True):
@@ -85,19 +100,23 @@ class ProcessedRow(SQLModel, table=True):
 
     tenant_id: uuid.UUID = Field(primary_key=True)
     message_id: uuid.UUID = Field(primary_key=True)  # the command id, or the payment event id
-    order_id: uuid.UUID = Field(index=True)
+    order_id: uuid.UUID | None = Field(default=None, index=True)  # None: a catalog command
     outcome: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the event published, as JSON
     processed_at: datetime = Field(sa_type=_timestamp())
 
 
 class AuditRow(SQLModel, table=True):
-    """Who asked for what on which order, and what the service decided: accepted, rejected or unchanged."""
+    """Who asked for what on which order or product, and what the service decided: accepted, rejected or unchanged.
+
+    Append-only: one row per command or payment fact handled, never updated or deleted.
+    """
 
     __tablename__ = "orders_audit"
 
     id: int | None = Field(default=None, primary_key=True)
     tenant_id: uuid.UUID = Field(index=True)
-    order_id: uuid.UUID = Field(index=True)
+    order_id: uuid.UUID | None = Field(default=None, index=True)  # None: a catalog command, which names `sku`
+    sku: str | None = Field(default=None, max_length=64)
     message_id: uuid.UUID
     correlation_id: uuid.UUID
     actor_kind: str = Field(max_length=16)
@@ -131,7 +150,28 @@ def order_from_rows(row: OrderRow, lines: Iterable[LineRow]) -> Order:
             for line in sorted(lines, key=lambda line: line.position)
         ),
         customer=CustomerDetails.model_validate(row.customer),
+        channel_address=_address(row),
     )
+
+
+def _address(row: OrderRow) -> ChannelAddress | None:
+    if row.channel is None or row.channel_account_id is None or row.customer_id is None:
+        return None
+    return ChannelAddress(
+        channel=Channel(row.channel), channel_account_id=row.channel_account_id, customer_id=row.customer_id
+    )
+
+
+def address_columns(order: Order) -> dict[str, str | None]:
+    """The order's channel address as the three OrderRow columns (all None without one)."""
+    address = order.channel_address
+    if address is None:
+        return {"channel": None, "channel_account_id": None, "customer_id": None}
+    return {
+        "channel": address.channel.value,
+        "channel_account_id": address.channel_account_id,
+        "customer_id": address.customer_id,
+    }
 
 
 def line_rows(order: Order) -> list[LineRow]:

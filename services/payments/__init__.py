@@ -1,1 +1,1 @@
-"""Payments: Stripe Checkout links for orders awaiting payment, recorded as attempts and announced as events."""
+"""Payments: Stripe Checkout links for orders awaiting payment, and reconciliation of what Stripe says happened."""

@@ -30,6 +30,15 @@ class CheckoutLine:
 
 
 @dataclass(frozen=True)
+class CheckoutSettings:
+    """The tenant's own checkout choices: where Stripe sends the customer back, and its Connect account."""
+
+    success_url: str | None = None
+    cancel_url: str | None = None
+    stripe_account: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutRequest:
     """One attempt to get paid for one order; `metadata` goes on the session and on its PaymentIntent."""
 
@@ -42,6 +51,7 @@ class CheckoutRequest:
     metadata: Mapping[str, str]
     expires_at: datetime
     idempotency_key: str
+    settings: CheckoutSettings = CheckoutSettings()
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,11 @@ class CheckoutSession:
 
 def wants_checkout(event: OrderEvent) -> TypeGuard[OrderChanged]:
     return isinstance(event, OrderChanged) and event.change == "checkout_requested"
+
+
+def wants_sessions_closed(event: OrderEvent) -> TypeGuard[OrderChanged]:
+    """A cancelled order must not be payable through a link still open for it."""
+    return isinstance(event, OrderChanged) and event.change == "cancelled"
 
 
 def idempotency_key(order_id: UUID, attempt: int) -> str:
@@ -82,7 +97,9 @@ def _checkout_line(line: OrderLine) -> CheckoutLine:
     return CheckoutLine(name=name, unit_amount_minor=line.unit_price.amount_minor, quantity=line.quantity)
 
 
-def plan_checkout(event: OrderChanged, *, now: datetime) -> CheckoutRequest:
+def plan_checkout(
+    event: OrderChanged, *, now: datetime, settings: CheckoutSettings = CheckoutSettings()
+) -> CheckoutRequest:
     """The session to ask for: lines and total from the snapshot, keyed by order version so a replay reuses it."""
     order = event.order
     if order.order_id != event.order_id:
@@ -110,6 +127,7 @@ def plan_checkout(event: OrderChanged, *, now: datetime) -> CheckoutRequest:
         metadata=metadata,
         expires_at=link_expiry(event.occurred_at, now=now),
         idempotency_key=idempotency_key(order.order_id, order.version),
+        settings=settings,
     )
 
 

@@ -1,20 +1,45 @@
-"""orders.events subscriber: a checkout request becomes a Stripe session, an attempt row and a PaymentLinkCreated."""
+"""Subscribers: a checkout request becomes a Stripe session, an attempt row and a PaymentLinkCreated; a verified
+Stripe event is reconciled against its attempt."""
 
+import json
+import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from schemas.orders import OrderEvent
-from schemas.payments import PaymentLinkCreated
+from schemas.orders import OrderChanged, OrderEvent
+from schemas.payments import PaymentLinkCreated, StripeEventReceived
 from schemas.topics import PAYMENTS_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
 from sellmesh.subscriber import PermanentError
-from services.payments.domain import CheckoutNotPossible, CheckoutRequest, link_created, plan_checkout, wants_checkout
-from services.payments.store import PaymentStore
-from services.payments.stripe_gateway import CheckoutGateway, CheckoutRejected
+from services.gateway.query import payment_settings
+from services.payments.domain import (
+    CheckoutNotPossible,
+    CheckoutRequest,
+    CheckoutSettings,
+    link_created,
+    plan_checkout,
+    wants_checkout,
+    wants_sessions_closed,
+)
+from services.payments.reconciler import Outcome, Reconciler
+from services.payments.settlement import RANK, AttemptStatus, Cause
+from services.payments.store import PaymentAttemptRow, PaymentStore
+from services.payments.stripe_event import MalformedEvent, read_event
+from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
+
+log = logging.getLogger(__name__)
+
+
+def _settings(engine: Engine, tenant_id: uuid.UUID) -> CheckoutSettings:
+    view = payment_settings(engine, tenant_id)
+    return CheckoutSettings(
+        success_url=view.success_url, cancel_url=view.cancel_url, stripe_account=view.stripe_account
+    )
 
 
 def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
@@ -22,25 +47,99 @@ def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
         return PaymentStore(session).attempt(request.tenant_id, request.order_id, request.attempt) is not None
 
 
-def _record(engine: Engine, link: PaymentLinkCreated, attempt: int) -> None:
-    # The attempt row and the event commit together (outbox), or neither does and the wrapper retries.
+def _others(engine: Engine, tenant_id: uuid.UUID, order_id: uuid.UUID, attempt: int) -> list[PaymentAttemptRow]:
     with session_scope(engine) as session:
-        if PaymentStore(session).add_attempt(link, attempt=attempt):
+        return PaymentStore(session).other_attempts(tenant_id, order_id, attempt=attempt)
+
+
+def _supersede(engine: Engine, row: PaymentAttemptRow) -> None:
+    # Committed before Stripe is asked to expire the session, so its expired webhook can never be announced.
+    with session_scope(engine) as session:
+        if row.id is not None:
+            PaymentStore(session).mark_superseded(row.id)
+
+
+def _record(engine: Engine, link: PaymentLinkCreated, request: CheckoutRequest) -> None:
+    # The attempt row, its audit and the event commit together (outbox), or none does and the wrapper retries.
+    with session_scope(engine) as session:
+        account = request.settings.stripe_account
+        if PaymentStore(session).add_attempt(link, attempt=request.attempt, stripe_account=account):
             add_to_outbox(session, topic=PAYMENTS_EVENTS, event=link, key=str(link.order_id))
 
 
+async def close_open_sessions(
+    event: OrderChanged, *, attempt: int | None, gateway: StripeGateway, engine: Engine, reconciler: Reconciler
+) -> bool:
+    """Expire the order's other open sessions before attempt `attempt` (None: the order was cancelled).
+
+    False when another attempt already took the money, or is taking it (a delayed payment is
+    pending), or is newer than this one: then no new link may be made.
+    """
+    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="checkout")
+    for row in await in_thread(_others, engine, event.tenant_id, event.order_id, -1 if attempt is None else attempt):
+        if attempt is not None and (
+            row.attempt > attempt or RANK[AttemptStatus(row.status)] >= RANK[AttemptStatus.PAID]
+        ):
+            log.info("no new checkout: another attempt is newer or paid", extra={"attempt": row.attempt})
+            return False
+        if row.status != AttemptStatus.OPEN:
+            continue
+        if attempt is not None:
+            await in_thread(_supersede, engine, row)
+        state = await gateway.expire_session(row.checkout_session_id, account=row.stripe_account)
+        await reconciler.settle(row, state, cause=cause)
+        if state.status == "complete" and attempt is not None:
+            log.info("no new checkout: the earlier session completed", extra={"attempt": row.attempt})
+            return False
+    return True
+
+
 async def on_order_event(
-    event: OrderEvent, *, gateway: CheckoutGateway, engine: Engine, clock: Callable[[], datetime] = now
+    event: OrderEvent,
+    *,
+    gateway: StripeGateway,
+    engine: Engine,
+    reconciler: Reconciler,
+    clock: Callable[[], datetime] = now,
 ) -> None:
-    """On checkout_requested: create (or, with the same idempotency key, get back) the session and announce it."""
-    if not wants_checkout(event):
-        return
+    """On checkout_requested: create (or, with the same idempotency key, get back) the session and announce it.
+
+    On cancelled: expire the order's open sessions, so a cancelled order cannot be paid.
+    """
     try:
-        request = plan_checkout(event, now=clock())
+        if wants_sessions_closed(event):
+            await close_open_sessions(event, attempt=None, gateway=gateway, engine=engine, reconciler=reconciler)
+            return
+        if not wants_checkout(event):
+            return
+        settings = await in_thread(_settings, engine, event.tenant_id)
+        request = plan_checkout(event, now=clock(), settings=settings)
         if await in_thread(_recorded, engine, request):
             return  # a redelivery after we committed: the link event is already in the outbox
+        closed = await close_open_sessions(
+            event, attempt=request.attempt, gateway=gateway, engine=engine, reconciler=reconciler
+        )
+        if not closed:
+            return
         session = await gateway.create_session(request)
         link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
     except (CheckoutNotPossible, CheckoutRejected) as exc:
         raise PermanentError(str(exc)) from exc
-    await in_thread(_record, engine, link, request.attempt)
+    await in_thread(_record, engine, link, request)
+
+
+async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:
+    """Reconcile the attempt a verified Stripe event is about; one fitting no attempt of its tenant goes to the DLQ."""
+    try:
+        signal = read_event(json.loads(event.body))
+    except (ValueError, MalformedEvent) as exc:
+        raise PermanentError(f"stripe event {event.stripe_event_id} unreadable: {exc}") from exc
+    if signal is None:
+        return
+    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=signal.event_id, source="webhook")
+    try:
+        outcome = await reconciler.reconcile(signal, cause=cause, tenant_id=event.tenant_id)
+    except CheckoutRejected as exc:
+        raise PermanentError(str(exc)) from exc
+    if outcome in (Outcome.UNKNOWN, Outcome.REJECTED):
+        raise PermanentError(f"stripe event {signal.event_id} ({signal.event_type}): {outcome.value} for this tenant")

@@ -1,51 +1,38 @@
-"""Payments' own table (one row per checkout attempt) and the store that reads and writes it in one session.
+"""The store over payments' tables, inside the caller's transaction; lookups by order are tenant-scoped.
 
-An attempt is (tenant_id, order_id, attempt number); the number is the order version that
-asked for checkout, so a redelivered request finds its row instead of adding a second one.
+Stripe ids (`cs_...`, `pi_...`) are globally unique, so finding an attempt by one is how a Stripe
+event is routed to its tenant; every decision after that checks the tenant it was routed with.
 """
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import BigInteger, DateTime, UniqueConstraint
-from sqlmodel import Column, Field, Session, SQLModel, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
+from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
+from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
+from services.payments.tables import PaymentAttemptRow, PaymentAuditRow, StripeEventRow, SweepCheckpointRow
+
+__all__ = ["AttemptStatus", "Conflict", "PaymentAttemptRow", "PaymentStore", "attempt_view"]
 
 
-class AttemptStatus(StrEnum):
-    OPEN = "open"
-    PAID = "paid"
-    FAILED = "failed"
-    EXPIRED = "expired"
+class Conflict(Exception):
+    """Another worker moved the attempt (or the checkpoint) first: decide again on fresh state."""
 
 
-class PaymentAttemptRow(SQLModel, table=True):
-    __tablename__ = "payments_attempts"
-    # The (tenant_id, order_id, attempt) index also serves every tenant-scoped lookup by order.
-    __table_args__ = (
-        UniqueConstraint("tenant_id", "order_id", "attempt", name="uq_payments_attempts_order_attempt"),
-        UniqueConstraint("checkout_session_id", name="uq_payments_attempts_checkout_session_id"),
+def attempt_view(row: PaymentAttemptRow) -> Attempt:
+    return Attempt(
+        tenant_id=row.tenant_id,
+        order_id=row.order_id,
+        checkout_session_id=row.checkout_session_id,
+        amount=Money(amount_minor=row.amount_minor, currency=row.currency),
+        status=AttemptStatus(row.status),
     )
-
-    id: int | None = Field(default=None, primary_key=True)
-    tenant_id: uuid.UUID
-    order_id: uuid.UUID
-    attempt: int
-    checkout_session_id: str = Field(max_length=256)
-    url: str = Field(max_length=2048)
-    # Money allows up to 10**12 minor units: more than a 32-bit INTEGER holds on PostgreSQL.
-    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
-    currency: str = Field(max_length=3)
-    status: str = Field(max_length=16)
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
 class PaymentStore:
-    """Reads and writes attempts inside the caller's transaction; every query is tenant-scoped."""
-
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -57,22 +44,121 @@ class PaymentStore:
         )
         return self.session.exec(query).first()
 
-    def add_attempt(self, link: PaymentLinkCreated, *, attempt: int) -> bool:
-        """Record the attempt a link was created for; False when it already was (a redelivery)."""
+    def add_attempt(self, link: PaymentLinkCreated, *, attempt: int, stripe_account: str | None = None) -> bool:
+        """Record the attempt a link was created for, and its creation in the audit; False when it already was."""
         if self.attempt(link.tenant_id, link.order_id, attempt) is not None:
             return False
-        self.session.add(
-            PaymentAttemptRow(
-                tenant_id=link.tenant_id,
-                order_id=link.order_id,
-                attempt=attempt,
-                checkout_session_id=link.checkout_session_id,
-                url=link.url,
-                amount_minor=link.amount.amount_minor,
-                currency=link.amount.currency,
-                status=AttemptStatus.OPEN.value,
-                expires_at=link.expires_at,
-                created_at=link.occurred_at,
-            )
+        row = PaymentAttemptRow(
+            tenant_id=link.tenant_id,
+            order_id=link.order_id,
+            attempt=attempt,
+            checkout_session_id=link.checkout_session_id,
+            url=link.url,
+            amount_minor=link.amount.amount_minor,
+            currency=link.amount.currency,
+            status=AttemptStatus.OPEN.value,
+            expires_at=link.expires_at,
+            created_at=link.occurred_at,
+            stripe_account=stripe_account,
         )
+        self.session.add(row)
+        self.session.flush()  # the audit row names the attempt's id
+        self._audit(row, before="", after=AttemptStatus.OPEN, source="checkout", event=None, at=link.occurred_at)
         return True
+
+    def by_session(self, session_id: str) -> PaymentAttemptRow | None:
+        query = select(PaymentAttemptRow).where(PaymentAttemptRow.checkout_session_id == session_id)
+        return self.session.exec(query).first()
+
+    def by_payment_intent(self, payment_intent: str) -> PaymentAttemptRow | None:
+        query = select(PaymentAttemptRow).where(PaymentAttemptRow.payment_intent_id == payment_intent)
+        return self.session.exec(query).first()
+
+    def other_attempts(self, tenant_id: uuid.UUID, order_id: uuid.UUID, *, attempt: int) -> list[PaymentAttemptRow]:
+        query = select(PaymentAttemptRow).where(
+            PaymentAttemptRow.tenant_id == tenant_id,
+            PaymentAttemptRow.order_id == order_id,
+            PaymentAttemptRow.attempt != attempt,
+        )
+        return list(self.session.exec(query.order_by(col(PaymentAttemptRow.attempt))))
+
+    def mark_superseded(self, attempt_id: int) -> None:
+        statement = update(PaymentAttemptRow).where(col(PaymentAttemptRow.id) == attempt_id).values(superseded=True)
+        self.session.exec(statement)
+
+    def advance(
+        self, row: PaymentAttemptRow, step: Step, *, cause: Cause, payment_intent: str | None, at: datetime
+    ) -> None:
+        """Move the attempt one step, only from the status it was read in, and audit it; Conflict otherwise."""
+        assert row.id is not None
+        values: dict[str, object] = {"status": step.after.value}
+        if payment_intent is not None:
+            values["payment_intent_id"] = payment_intent
+        statement = (
+            update(PaymentAttemptRow)
+            .where(col(PaymentAttemptRow.id) == row.id, col(PaymentAttemptRow.status) == step.before.value)
+            .values(**values)
+        )
+        if self.session.exec(statement).rowcount != 1:
+            raise Conflict(f"attempt {row.id} is no longer {step.before}")
+        row.status = step.after.value
+        self._audit(row, before=step.before, after=step.after, source=cause.source, event=cause.stripe_event_id, at=at)
+
+    def _audit(
+        self, row: PaymentAttemptRow, *, before: str, after: str, source: str, event: str | None, at: datetime
+    ) -> None:
+        assert row.id is not None
+        audit = PaymentAuditRow(
+            tenant_id=row.tenant_id,
+            order_id=row.order_id,
+            attempt_id=row.id,
+            checkout_session_id=row.checkout_session_id,
+            before=before,
+            after=after,
+            source=source,
+            stripe_event_id=event,
+            at=at,
+        )
+        self.session.add(audit)
+
+    def audit(self, tenant_id: uuid.UUID, order_id: uuid.UUID) -> list[PaymentAuditRow]:
+        query = select(PaymentAuditRow).where(
+            PaymentAuditRow.tenant_id == tenant_id, PaymentAuditRow.order_id == order_id
+        )
+        return list(self.session.exec(query.order_by(col(PaymentAuditRow.id))))
+
+    def stale_open(self, *, now: datetime, limit: int) -> list[PaymentAttemptRow]:
+        """Open attempts past their expiry, across tenants: the sweep re-reads each from Stripe."""
+        query = (
+            select(PaymentAttemptRow)
+            .where(PaymentAttemptRow.status == AttemptStatus.OPEN.value, col(PaymentAttemptRow.expires_at) < now)
+            .order_by(col(PaymentAttemptRow.expires_at))
+            .limit(limit)
+        )
+        return list(self.session.exec(query))
+
+    def connect_accounts(self, *, since: datetime) -> dict[str, uuid.UUID]:
+        """The Connect accounts sessions were created in since `since`, with the tenant of each."""
+        query = select(PaymentAttemptRow.stripe_account, PaymentAttemptRow.tenant_id).where(
+            col(PaymentAttemptRow.stripe_account).is_not(None), col(PaymentAttemptRow.created_at) >= since
+        )
+        return {account: tenant for account, tenant in self.session.exec(query.distinct()) if account}
+
+    def event_seen(self, stripe_event_id: str) -> bool:
+        return self.session.get(StripeEventRow, stripe_event_id) is not None
+
+    def record_event(self, row: StripeEventRow) -> None:
+        """Keep one row per Stripe event id; a second one fails the commit with IntegrityError (the primary key)."""
+        self.session.add(row)
+
+    def checkpoint(self, scope: str) -> SweepCheckpointRow | None:
+        return self.session.get(SweepCheckpointRow, scope)
+
+    def move_checkpoint(self, scope: str, *, version: int, created_through: int, at: datetime) -> bool:
+        """Advance the checkpoint only from `version`; False when a concurrent sweep moved it first."""
+        statement = (
+            update(SweepCheckpointRow)
+            .where(col(SweepCheckpointRow.scope) == scope, col(SweepCheckpointRow.version) == version)
+            .values(created_through=created_through, version=version + 1, updated_at=at)
+        )
+        return bool(self.session.exec(statement).rowcount == 1)

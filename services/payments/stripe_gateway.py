@@ -1,9 +1,11 @@
-"""The checkout port and its Stripe adapter: the official SDK, pointed at Stripe or at the sandbox."""
+"""The Stripe port and its adapter: the official SDK, pointed at Stripe or at the sandbox.
 
-import asyncio
-from collections.abc import Awaitable, Mapping
+Every call names the Connect account the object lives in (`Stripe-Account`), or none for the platform.
+"""
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import stripe
@@ -11,6 +13,11 @@ from stripe.params.checkout import SessionCreateParams
 
 from schemas.envelope import Money
 from services.payments.domain import CheckoutRequest, CheckoutSession
+from services.payments.stripe_event import ChargeState, SessionState, charge_state, session_state
+from services.payments.stripe_transport import HttpxTransport
+
+T = TypeVar("T")
+PAGE_SIZE = 100
 
 
 class CheckoutRejected(Exception):
@@ -21,13 +28,25 @@ class CheckoutUnavailable(Exception):
     """The provider could not answer (5xx, 409, 429, network): the same request may well succeed later."""
 
 
-class CheckoutGateway(Protocol):
+class StripeGateway(Protocol):
     async def create_session(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    async def expire_session(self, session_id: str, *, account: str | None) -> SessionState: ...
+
+    async def retrieve_session(self, session_id: str, *, account: str | None) -> SessionState: ...
+
+    async def find_session(self, payment_intent: str, *, account: str | None) -> SessionState | None: ...
+
+    async def retrieve_charge(self, charge_id: str, *, account: str | None) -> ChargeState: ...
+
+    async def list_events(
+        self, *, since: int, types: Sequence[str], account: str | None
+    ) -> list[Mapping[str, object]]: ...
 
 
 def session_params(request: CheckoutRequest) -> SessionCreateParams:
     currency = request.total.currency.lower()  # Stripe spells currencies in lower case
-    return {
+    params: SessionCreateParams = {
         "mode": "payment",
         "line_items": [
             {
@@ -46,6 +65,11 @@ def session_params(request: CheckoutRequest) -> SessionCreateParams:
         "payment_intent_data": {"metadata": dict(request.metadata)},
         "expires_at": int(request.expires_at.timestamp()),
     }
+    if request.settings.success_url:
+        params["success_url"] = request.settings.success_url
+    if request.settings.cancel_url:
+        params["cancel_url"] = request.settings.cancel_url
+    return params
 
 
 def _is_transient(error: stripe.StripeError) -> bool:
@@ -54,60 +78,35 @@ def _is_transient(error: stripe.StripeError) -> bool:
     return status is None or status >= 500 or status in (409, 429)
 
 
-class _HttpxTransport(stripe.HTTPClient):
-    """stripe-python's transport over an httpx.AsyncClient the caller owns.
+def _options(account: str | None, **extra: str) -> Any:
+    return {**({"stripe_account": account} if account else {}), **extra}
 
-    The SDK's own HTTPXClient posts form bodies as httpx's deprecated `data=<str>` (stripe 16.1
-    with httpx 0.28), which warns on every call and fails under warnings-as-errors; this sends `content=`.
-    """
 
-    name = "sellmesh-httpx"
-
-    def __init__(self, http: httpx.AsyncClient, *, timeout_seconds: float) -> None:
-        super().__init__()
-        self._http = http
-        self._timeout = timeout_seconds
-
-    async def request_async(
-        self, method: str, url: str, headers: Mapping[str, str], post_data: Any = None
-    ) -> tuple[bytes, int, Mapping[str, str]]:
-        try:
-            response = await self._http.request(
-                method, url, headers=dict(headers), content=post_data, timeout=self._timeout
-            )
-        except httpx.HTTPError as exc:
-            message = f"could not reach Stripe ({type(exc).__name__})"
-            raise stripe.APIConnectionError(message, should_retry=True) from exc  # type: ignore[no-untyped-call]
-        return response.content, response.status_code, response.headers
-
-    def sleep_async(self, secs: float) -> Awaitable[None]:
-        return asyncio.sleep(secs)
-
-    async def close_async(self) -> None:
-        """Nothing to close: the httpx client belongs to whoever passed it in."""
+async def _call(call: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await call()
+    except stripe.StripeError as exc:
+        # The SDK's message names the request id and Stripe's reason, never the API key.
+        kind = CheckoutUnavailable if _is_transient(exc) else CheckoutRejected
+        raise kind(f"{type(exc).__name__} ({exc.http_status}): {exc.user_message or exc}") from exc
 
 
 class StripeCheckoutGateway:
-    """Creates Checkout Sessions with StripeClient's async methods.
+    """Checkout Sessions, Charges and Events with StripeClient's async methods.
 
     The SDK never retries on its own (max_network_retries=0): the subscriber wrapper's backoff is the one retry policy.
     """
 
     def __init__(self, *, api_key: str, base_url: str, http: httpx.AsyncClient, timeout_seconds: float = 10.0) -> None:
-        transport = _HttpxTransport(http, timeout_seconds=timeout_seconds)
+        transport = HttpxTransport(http, timeout_seconds=timeout_seconds)
         self._client = stripe.StripeClient(
             api_key, base_addresses={"api": base_url}, max_network_retries=0, http_client=transport
         )
 
     async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
-        try:
-            session = await self._client.v1.checkout.sessions.create_async(
-                params=session_params(request), options={"idempotency_key": request.idempotency_key}
-            )
-        except stripe.StripeError as exc:
-            # The SDK's message names the request id and Stripe's reason, never the API key.
-            kind = CheckoutUnavailable if _is_transient(exc) else CheckoutRejected
-            raise kind(f"{type(exc).__name__} ({exc.http_status}): {exc.user_message or exc}") from exc
+        options = _options(request.settings.stripe_account, idempotency_key=request.idempotency_key)
+        sessions = self._client.v1.checkout.sessions
+        session = await _call(lambda: sessions.create_async(params=session_params(request), options=options))
         if session.url is None or session.amount_total is None or session.currency is None:
             raise CheckoutRejected(f"session {session.id} came back without url, amount or currency")
         return CheckoutSession(
@@ -116,3 +115,46 @@ class StripeCheckoutGateway:
             total=Money(amount_minor=session.amount_total, currency=session.currency.upper()),
             expires_at=datetime.fromtimestamp(session.expires_at, UTC),
         )
+
+    async def expire_session(self, session_id: str, *, account: str | None) -> SessionState:
+        """Expire an open session; one that is no longer open is read back as it stands."""
+        sessions = self._client.v1.checkout.sessions
+        try:
+            # A fixed idempotency key: a retry after a lost answer replays the expiry instead of failing on it.
+            options = _options(account, idempotency_key=f"expire:{session_id}")
+            expired = await _call(lambda: sessions.expire_async(session_id, options=options))
+            return session_state(expired.to_dict())
+        except CheckoutRejected:
+            return await self.retrieve_session(session_id, account=account)
+
+    async def retrieve_session(self, session_id: str, *, account: str | None) -> SessionState:
+        sessions = self._client.v1.checkout.sessions
+        found = await _call(lambda: sessions.retrieve_async(session_id, options=_options(account)))
+        return session_state(found.to_dict())
+
+    async def find_session(self, payment_intent: str, *, account: str | None) -> SessionState | None:
+        sessions = self._client.v1.checkout.sessions
+        params: Any = {"payment_intent": payment_intent, "limit": 1}
+        page = await _call(lambda: sessions.list_async(params=params, options=_options(account)))
+        return session_state(page.data[0].to_dict()) if page.data else None
+
+    async def retrieve_charge(self, charge_id: str, *, account: str | None) -> ChargeState:
+        charges = self._client.v1.charges
+        found = await _call(lambda: charges.retrieve_async(charge_id, options=_options(account)))
+        return charge_state(found.to_dict())
+
+    async def list_events(self, *, since: int, types: Sequence[str], account: str | None) -> list[Mapping[str, object]]:
+        """Every event of `types` created at or after `since`, oldest first (Stripe lists newest first)."""
+        events = self._client.v1.events
+        found: list[Mapping[str, object]] = []
+        after: str | None = None
+        while True:
+            params: Any = {"created": {"gte": since}, "types": list(types), "limit": PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            page = await _call(lambda: events.list_async(params=params, options=_options(account)))  # noqa: B023
+            found.extend(event.to_dict() for event in page.data)
+            if not page.has_more or not page.data:
+                found.reverse()  # pages run newest first, and so do events within one second
+                return found
+            after = page.data[-1].id

@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 
 from schemas.envelope import Channel
 from sellmesh.db import session_scope
-from sellmesh.localbroker import free_port
+from sellmesh.localbroker import LocalBroker, free_port
+from sellmesh.localredis import LocalRedis
 from sellmesh.logging import configure_logging
 from sellmesh.mesh import SERVICE_NAMES, Mesh
 from sellmesh.settings import MeshSettings
@@ -138,25 +139,33 @@ def instagram_id_of(phone_number_id: str) -> str:
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package", params=["sqlite", "postgresql"])
-async def mesh(
-    request: pytest.FixtureRequest, kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Mesh]:
+async def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
+    """A mesh with a broker and Redis of its own: nothing left by another mesh or test run can reach it."""
     var_dir: Path = tmp_path_factory.mktemp("var")
     database_url = (
         f"sqlite:///{var_dir / 'mesh.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
     )
-    settings = MeshSettings(
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_enable_idempotence=False,  # the local broker has no InitProducerId
-        redis_url=redis_url,
-        database_url=database_url,
-        sellmesh_http_port=free_port(),
-        sellmesh_var_dir=var_dir,
-        sellmesh_retry_base_seconds=0.01,
-    )
-    configure_logging("INFO")  # JSON lines on stderr, shown with a failing test's output
-    async with Mesh(settings, SERVICE_NAMES) as running:
-        yield running
+    with LocalBroker(log_path=var_dir / "broker.log") as broker, LocalRedis() as redis:
+        settings = MeshSettings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            kafka_enable_idempotence=False,  # the local broker has no InitProducerId
+            redis_url=redis.url,
+            database_url=database_url,
+            sellmesh_http_port=free_port(),
+            sellmesh_var_dir=var_dir,
+            sellmesh_retry_base_seconds=0.01,
+            agent_quiet_seconds=0.5,
+        )
+        configure_logging("INFO")  # JSON lines on stderr, shown with a failing test's output
+        async with Mesh(settings, SERVICE_NAMES) as running:
+            yield running
+
+
+@pytest.fixture
+def kafka_bootstrap(mesh: Mesh) -> str:
+    """In end-to-end tests, the topics to read are the running mesh's."""
+    assert mesh.settings.kafka_bootstrap_servers is not None
+    return mesh.settings.kafka_bootstrap_servers
 
 
 @pytest_asyncio.fixture(loop_scope="package")

@@ -77,3 +77,58 @@ async def test_malformed_ids_and_unknown_actions_get_clear_4xx(shop: Shop) -> No
         await shop.http.post(f"{shop.base_url}/v1/orders/{uuid.uuid4()}/explode", headers=headers)
     ).status_code == 422
     assert (await shop.http.get(f"{shop.base_url}/v1/orders/{uuid.uuid4()}", headers=headers)).status_code == 404
+
+
+GIFT = {
+    "name": "Gift card",
+    "description": "any amount",
+    "attributes": {"kind": "digital"},
+    "price": {"amount_minor": 2500, "currency": "EUR"},
+    "stock": None,
+}
+
+
+async def test_an_owner_puts_a_product_and_orders_changes_the_catalog_and_audits_it(shop: Shop) -> None:
+    from services.orders.query import audit_for_tenant
+
+    headers = bearer(shop.owner_key)
+    response = await shop.http.put(f"{shop.base_url}/v1/products/GIFT-25", json=GIFT, headers=headers)
+    assert response.status_code == 202
+    command_id = uuid.UUID(response.json()["command_id"])
+
+    async def products() -> list[dict[str, object]]:
+        listed = await shop.http.get(f"{shop.base_url}/v1/products", headers=headers)
+        found: list[dict[str, object]] = listed.json()["products"]
+        return found
+
+    listed = await eventually(products, lambda ps: any(p["sku"] == "GIFT-25" for p in ps))
+    gift = next(p for p in listed if p["sku"] == "GIFT-25")
+    assert (gift["price"], gift["stock"]) == (GIFT["price"], None)
+    entries = await asyncio.to_thread(audit_for_tenant, shop.engine, shop.tenant_id, limit=20)
+    [entry] = [e for e in entries if e.command_id == command_id]
+    assert (entry.sku, entry.change, entry.actor_kind.value) == ("GIFT-25", "product_created", "owner")
+
+
+@pytest.mark.parametrize(
+    ("sku", "body"),
+    [
+        ("GIFT-25", {**GIFT, "stock": -1}),
+        ("GIFT-25", {key: value for key, value in GIFT.items() if key != "price"}),
+        ("GIFT-25", {**GIFT, "price": {"amount_minor": 1, "currency": "eur"}}),
+        ("GIFT-25", {**GIFT, "surprise": 1}),
+        ("GIFT-25", {**GIFT, "attributes": {f"k{i}": "v" for i in range(40)}}),
+        ("bad sku!", GIFT),
+        ("x" * 65, GIFT),
+    ],
+    ids=["negative-stock", "no-price", "bad-currency", "extra-field", "too-many-attributes", "bad-sku", "long-sku"],
+)
+async def test_a_malformed_product_gets_422_and_publishes_nothing(
+    shop: Shop, sku: str, body: dict[str, object]
+) -> None:
+    response = await shop.http.put(f"{shop.base_url}/v1/products/{sku}", json=body, headers=bearer(shop.owner_key))
+    assert response.status_code == 422
+
+
+async def test_putting_a_product_needs_a_valid_key(shop: Shop) -> None:
+    response = await shop.http.put(f"{shop.base_url}/v1/products/GIFT-25", json=GIFT)
+    assert response.status_code == 401

@@ -7,6 +7,7 @@ import pytest
 from schemas.orders import OrderState
 from schemas.topics import CHANNEL_RAW
 from sellmesh.service import derived_id
+from services.agent.burst import DUE_KEY
 from services.handoff.query import conversation_mode
 from services.ingest.payloads import encode, whatsapp_text
 from services.orders.query import get_order
@@ -29,6 +30,8 @@ async def test_meta_redelivery_of_the_same_message_produces_no_second_reply(shop
     body = shop.body(customer, "hello", message_id=f"wamid.{uuid.uuid4().hex}")
     for _ in range(3):
         assert (await shop.post_webhook(body)).status_code == 200
+    await shop.wait_for_replies(customer, 1)
+    assert (await shop.post_webhook(body)).status_code == 200
     # Messages of one conversation are ordered: once the next one is answered, any reply to a duplicate would be here.
     await shop.say(customer, "how much is the mug?")
     replies = await shop.wait_for_replies(customer, 2)
@@ -64,6 +67,8 @@ async def test_asking_for_a_person_opens_a_handoff_and_the_ai_goes_quiet(shop: S
     mid = await shop.say(customer, "hello? anyone?")
     handled = f"dedup:agent:inbound_message:{derived_id('inbound', shop.tenant_id, 'whatsapp', mid)}"
     await eventually(lambda: redis.exists(handled), bool)
+    # The message was buffered; wait until the agent's turn for it is over (its burst left the schedule).
+    await eventually(lambda: redis.zscore(DUE_KEY, f"{shop.tenant_id}:{conversation}"), lambda score: score is None)
     assert len(await shop.replies(customer)) == 1
 
 
@@ -176,6 +181,10 @@ async def test_sender_refuses_ai_messages_while_a_person_owns_the_conversation(s
     conversation = str(derived_id("conversation", shop.tenant_id, account, customer))
     ctx = mesh.ctx  # type: ignore[attr-defined]
     await set_mode(ctx.redis, shop.tenant_id, conversation, "human")
+    # The customer writes first, so the channel's 24-hour window is open for a person's answer.
+    mid = await shop.say(customer, "hello?")
+    handled = f"dedup:agent:inbound_message:{derived_id('inbound', shop.tenant_id, 'whatsapp', mid)}"
+    await eventually(lambda: ctx.redis.exists(handled), bool)
 
     def outbound(author: Author, text: str) -> OutboundMessage:
         return OutboundMessage(
@@ -192,3 +201,25 @@ async def test_sender_refuses_ai_messages_while_a_person_owns_the_conversation(s
     await publish(ctx.broker, CHANNEL_OUTBOUND, outbound(Author.HUMAN, "a person answering"), key=conversation)
     replies = await shop.wait_for_replies(customer, 1)
     assert [r["text"] for r in replies] == ["a person answering"]
+
+
+async def test_a_burst_of_fragments_gets_one_reply(shop: Shop) -> None:
+    customer = new_customer()
+    for fragment in ("hi", "do you have", "mugs?"):
+        await shop.say(customer, fragment)
+    [reply] = await shop.wait_for_replies(customer, 1)
+    assert "9.00 EUR" in reply["text"]
+    await shop.say(customer, "how much are the espresso beans?")
+    replies = await shop.wait_for_replies(customer, 2)
+    assert len(replies) == 2
+    assert "12.50 EUR" in replies[1]["text"]
+
+
+async def test_a_complaint_goes_to_a_person_whatever_the_model_says(shop: Shop, mesh: object) -> None:
+    customer = new_customer()
+    await shop.say(customer, "my mug arrived broken, I want a refund")
+    [reply] = await shop.wait_for_replies(customer, 1)
+    assert "person" in reply["text"]
+    conversation = str(derived_id("conversation", shop.tenant_id, _account_id(shop), customer))
+    redis = mesh.ctx.redis  # type: ignore[attr-defined]
+    await eventually(lambda: conversation_mode(redis, shop.tenant_id, conversation), lambda mode: mode == "human")

@@ -1,20 +1,16 @@
 """The Stripe sandbox behind a real socket, driven by the real stripe SDK, and the payments handler on top of it."""
 
 import json
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import stripe
-import uvicorn
-from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
@@ -25,64 +21,17 @@ from schemas.topics import PAYMENTS_EVENTS
 from sellmesh.db import make_engine
 from sellmesh.localbroker import free_port
 from sellmesh.outbox import OutboxRow
-from sellmesh.redis import make_redis
-from sellmesh.sandbox.stripe import StripeSandbox
 from sellmesh.service import derived_id
 from sellmesh.subscriber import PermanentError
+from sellmesh.tables import metadata
 from services.payments.handlers import on_order_event
+from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow
 from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
 from tests.builders import envelope
+from tests.integration.conftest import KEY, Sandbox
 
 pytestmark = pytest.mark.integration
-
-KEY = "sk_test_sandbox"
-
-
-class Clock:
-    """The sandbox's clock; tests move it forward to watch sessions lapse."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
-@dataclass
-class Sandbox:
-    root: str
-    clock: Clock
-
-    @property
-    def api(self) -> str:
-        return f"{self.root}/sandbox/stripe"
-
-
-@pytest.fixture(scope="module")
-def sandbox(redis_url: str) -> Iterator[Sandbox]:
-    port = free_port()
-    root = f"http://127.0.0.1:{port}"
-    redis = make_redis(redis_url)
-    clock = Clock()
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await redis.aclose()  # closed on the loop that used it
-
-    app = FastAPI(lifespan=lifespan)
-    app.include_router(StripeSandbox(redis, base_url=root, clock=clock).router())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))
-    thread = threading.Thread(target=server.run, name="stripe-sandbox", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "sandbox did not start"
-        time.sleep(0.02)
-    yield Sandbox(root=root, clock=clock)
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture
@@ -231,6 +180,7 @@ def test_the_pay_page_says_what_would_be_paid(client: stripe.StripeClient, sandb
 # The payments handler, end to end against the sandbox, with its tables in SQLite.
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
+TABLES = ("outbox", "payments_attempts", "payments_audit", "gateway_tenants")
 
 
 def checkout_requested(order_id: uuid.UUID) -> OrderChanged:
@@ -250,8 +200,13 @@ def checkout_requested(order_id: uuid.UUID) -> OrderChanged:
 
 def payments_engine(path: Path) -> Engine:
     engine = make_engine(f"sqlite:///{path}")
-    SQLModel.metadata.create_all(engine, tables=[OutboxRow.__table__, PaymentAttemptRow.__table__])  # type: ignore[attr-defined]
+    SQLModel.metadata.create_all(engine, tables=[metadata.tables[name] for name in TABLES])
     return engine
+
+
+async def checkout(event: OrderChanged, gateway: StripeCheckoutGateway, engine: Engine, **kwargs: Any) -> None:
+    reconciler = Reconciler(stripe=gateway, engine=engine)
+    await on_order_event(event, gateway=gateway, engine=engine, reconciler=reconciler, **kwargs)
 
 
 @pytest.fixture
@@ -268,8 +223,8 @@ async def test_a_checkout_request_records_one_attempt_and_queues_one_link_event(
     event = checkout_requested(uuid.uuid4())
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        await on_order_event(event, gateway=gateway, engine=engine)
-        await on_order_event(event, gateway=gateway, engine=engine)  # a redelivery adds nothing
+        await checkout(event, gateway, engine)
+        await checkout(event, gateway, engine)  # a redelivery adds nothing
     with Session(engine) as session:
         attempts = list(session.exec(select(PaymentAttemptRow)))
         outbox = list(session.exec(select(OutboxRow)))
@@ -300,8 +255,8 @@ async def test_a_replay_after_a_lost_commit_gets_the_same_session_back(
     later = event.occurred_at + timedelta(minutes=10)
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        await on_order_event(event, gateway=gateway, engine=lost)
-        await on_order_event(event, gateway=gateway, engine=engine, clock=lambda: later)
+        await checkout(event, gateway, lost)
+        await checkout(event, gateway, engine, clock=lambda: later)
     with Session(lost) as first, Session(engine) as second:
         sessions = [db.exec(select(PaymentAttemptRow)).one().checkout_session_id for db in (first, second)]
     lost.dispose()
@@ -313,7 +268,7 @@ async def test_stripe_refusing_the_request_is_a_permanent_error(sandbox: Sandbox
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key="rk_test_restricted", base_url=sandbox.api, http=http)
         with pytest.raises(PermanentError, match="AuthenticationError"):
-            await on_order_event(checkout_requested(uuid.uuid4()), gateway=gateway, engine=engine)
+            await checkout(checkout_requested(uuid.uuid4()), gateway, engine)
 
 
 @pytest.mark.asyncio
@@ -321,6 +276,6 @@ async def test_stripe_out_of_reach_is_left_to_the_wrappers_retries(engine: Engin
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key=KEY, base_url=f"http://127.0.0.1:{free_port()}", http=http)
         with pytest.raises(CheckoutUnavailable):
-            await on_order_event(checkout_requested(uuid.uuid4()), gateway=gateway, engine=engine)
+            await checkout(checkout_requested(uuid.uuid4()), gateway, engine)
     with Session(engine) as session:
         assert list(session.exec(select(PaymentAttemptRow))) == []

@@ -201,3 +201,23 @@ def test_the_ai_never_supplies_a_price(make_turn: TurnBuilder) -> None:
         wire = json.loads(command.model_dump_json())
         assert not any("price" in key or "amount" in key for key in wire)
     assert not any("price" in field for field in AddItem.model_fields)
+
+
+def test_search_products_answers_from_the_catalog_without_any_command(make_turn: Callable[..., Turn]) -> None:
+    outcome = plan("search_products", '{"query": "espresso"}', make_turn())
+    assert outcome.commands == []
+    assert outcome.result["ok"] is True
+    assert outcome.result["products"][0]["sku"] == "ESP-1"
+
+
+def test_show_order_without_an_order_says_so(make_turn: Callable[..., Turn]) -> None:
+    outcome = plan("show_order", "{}", make_turn())
+    assert outcome.commands == []
+    assert outcome.result["order"] is None
+
+
+def test_create_draft_proposes_one_draft(make_turn: Callable[..., Turn]) -> None:
+    outcome = plan("create_draft", "{}", make_turn())
+    [(_, command, key)] = outcome.commands
+    assert isinstance(command, CreateDraft)
+    assert key == str(command.order_id) == str(outcome.order_id)

@@ -79,6 +79,9 @@ def test_every_tool_is_defined_as_a_function_with_an_object_schema() -> None:
     definitions = tool_definitions()
     assert [d["function"]["name"] for d in definitions] == list(TOOL_ARGS)
     assert set(TOOL_ARGS) == {
+        "search_products",
+        "show_order",
+        "create_draft",
         "add_to_order",
         "remove_from_order",
         "set_customer_details",

@@ -15,9 +15,11 @@ from schemas.channel import (
     DeliveryStatus,
     InboundMessage,
     OutboundMessage,
+    QuickReply,
     RawWebhook,
     ReactionContent,
     TextContent,
+    WhatsAppTemplate,
 )
 from schemas.envelope import Actor, ActorKind, Channel, Money
 from schemas.handoff import (
@@ -35,6 +37,8 @@ from schemas.handoff import (
 from schemas.orders import (
     AddItem,
     CancelOrder,
+    CatalogChanged,
+    ChannelAddress,
     CloseOrder,
     CommandRejected,
     CreateDraft,
@@ -43,17 +47,20 @@ from schemas.orders import (
     OrderChanged,
     OrderSnapshot,
     OrderState,
+    ProductSnapshot,
     RefundOrder,
     RejectionReason,
     RemoveItem,
     RequestCheckout,
     SetCustomerDetails,
+    UpsertProduct,
 )
 from schemas.payments import (
     PaymentDisputed,
     PaymentExpired,
     PaymentFailed,
     PaymentLinkCreated,
+    PaymentMismatch,
     PaymentRefunded,
     PaymentSucceeded,
     StripeEventReceived,
@@ -88,6 +95,15 @@ def chan() -> dict[str, Any]:
     }
 
 
+PRODUCT = {
+    "name": "Espresso beans 250g",
+    "description": "dark roast",
+    "attributes": {"roast": "dark"},
+    "price": EUR,
+    "stock": 40,
+    "active": True,
+}
+OWNER = Actor(kind=ActorKind.OWNER, id="key-1")
 SNAPSHOT = OrderSnapshot(order_id=ORDER, state=OrderState.DRAFT, version=1, total=EUR)
 HANDOFF = {"conversation_id": "conv-1", "ticket_id": "t-1"}
 PAYMENT = {"order_id": ORDER, "checkout_session_id": "cs_test_1"}
@@ -99,8 +115,32 @@ SAMPLES: list[Any] = [
         **env(), **chan(), message_id="wamid.2", sent_at=NOW, content=ReactionContent(emoji="👍", reacted_to="m")
     ),
     OutboundMessage(**env(), **chan(), author=Author.AI, text="hi"),
+    OutboundMessage(
+        **env(),
+        **chan(),
+        author=Author.AI,
+        text="Add it?",
+        quick_replies=(QuickReply(title="Yes", payload="YES"),),
+        image_url="https://cdn.example.com/mug.jpg",
+    ),
+    OutboundMessage(
+        **env(),
+        **chan(),
+        author=Author.SYSTEM,
+        text="Ana, your order shipped",
+        template=WhatsAppTemplate(name="order_update", language="en_US", body_parameters=("Ana",)),
+    ),
     DeliveryStatus(**env(), conversation_id="c", channel=Channel.MESSENGER, message_id="m", state=DeliveryState.READ),
     CreateDraft(**env(), order_id=ORDER, actor=AI, conversation_id="conv-1"),
+    CreateDraft(
+        **env(),
+        order_id=ORDER,
+        actor=AI,
+        conversation_id="conv-1",
+        channel_address=ChannelAddress(channel=Channel.WHATSAPP, channel_account_id="acc-1", customer_id="c-1"),
+    ),
+    UpsertProduct(**env(), sku="ESP-250", actor=OWNER, **PRODUCT),
+    UpsertProduct(**env(), sku="GIFT", actor=OWNER, name="Gift card", price=EUR, stock=None),
     AddItem(**env(), order_id=ORDER, actor=AI, sku="ESP-250", quantity=2),
     RemoveItem(**env(), order_id=ORDER, actor=AI, sku="ESP-250", quantity=1),
     SetCustomerDetails(**env(), order_id=ORDER, actor=AI, details=CustomerDetails(address="1 Main St")),
@@ -111,6 +151,20 @@ SAMPLES: list[Any] = [
     RefundOrder(**env(), order_id=ORDER, actor=Actor(kind=ActorKind.OWNER)),
     OrderChanged(**env(), order_id=ORDER, change="draft_created", actor=AI, order=SNAPSHOT),
     CommandRejected(**env(), order_id=ORDER, command_type="add_item", actor=AI, reason=RejectionReason.OUT_OF_STOCK),
+    CommandRejected(
+        **env(),
+        product_sku="ESP-250",
+        command_type="upsert_product",
+        actor=AI,
+        reason=RejectionReason.NOT_PERMITTED_FOR_ACTOR,
+    ),
+    CatalogChanged(
+        **env(),
+        command_id=uuid.uuid4(),
+        change="product_created",
+        actor=OWNER,
+        product=ProductSnapshot(sku="ESP-250", **PRODUCT),
+    ),
     StripeEventReceived(**env(), stripe_event_id="evt_1", stripe_event_type="checkout.session.completed", body="{}"),
     PaymentLinkCreated(**env(), **PAYMENT, url="https://pay", amount=EUR, expires_at=NOW),
     PaymentSucceeded(**env(), **PAYMENT, amount=EUR),
@@ -118,6 +172,7 @@ SAMPLES: list[Any] = [
     PaymentExpired(**env(), **PAYMENT),
     PaymentRefunded(**env(), **PAYMENT, amount=EUR),
     PaymentDisputed(**env(), **PAYMENT, amount=EUR),
+    PaymentMismatch(**env(), **PAYMENT, expected=EUR, received=Money(amount_minor=1, currency="USD")),
     RequestHandoff(
         **env(),
         conversation_id="conv-1",
@@ -204,6 +259,50 @@ def test_invalid_command_is_rejected(mutate: Any) -> None:
 def test_money_is_non_negative_integer_minor_units_of_an_iso_currency(money: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         Money.model_validate_json(json.dumps(money))
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(stock=-1),
+        lambda d: d.pop("stock"),
+        lambda d: d.update(stock="3"),
+        lambda d: d.update(name=""),
+        lambda d: d.update(description="x" * 4001),
+        lambda d: d.update(attributes={f"k{i}": "v" for i in range(33)}),
+        lambda d: d.update(attributes={"colour": "x" * 257}),
+        lambda d: d.update(attributes={"": "v"}),
+        lambda d: d.update(attributes={"size": 3}),
+        lambda d: d.update(price={"amount_minor": -5, "currency": "EUR"}),
+        lambda d: d.update(sku="no spaces"),
+        lambda d: d.update(order_id=str(ORDER)),
+    ],
+    ids=[
+        "negative-stock",
+        "missing-stock",
+        "string-stock",
+        "empty-name",
+        "long-description",
+        "too-many-attributes",
+        "long-attribute",
+        "empty-attribute-name",
+        "non-text-attribute",
+        "negative-price",
+        "bad-sku",
+        "order-id",
+    ],
+)
+def test_invalid_catalog_command_is_rejected(mutate: Any) -> None:
+    data = UpsertProduct(**env(), sku="ESP-250", actor=OWNER, **PRODUCT).model_dump(mode="json")
+    mutate(data)
+    with pytest.raises(ValidationError):
+        adapter_for(ORDERS_COMMANDS).validate_json(json.dumps(data))
+
+
+@pytest.mark.parametrize("names", [{}, {"order_id": ORDER, "product_sku": "ESP-250"}], ids=["neither", "both"])
+def test_a_rejection_names_exactly_one_order_or_product(names: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        CommandRejected(**env(), **names, command_type="x", actor=AI, reason=RejectionReason.UNKNOWN_ORDER)
 
 
 def test_oversized_text_is_rejected() -> None:

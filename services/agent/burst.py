@@ -1,0 +1,96 @@
+"""Customers type in fragments: buffer each conversation's messages and answer the whole burst once.
+
+The inbound consumer only appends to the buffer (durable in Redis) and moves on; a scheduler
+answers a conversation once it has been quiet for a moment. A message that arrives while a reply
+is being written stays in the buffer and is answered in the next turn, never twice.
+"""
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from schemas.channel import InboundMessage
+
+DUE_KEY = "agent:burst:due"
+
+# Claim a due conversation: take its lock and push its due time past the lock's life, so a
+# worker that dies mid-turn leaves the conversation due again once the lock expires.
+_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then return nil end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[1])
+return redis.call('LRANGE', KEYS[2], 0, -1)
+"""
+
+# Finish a turn: drop the messages it answered; anything newer makes the conversation due again.
+_FINISH = """
+redis.call('LTRIM', KEYS[2], ARGV[2], -1)
+if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+if redis.call('LLEN', KEYS[2]) > 0 then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Burst:
+    member: str
+    token: str
+    messages: list[InboundMessage]
+    # How many buffered entries the claim saw (duplicates included): what `finish` drops.
+    taken: int
+
+    @property
+    def last(self) -> InboundMessage:
+        return self.messages[-1]
+
+
+def _member(message: InboundMessage) -> str:
+    return f"{message.tenant_id}:{message.conversation_id}"
+
+
+class BurstBuffer:
+    def __init__(self, redis: Redis, *, quiet_seconds: float, lock_seconds: int = 120) -> None:
+        self.redis = redis
+        self.quiet_seconds = quiet_seconds
+        self.lock_seconds = lock_seconds
+        self._claim = redis.register_script(_CLAIM)
+        self._finish = redis.register_script(_FINISH)
+
+    async def add(self, message: InboundMessage) -> None:
+        member = _member(message)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(f"agent:burst:{member}", message.model_dump_json())
+            pipe.expire(f"agent:burst:{member}", 7 * 24 * 3600)
+            # Every fragment pushes the answer back by the quiet period.
+            pipe.zadd(DUE_KEY, {member: time.time() + self.quiet_seconds})
+            await pipe.execute()
+
+    async def due(self, limit: int = 20) -> list[str]:
+        members = await self.redis.zrangebyscore(DUE_KEY, "-inf", time.time(), start=0, num=limit)
+        return [str(m) for m in members]
+
+    async def claim(self, member: str) -> Burst | None:
+        token = uuid.uuid4().hex
+        keys = [DUE_KEY, f"agent:burst:{member}", f"agent:burst-lock:{member}"]
+        raw = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
+        if not raw:
+            return None
+        seen: set[uuid.UUID] = set()
+        messages = []
+        for item in raw:
+            message = InboundMessage.model_validate_json(item)
+            if message.event_id not in seen:  # a redelivered fragment appears once
+                seen.add(message.event_id)
+                messages.append(message)
+        return Burst(member, token, messages, len(raw)) if messages else None
+
+    async def finish(self, burst: Burst) -> None:
+        keys = [DUE_KEY, f"agent:burst:{burst.member}", f"agent:burst-lock:{burst.member}"]
+        await self._finish(keys=keys, args=[burst.member, burst.taken, burst.token, time.time()])

@@ -1,0 +1,61 @@
+"""Answers each conversation's burst once it has been quiet; a turn that keeps failing hands over."""
+
+import asyncio
+import contextlib
+import logging
+
+from services.agent.burst import BurstBuffer
+from services.agent.responder import Responder
+
+log = logging.getLogger(__name__)
+
+
+class BurstScheduler:
+    def __init__(
+        self, *, buffer: BurstBuffer, responder: Responder, poll_seconds: float = 0.05, concurrency: int = 8
+    ) -> None:
+        self.buffer = buffer
+        self.responder = responder
+        self.poll_seconds = poll_seconds
+        # Different conversations are answered in parallel; one conversation never twice at once (its lock).
+        self.slots = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+        self._turns: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                for member in await self.buffer.due():
+                    await self.slots.acquire()
+                    task = asyncio.create_task(self._turn(member))
+                    self._turns.add(task)
+                    task.add_done_callback(self._turns.discard)
+            except Exception:
+                log.exception("burst scheduler could not read the buffer; retrying")
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(self.poll_seconds)
+
+    async def _turn(self, member: str) -> None:
+        try:
+            burst = await self.buffer.claim(member)
+            if burst is None:
+                return
+            await self.responder.answer(burst)
+            await self.buffer.finish(burst)
+        except Exception:
+            # Left locked: the conversation becomes due again when the lock expires, and is retried.
+            log.exception("turn failed; it will be retried")
+        finally:
+            self.slots.release()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="agent-burst-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._turns):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

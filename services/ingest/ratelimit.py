@@ -1,0 +1,76 @@
+"""A Redis token bucket per channel account, so one tenant's burst never gets another's page throttled.
+
+Meta's limits are per Page, per Instagram account and per WhatsApp number (PROTOCOLS A.7:
+80 msg/s per number by default, about 300/s per Page [S]), and going over them extends the
+block. The bucket lives in Redis so every sender replica draws from the same one.
+"""
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+# Refill by the time elapsed since the last call, then take one token if there is one. Returns 0
+# when a token was taken, else the milliseconds until one will be there. Time is Redis's own
+# clock, so replicas with skewed clocks share one bucket fairly. Atomic: a script runs alone.
+TOKEN_BUCKET = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate / 1000)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.ceil((1 - tokens) * 1000 / rate)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * 1000 / rate) + 1000)
+return wait
+"""
+
+
+class RateLimited(Exception):
+    """No token within the allowed wait: retryable, the subscriber backs off and tries again."""
+
+
+class SendRateLimiter:
+    """`acquire` waits for a token of the account's bucket; it never fails a send for a short burst."""
+
+    def __init__(self, redis: Redis, *, rate_per_second: float, burst: int, max_wait_seconds: float = 30.0) -> None:
+        if rate_per_second <= 0 or burst < 1:
+            raise ValueError("the send rate must be positive and the burst at least 1")
+        self.redis = redis
+        self.rate_per_second = rate_per_second
+        self.burst = burst
+        self.max_wait_seconds = max_wait_seconds
+        self._script = redis.register_script(TOKEN_BUCKET)
+
+    @staticmethod
+    def key(account: str) -> str:
+        return f"ingest:send-bucket:{account}"
+
+    async def try_acquire(self, account: str) -> float:
+        """Take a token now and return 0, or return the seconds until one is due (taking nothing)."""
+        wait_ms = await self._script(keys=[self.key(account)], args=[self.rate_per_second, self.burst])
+        return int(wait_ms) / 1000
+
+    async def acquire(self, account: str) -> None:
+        deadline = time.monotonic() + self.max_wait_seconds
+        while (wait := await self.try_acquire(account)) > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RateLimited(f"no send token for {self.max_wait_seconds}s")
+            log.debug("send rate limit reached; waiting", extra={"wait_seconds": wait})
+            await asyncio.sleep(min(wait, left))

@@ -1,0 +1,156 @@
+"""What the sender did with each outbound message: its row, the message log, and the events it owes.
+
+The outcome, the delivery status and any handoff request commit in one transaction (outbox),
+so a crash never leaves a failed send that nobody hears about.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from schemas.channel import DeliveryState, DeliveryStatus, OutboundMessage
+from schemas.envelope import Actor, ActorKind, Channel
+from schemas.handoff import HandoffReason, RequestHandoff
+from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
+from sellmesh.db import session_scope
+from sellmesh.outbox import add_to_outbox
+from sellmesh.service import derived_id, now
+from services.ingest.store import MessageLog, OutboundSend
+
+FINISHED = frozenset({"sent", "refused", "failed"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent, refused, failed
+    error: str = ""
+    error_code: str | None = None
+    provider_id: str | None = None
+    kind: str = "text"
+    # When set, a person is asked to take the conversation over, with this note.
+    handoff_note: str | None = None
+
+
+def part_id(message: OutboundMessage, index: int) -> uuid.UUID:
+    """Each extra request of a multi-request message gets its own send row, so its echo is known as ours."""
+    return derived_id(message.event_id, "part", index)
+
+
+def send_status(engine: Engine, event_id: uuid.UUID) -> str | None:
+    with Session(engine) as session:
+        row = session.get(OutboundSend, event_id)
+        return row.status if row else None
+
+
+def sent_parts(engine: Engine, message: OutboundMessage, count: int) -> set[int]:
+    """Which of the first `count` requests already went out on an earlier attempt."""
+    ids = {part_id(message, index): index for index in range(count)}
+    if not ids:
+        return set()
+    with Session(engine) as session:
+        query = select(OutboundSend.event_id).where(col(OutboundSend.event_id).in_(list(ids)))
+        return {ids[event_id] for event_id in session.exec(query)}
+
+
+def claim(engine: Engine, message: OutboundMessage) -> None:
+    with session_scope(engine) as session:
+        if session.get(OutboundSend, message.event_id) is None:
+            session.add(_row(message, message.event_id, "sending"))
+
+
+def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str, provider_id: str | None) -> None:
+    with session_scope(engine) as session:
+        row = _row(message, part_id(message, index), "sent")
+        row.provider_message_id = provider_id
+        session.add(row)
+        _log(session, message, row.event_id, kind, provider_id)
+
+
+def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -> None:
+    with session_scope(engine) as session:
+        row = session.get(OutboundSend, message.event_id) or _row(message, message.event_id, outcome.status)
+        row.status, row.provider_message_id = outcome.status, outcome.provider_id
+        row.error, row.updated_at = outcome.error[:500], now()
+        session.add(row)
+        if outcome.status == "sent":
+            _log(session, message, message.event_id, outcome.kind, outcome.provider_id)
+        if outcome.status != "refused":
+            add_to_outbox(
+                session, topic=CHANNEL_DELIVERY, event=_delivery(message, outcome), key=message.conversation_id
+            )
+        if outcome.handoff_note is not None:
+            add_to_outbox(
+                session,
+                topic=HANDOFF_COMMANDS,
+                event=_handoff(message, outcome.handoff_note),
+                key=message.conversation_id,
+            )
+
+
+def _row(message: OutboundMessage, event_id: uuid.UUID, status: str) -> OutboundSend:
+    return OutboundSend(
+        event_id=event_id,
+        tenant_id=message.tenant_id,
+        conversation_id=message.conversation_id,
+        author=message.author.value,
+        status=status,
+    )
+
+
+def _log(session: Session, message: OutboundMessage, event_id: uuid.UUID, kind: str, provider_id: str | None) -> None:
+    if provider_id is None:
+        return
+    image_alone = kind == "image" and message.channel is not Channel.WHATSAPP
+    session.add(
+        MessageLog(
+            tenant_id=message.tenant_id,
+            channel=message.channel.value,
+            channel_account_id=uuid.UUID(message.channel_account_id),
+            conversation_id=message.conversation_id,
+            direction="out",
+            channel_message_id=provider_id,
+            event_id=event_id,
+            kind=kind,
+            text=(message.image_url or "") if image_alone else message.text,
+        )
+    )
+
+
+def _delivery(message: OutboundMessage, outcome: Outcome) -> DeliveryStatus:
+    state = DeliveryState.SENT if outcome.status == "sent" else DeliveryState.FAILED
+    return DeliveryStatus(
+        event_id=derived_id("delivery", message.event_id, state.value),
+        tenant_id=message.tenant_id,
+        correlation_id=message.correlation_id,
+        causation_id=message.event_id,
+        occurred_at=now(),
+        producer="ingest",
+        conversation_id=message.conversation_id,
+        channel=message.channel,
+        message_id=outcome.provider_id or str(message.event_id),
+        state=state,
+        error_code=outcome.error_code,
+        error_detail=outcome.error[:500] or None,
+    )
+
+
+def _handoff(message: OutboundMessage, note: str) -> RequestHandoff:
+    # The closest existing reason for every "this channel cannot carry the message" case, token
+    # errors included: a person must reach the customer (and, for a token, reconnect the account).
+    return RequestHandoff(
+        event_id=derived_id(message.event_id, "handoff"),
+        tenant_id=message.tenant_id,
+        correlation_id=message.correlation_id,
+        causation_id=message.event_id,
+        occurred_at=now(),
+        producer="ingest",
+        conversation_id=message.conversation_id,
+        actor=Actor(kind=ActorKind.SYSTEM, id="ingest"),
+        reason=HandoffReason.CHANNEL_WINDOW_CLOSED,
+        channel=message.channel,
+        channel_account_id=message.channel_account_id,
+        customer_id=message.customer_id,
+        note=note[:500],
+    )

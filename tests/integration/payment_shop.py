@@ -1,0 +1,112 @@
+"""A tenant selling through the payments service against the sandbox: checkouts, Stripe events, what was recorded."""
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from schemas.envelope import Actor, ActorKind, Money
+from schemas.orders import OrderChanged, OrderLine, OrderSnapshot, OrderState
+from schemas.payments import StripeEventReceived
+from schemas.topics import HANDOFF_COMMANDS, PAYMENTS_EVENTS
+from sellmesh.db import session_scope
+from sellmesh.outbox import OutboxRow
+from sellmesh.service import derived_id
+from services.gateway.store import Tenant
+from services.payments.handlers import on_order_event, on_stripe_event
+from services.payments.reconciler import Reconciler
+from services.payments.store import PaymentAttemptRow, PaymentStore
+from services.payments.stripe_event import HANDLED_TYPES
+from services.payments.stripe_gateway import StripeCheckoutGateway
+from tests.builders import envelope
+from tests.integration.conftest import Sandbox
+
+
+def checkout_requested(
+    tenant_id: uuid.UUID, order_id: uuid.UUID, *, version: int = 3, cents: int = 1250, quantity: int = 2
+) -> OrderChanged:
+    line = OrderLine(sku="MUG-1", name="Mug", quantity=quantity, unit_price=Money(amount_minor=cents, currency="EUR"))
+    total = Money(amount_minor=cents * quantity, currency="EUR")
+    snapshot = OrderSnapshot(
+        order_id=order_id, state=OrderState.AWAITING_PAYMENT, version=version, lines=(line,), total=total
+    )
+    return OrderChanged(
+        **envelope(tenant_id, producer="orders"),
+        order_id=order_id,
+        change="checkout_requested",
+        actor=Actor(kind=ActorKind.AI),
+        order=snapshot,
+    )
+
+
+def add_tenant(engine: Engine, *, payments: dict[str, str] | None = None) -> uuid.UUID:
+    with session_scope(engine) as session:
+        tenant = Tenant(name=f"Shop {uuid.uuid4().hex[:6]}", training=json.dumps({"payments": payments or {}}))
+        session.add(tenant)
+        session.flush()
+        return tenant.id
+
+
+@dataclass
+class PaymentShop:
+    engine: Engine
+    sandbox: Sandbox
+    gateway: StripeCheckoutGateway
+    reconciler: Reconciler
+    tenant_id: uuid.UUID
+    started: int = field(default_factory=lambda: int(time.time()) - 5)
+
+    async def checkout(self, order_id: uuid.UUID | None = None, **kwargs: Any) -> PaymentAttemptRow:
+        event = checkout_requested(self.tenant_id, order_id or uuid.uuid4(), **kwargs)
+        await on_order_event(event, gateway=self.gateway, engine=self.engine, reconciler=self.reconciler)
+        return self.attempt(event.order_id)
+
+    def attempt(self, order_id: uuid.UUID, number: int | None = None) -> PaymentAttemptRow:
+        with Session(self.engine) as session:
+            query = select(PaymentAttemptRow).where(
+                PaymentAttemptRow.tenant_id == self.tenant_id, PaymentAttemptRow.order_id == order_id
+            )
+            rows = list(session.exec(query.order_by(col(PaymentAttemptRow.attempt))))
+        return rows[-1] if number is None else next(r for r in rows if r.attempt == number)
+
+    def facts(self, order_id: uuid.UUID) -> list[str]:
+        """The payment events queued for the order, in order: `link_created`, `paid`, ..."""
+        with Session(self.engine) as session:
+            query = select(OutboxRow).where(OutboxRow.topic == PAYMENTS_EVENTS, OutboxRow.key == str(order_id))
+            return [json.loads(row.payload)["type"] for row in session.exec(query.order_by(col(OutboxRow.id)))]
+
+    def handoffs(self, conversation_id: str) -> list[dict[str, Any]]:
+        with Session(self.engine) as session:
+            query = select(OutboxRow).where(OutboxRow.topic == HANDOFF_COMMANDS, OutboxRow.key == conversation_id)
+            return [json.loads(row.payload) for row in session.exec(query)]
+
+    def story(self, order_id: uuid.UUID) -> list[tuple[str, str]]:
+        with session_scope(self.engine) as session:
+            return [(row.before, row.after) for row in PaymentStore(session).audit(self.tenant_id, order_id)]
+
+    async def stripe_events(self, *objects: str) -> list[dict[str, Any]]:
+        """Stripe's events (oldest first) about these sessions and their charges, as the sweep would list them."""
+        listed = await self.gateway.list_events(since=self.started, types=HANDLED_TYPES, account=None)
+        wanted = set(objects)
+        found: list[dict[str, Any]] = []
+        for body in listed:
+            obj: Any = body["data"]["object"]  # type: ignore[index]
+            if {obj.get("id"), obj.get("charge"), obj.get("payment_intent")} & wanted:
+                wanted.add(obj.get("payment_intent") or "")  # a session's intent leads to its charge's events
+                found.append(dict(body))
+        return found
+
+    async def deliver(self, body: dict[str, Any], *, tenant_id: uuid.UUID | None = None) -> None:
+        """What the reconciler's subscriber does with a verified event routed to `tenant_id` (default: this shop)."""
+        event_id = derived_id("stripe-event", body["id"])
+        received = StripeEventReceived(
+            **envelope(tenant_id or self.tenant_id, event_id=event_id, correlation_id=event_id, producer="payments"),
+            stripe_event_id=body["id"],
+            stripe_event_type=body["type"],
+            body=json.dumps(body),
+        )
+        await on_stripe_event(received, reconciler=self.reconciler)

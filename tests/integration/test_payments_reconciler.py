@@ -1,0 +1,222 @@
+"""The reconciler against the sandbox and a migrated database (SQLite and PostgreSQL): Stripe's events in, one
+state change per fact, each with its audit row and payments event, whatever the order and number of deliveries."""
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from sqlalchemy import Engine, update
+from sqlmodel import col
+
+from schemas.envelope import Actor, ActorKind, Channel
+from schemas.handoff import HandoffReason, RequestHandoff
+from sellmesh.db import session_scope
+from sellmesh.subscriber import PermanentError
+from services.payments.reconciler import Reconciler
+from services.payments.settlement import Attempt, Cause
+from services.payments.store import PaymentAttemptRow
+from services.payments.stripe_event import SessionState
+from services.payments.stripe_gateway import StripeCheckoutGateway
+from tests.integration.conftest import KEY, Sandbox
+from tests.integration.payment_shop import PaymentShop, add_tenant
+
+pytestmark = pytest.mark.integration
+
+
+def escalate(attempt: Attempt, received: str, cause: Cause, at: datetime) -> RequestHandoff:
+    """Stands for orders knowing the conversation: every mismatch can reach the customer's conversation."""
+    return RequestHandoff(
+        event_id=uuid.uuid4(),
+        tenant_id=attempt.tenant_id,
+        correlation_id=cause.correlation_id,
+        occurred_at=at,
+        producer="payments",
+        conversation_id=f"conv-{attempt.order_id}",
+        actor=Actor(kind=ActorKind.SYSTEM, id="payments"),
+        reason=HandoffReason.PAYMENT_MISMATCH,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c",
+        note=f"received {received}",
+    )
+
+
+@pytest_asyncio.fixture
+async def shop(sandbox: Sandbox, migrated_engine: Engine) -> AsyncIterator[PaymentShop]:
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine, handoff_for=escalate)
+        yield PaymentShop(migrated_engine, sandbox, gateway, reconciler, add_tenant(migrated_engine))
+
+
+def set_recorded_total(engine: Engine, attempt: PaymentAttemptRow, *, amount: int, currency: str = "EUR") -> None:
+    """Makes the attempt's recorded total disagree with what the session charges."""
+    with session_scope(engine) as session:
+        statement = update(PaymentAttemptRow).where(col(PaymentAttemptRow.id) == attempt.id)
+        session.exec(statement.values(amount_minor=amount, currency=currency))
+
+
+async def test_a_paid_session_marks_the_attempt_paid_once_however_often_it_is_told(shop: PaymentShop) -> None:
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    for _ in range(3):
+        await shop.deliver(completed)
+    paid = shop.attempt(attempt.order_id)
+    assert (paid.status, paid.payment_intent_id is not None) == ("paid", True)
+    assert shop.facts(attempt.order_id) == ["link_created", "paid"]
+    assert shop.story(attempt.order_id) == [("", "open"), ("open", "paid")]
+
+
+async def test_a_delayed_payment_waits_for_its_outcome(shop: PaymentShop) -> None:
+    succeeding, failing = await shop.checkout(), await shop.checkout()
+    for attempt in (succeeding, failing):
+        shop.sandbox.hook(attempt.checkout_session_id, "pay_delayed")
+        [completed] = await shop.stripe_events(attempt.checkout_session_id)
+        await shop.deliver(completed)
+        assert shop.attempt(attempt.order_id).status == "open"
+    shop.sandbox.hook(succeeding.checkout_session_id, "delayed_succeeded")
+    shop.sandbox.hook(failing.checkout_session_id, "delayed_failed")
+    for attempt in (succeeding, failing):
+        for body in await shop.stripe_events(attempt.checkout_session_id):
+            await shop.deliver(body)
+    assert shop.facts(succeeding.order_id) == ["link_created", "paid"]
+    assert shop.facts(failing.order_id) == ["link_created", "failed"]
+
+
+async def test_events_out_of_order_never_move_a_payment_backwards(shop: PaymentShop) -> None:
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    shop.sandbox.hook(attempt.checkout_session_id, "refund")
+    completed, refunded = await shop.stripe_events(attempt.checkout_session_id)
+    await shop.deliver(refunded)  # the refund first: the payment is recorded on the way
+    await shop.deliver(completed)
+    await shop.deliver(refunded)
+    assert shop.attempt(attempt.order_id).status == "refunded"
+    assert shop.facts(attempt.order_id) == ["link_created", "paid", "refunded"]
+    assert shop.story(attempt.order_id) == [("", "open"), ("open", "paid"), ("paid", "refunded")]
+
+
+async def test_an_expired_session_is_announced_once_and_a_dispute_is_recorded(shop: PaymentShop) -> None:
+    lapsed, disputed = await shop.checkout(), await shop.checkout()
+    await shop.gateway.expire_session(lapsed.checkout_session_id, account=None)
+    shop.sandbox.hook(disputed.checkout_session_id)
+    shop.sandbox.hook(disputed.checkout_session_id, "dispute")
+    for attempt in (lapsed, disputed):
+        for body in await shop.stripe_events(attempt.checkout_session_id) * 2:
+            await shop.deliver(body)
+    assert shop.facts(lapsed.order_id) == ["link_created", "expired"]
+    assert shop.facts(disputed.order_id) == ["link_created", "paid", "disputed"]
+
+
+@pytest.mark.parametrize(("amount", "currency"), [(2400, "EUR"), (2500, "USD")], ids=["amount", "currency"])
+async def test_money_that_is_not_the_orders_total_is_a_mismatch_not_a_payment(
+    shop: PaymentShop, amount: int, currency: str
+) -> None:
+    attempt = await shop.checkout()
+    set_recorded_total(shop.engine, attempt, amount=amount, currency=currency)
+    shop.sandbox.hook(attempt.checkout_session_id)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    await shop.deliver(completed)
+    await shop.deliver(completed)
+    assert shop.attempt(attempt.order_id).status == "mismatch"
+    assert shop.facts(attempt.order_id) == ["link_created", "mismatch"]
+    [handoff] = shop.handoffs(f"conv-{attempt.order_id}")
+    assert (handoff["reason"], handoff["actor"]["kind"]) == ("payment_mismatch", "system")
+
+
+async def test_an_event_for_an_unknown_session_or_another_tenant_is_kept_not_applied(shop: PaymentShop) -> None:
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    with pytest.raises(PermanentError, match="rejected"):
+        await shop.deliver(completed, tenant_id=add_tenant(shop.engine))  # routed to another tenant
+    other_order = {**completed["data"]["object"]["metadata"], "order_id": str(uuid.uuid4())}
+    renamed = {**completed, "data": {"object": {**completed["data"]["object"], "metadata": other_order}}}
+    with pytest.raises(PermanentError, match="rejected"):
+        await shop.deliver(renamed)  # names another order of this tenant
+    unknown = {**completed, "id": "evt_unknown", "data": {"object": {**completed["data"]["object"], "id": "cs_nope"}}}
+    with pytest.raises(PermanentError, match="unknown"):
+        await shop.deliver(unknown)
+    assert shop.attempt(attempt.order_id).status == "open"
+    await shop.deliver(completed)
+    assert shop.attempt(attempt.order_id).status == "paid"
+
+
+async def test_a_new_checkout_expires_the_open_session_of_the_last_one(shop: PaymentShop) -> None:
+    order_id = uuid.uuid4()
+    first = await shop.checkout(order_id, version=3)
+    second = await shop.checkout(order_id, version=5)
+    assert second.attempt == 5 and second.checkout_session_id != first.checkout_session_id
+    assert shop.attempt(order_id, 3).status == "expired"
+    expired = await shop.gateway.retrieve_session(first.checkout_session_id, account=None)
+    assert expired.status == "expired"
+    # The replaced attempt's expiry must not send the order's live checkout back to draft.
+    assert shop.facts(order_id) == ["link_created", "link_created"]
+    stale = await shop.checkout(order_id, version=4)  # a request older than the latest makes no link
+    assert (stale.attempt, stale.checkout_session_id) == (5, second.checkout_session_id)
+
+
+class WebhookWinsTheRace:
+    """The real gateway, except that Stripe's expired webhook is reconciled before `expire` even returns."""
+
+    def __init__(self, shop: PaymentShop) -> None:
+        self.shop = shop
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shop.gateway, name)
+
+    async def expire_session(self, session_id: str, *, account: str | None) -> SessionState:
+        state = await self.shop.gateway.expire_session(session_id, account=account)
+        for body in await self.shop.stripe_events(session_id):
+            await self.shop.deliver(body)
+        return state
+
+
+async def test_the_replaced_sessions_expiry_stays_quiet_even_when_its_webhook_comes_first(shop: PaymentShop) -> None:
+    order_id = uuid.uuid4()
+    await shop.checkout(order_id, version=3)
+    racing = PaymentShop(shop.engine, shop.sandbox, WebhookWinsTheRace(shop), shop.reconciler, shop.tenant_id)  # type: ignore[arg-type]
+    await racing.checkout(order_id, version=5)
+    assert shop.attempt(order_id, 3).status == "expired"
+    assert shop.facts(order_id) == ["link_created", "link_created"]
+
+
+async def test_no_new_link_once_an_earlier_session_was_paid(shop: PaymentShop) -> None:
+    order_id = uuid.uuid4()
+    first = await shop.checkout(order_id, version=3)
+    shop.sandbox.hook(first.checkout_session_id)
+    latest = await shop.checkout(order_id, version=5)
+    assert latest.attempt == 3 and latest.status == "paid"
+    assert shop.facts(order_id) == ["link_created", "paid"]
+
+
+async def test_checkout_uses_the_tenants_return_urls_and_connect_account(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    settings = {"success_url": "https://shop.example/thanks", "cancel_url": "https://shop.example/cart"}
+    tenant_id = add_tenant(migrated_engine, payments={**settings, "stripe_account": "acct_shop42"})
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        shop = PaymentShop(
+            migrated_engine, sandbox, gateway, Reconciler(stripe=gateway, engine=migrated_engine), tenant_id
+        )
+        attempt = await shop.checkout()
+        assert attempt.stripe_account == "acct_shop42"
+        headers = {"Authorization": f"Bearer {KEY}"}
+        url = f"{sandbox.api}/v1/checkout/sessions/{attempt.checkout_session_id}"
+        assert (await http.get(url, headers=headers)).status_code == 404  # not on the platform account
+        stored = (await http.get(url, headers={**headers, "Stripe-Account": "acct_shop42"})).json()
+        assert (stored["success_url"], stored["cancel_url"]) == (settings["success_url"], settings["cancel_url"])
+        sandbox.hook(attempt.checkout_session_id)
+        listed = await gateway.list_events(
+            since=shop.started, types=["checkout.session.completed"], account="acct_shop42"
+        )
+        [completed] = [e for e in listed if e["data"]["object"]["id"] == attempt.checkout_session_id]  # type: ignore[index]
+        assert completed["account"] == "acct_shop42"
+        await shop.deliver(dict(completed))
+        assert shop.attempt(attempt.order_id).status == "paid"

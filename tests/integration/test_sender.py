@@ -1,0 +1,248 @@
+"""The sender against a fake Graph API over HTTP, real Redis, and migrated SQLite and PostgreSQL."""
+
+import json
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from schemas.channel import Author, QuickReply, WhatsAppTemplate
+from schemas.envelope import Channel
+from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
+from sellmesh.logging import JsonFormatter
+from services.gateway.admin import connect_channel_account, create_tenant
+from services.handoff.mode import set_mode
+from services.ingest.graph_client import SendUnavailable
+from services.ingest.ratelimit import SendRateLimiter
+from services.ingest.send_log import part_id
+from services.ingest.sender import Sender
+from tests.fakes import (
+    MESSENGER_WINDOW_CLOSED,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    SUCCEED,
+    WHATSAPP_WINDOW_CLOSED,
+    FakeGraphApi,
+    token_error,
+)
+from tests.integration.sender_shop import Shop
+
+pytestmark = pytest.mark.integration
+
+PICTURE = "https://cdn.example.com/mug.jpg"
+
+
+@pytest.fixture(scope="module")
+def graph() -> Iterator[FakeGraphApi]:
+    fake = FakeGraphApi().start()
+    yield fake
+    fake.stop()
+
+
+@pytest_asyncio.fixture
+async def shop(migrated_engine: Engine, redis: Redis, graph: FakeGraphApi) -> AsyncIterator[Shop]:
+    tenant_id, _ = create_tenant(migrated_engine, name=f"Sender test {uuid.uuid4().hex[:6]}")
+    accounts, tokens = {}, {}
+    for channel in Channel:
+        tokens[channel] = f"EAAG{secrets.token_hex(16)}"
+        accounts[channel] = connect_channel_account(
+            migrated_engine,
+            tenant_id=tenant_id,
+            channel=channel,
+            external_id=str(uuid.uuid4().int)[:15],
+            app_secret=secrets.token_hex(8),
+            verify_token=secrets.token_hex(8),
+            access_token=tokens[channel],
+        )
+    async with httpx.AsyncClient(timeout=5) as http:
+        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+        sender = Sender(engine=migrated_engine, redis=redis, http=http, graph_base_url=graph.base_url, limiter=limiter)
+        yield Shop(migrated_engine, sender, graph, tenant_id, accounts, tokens)
+
+
+async def test_a_message_handled_twice_is_sent_once(shop: Shop) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    [request] = shop.graph.to(message.customer_id)
+    assert request.headers["authorization"] == f"Bearer {shop.tokens[Channel.WHATSAPP]}"
+    assert request.json["text"] == {"preview_url": False, "body": "Hello!"}
+    row = shop.row(message.event_id)
+    assert row.status == "sent"
+    [delivery] = shop.outbox(message, CHANNEL_DELIVERY)
+    assert (delivery["state"], delivery["message_id"]) == ("sent", row.provider_message_id)
+    assert [log.channel_message_id for log in shop.sent_log(message)] == [row.provider_message_id]
+
+
+async def test_a_rate_limit_raises_for_a_retry_and_the_retry_sends_exactly_once(shop: Shop) -> None:
+    message = shop.outbound(Channel.MESSENGER)
+    shop.customer_wrote(message, hours_ago=2)
+    shop.graph.script(RATE_LIMITED)
+    with pytest.raises(SendUnavailable):
+        await shop.sender.on_outbound(message)
+    assert shop.row(message.event_id).status == "sending"
+    await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    assert [r.status for r in shop.graph.to(message.customer_id)] == [429, 200]
+    assert shop.row(message.event_id).status == "sent"
+    assert len(shop.outbox(message, CHANNEL_DELIVERY)) == 1
+
+
+async def test_a_server_error_is_retryable_too(shop: Shop) -> None:
+    message = shop.outbound(Channel.INSTAGRAM)
+    shop.customer_wrote(message, hours_ago=2)
+    shop.graph.script(SERVER_ERROR)
+    with pytest.raises(SendUnavailable):
+        await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    assert len(shop.graph.accepted(message.customer_id)) == 1
+
+
+async def test_a_refused_token_fails_the_message_and_asks_for_a_person(shop: Shop) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    shop.graph.script(token_error(shop.tokens[Channel.WHATSAPP]))
+    await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    assert shop.graph.accepted(message.customer_id) == []
+    assert len(shop.graph.to(message.customer_id)) == 1
+    row = shop.row(message.event_id)
+    assert row.status == "failed"
+    assert shop.tokens[Channel.WHATSAPP] not in row.error
+    [delivery] = shop.outbox(message, CHANNEL_DELIVERY)
+    assert (delivery["state"], delivery["error_code"]) == ("failed", "190")
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (handoff["type"], handoff["reason"], handoff["customer_id"]) == (
+        "request",
+        "channel_window_closed",
+        message.customer_id,
+    )
+    assert "access token" in handoff["note"]
+    assert shop.tokens[Channel.WHATSAPP] not in json.dumps([delivery, handoff])
+    assert shop.sent_log(message) == []
+
+
+@pytest.mark.parametrize("error", [WHATSAPP_WINDOW_CLOSED, MESSENGER_WINDOW_CLOSED], ids=["whatsapp", "messenger"])
+async def test_a_window_error_from_meta_fails_the_message_and_asks_for_a_person(shop: Shop, error: Any) -> None:
+    channel = Channel.WHATSAPP if error is WHATSAPP_WINDOW_CLOSED else Channel.MESSENGER
+    message = shop.outbound(channel)
+    shop.customer_wrote(message, hours_ago=23)
+    shop.graph.script(error)
+    await shop.sender.on_outbound(message)
+    assert shop.row(message.event_id).status == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert handoff["reason"] == "channel_window_closed"
+
+
+@pytest.mark.parametrize("hours_ago", [25.0, None], ids=["window-closed", "never-wrote"])
+async def test_the_ai_outside_the_window_is_refused_and_a_person_is_asked_for(
+    shop: Shop, hours_ago: float | None
+) -> None:
+    message = shop.outbound(Channel.INSTAGRAM)
+    if hours_ago is not None:
+        shop.customer_wrote(message, hours_ago=hours_ago)
+    await shop.sender.on_outbound(message)
+    assert shop.graph.to(message.customer_id) == []
+    assert shop.row(message.event_id).status == "refused"
+    assert shop.outbox(message, CHANNEL_DELIVERY) == []
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (handoff["reason"], handoff["actor"]["kind"]) == ("channel_window_closed", "system")
+
+
+async def test_a_person_on_messenger_outside_the_window_is_sent_with_the_human_agent_tag(shop: Shop) -> None:
+    message = shop.outbound(Channel.MESSENGER, Author.HUMAN, "Sorry for the wait!")
+    shop.customer_wrote(message, hours_ago=30)
+    await shop.sender.on_outbound(message)
+    [request] = shop.graph.accepted(message.customer_id)
+    assert request.path.endswith("/me/messages")
+    assert (request.json["messaging_type"], request.json["tag"]) == ("MESSAGE_TAG", "HUMAN_AGENT")
+    assert shop.row(message.event_id).status == "sent"
+
+
+async def test_whatsapp_outside_the_window_without_a_template_fails_clearly(shop: Shop) -> None:
+    message = shop.outbound(Channel.WHATSAPP, Author.HUMAN)
+    shop.customer_wrote(message, hours_ago=48)
+    await shop.sender.on_outbound(message)
+    assert shop.graph.to(message.customer_id) == []
+    assert shop.row(message.event_id).status == "failed"
+    [delivery] = shop.outbox(message, CHANNEL_DELIVERY)
+    assert (delivery["state"], delivery["error_detail"]) == (
+        "failed",
+        "whatsapp window closed: a template is required",
+    )
+    assert shop.outbox(message, HANDOFF_COMMANDS) == []
+
+
+async def test_whatsapp_outside_the_window_with_a_template_is_sent_as_the_template(shop: Shop) -> None:
+    template = WhatsAppTemplate(name="order_update", language="en_US", body_parameters=("Ana",))
+    message = shop.outbound(Channel.WHATSAPP, Author.SYSTEM, "Ana, your order shipped", template=template)
+    await shop.sender.on_outbound(message)
+    [request] = shop.graph.accepted(message.customer_id)
+    assert request.path.endswith(f"/{shop.external_id(Channel.WHATSAPP)}/messages")
+    assert request.json["type"] == "template"
+    assert request.json["template"]["name"] == "order_update"
+    [log] = shop.sent_log(message)
+    assert log.kind == "template"
+
+
+async def test_an_ai_message_is_refused_while_a_person_owns_the_conversation(shop: Shop, redis: Redis) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    await set_mode(redis, shop.tenant_id, message.conversation_id, "human")
+    await shop.sender.on_outbound(message)
+    assert shop.graph.to(message.customer_id) == []
+    assert shop.row(message.event_id).status == "refused"
+    assert shop.outbox(message, HANDOFF_COMMANDS) == []
+
+
+async def test_a_retry_after_a_partial_send_does_not_repeat_the_image(shop: Shop) -> None:
+    buttons = (QuickReply(title="Yes", payload="YES"), QuickReply(title="No", payload="NO"))
+    message = shop.outbound(Channel.MESSENGER, text="This one?", image_url=PICTURE, quick_replies=buttons)
+    shop.customer_wrote(message, hours_ago=1)
+    shop.graph.script(SUCCEED, SERVER_ERROR)  # the image goes through, the text after it hits a 500
+    with pytest.raises(SendUnavailable):
+        await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    sent = [("attachment" in r.json["message"], r.status) for r in shop.graph.to(message.customer_id)]
+    assert sent == [(True, 200), (False, 500), (False, 200)]
+    image_row = shop.row(part_id(message, 0))
+    assert image_row.status == "sent"
+    assert image_row.provider_message_id  # so the image's echo is recognised as ours, not a person's
+    assert shop.row(message.event_id).status == "sent"
+    assert sorted(log.kind for log in shop.sent_log(message)) == ["image", "quick_replies"]
+
+
+async def test_an_account_of_another_tenant_is_never_used(shop: Shop, migrated_engine: Engine) -> None:
+    other_tenant, _ = create_tenant(migrated_engine, name="Other")
+    message = shop.outbound(Channel.WHATSAPP).model_copy(update={"tenant_id": other_tenant})
+    await shop.sender.on_outbound(message)
+    assert shop.graph.to(message.customer_id) == []
+    assert shop.row(message.event_id).error == "channel account not found for tenant"
+
+
+async def test_the_access_token_never_reaches_a_log_record(shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = shop.tokens[Channel.WHATSAPP]
+    ok, refused, limited = (shop.outbound(Channel.WHATSAPP) for _ in range(3))
+    for message in (ok, refused, limited):
+        shop.customer_wrote(message, hours_ago=1)
+    await shop.sender.on_outbound(ok)
+    shop.graph.script(token_error(token))
+    await shop.sender.on_outbound(refused)
+    shop.graph.script(RATE_LIMITED)
+    with pytest.raises(SendUnavailable) as raised:
+        await shop.sender.on_outbound(limited)
+    assert token not in str(raised.value)
+    assert caplog.records, "expected the sender and httpx to log something"
+    formatter = JsonFormatter()
+    for record in caplog.records:
+        assert token not in formatter.format(record)
+        assert token not in repr(record.__dict__)
