@@ -6,13 +6,15 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from schemas.channel import Author, OutboundMessage
-from schemas.envelope import ActorKind, Channel, Envelope
+from schemas.envelope import Actor, ActorKind, Channel, Envelope
+from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, RejectionReason
 from schemas.payments import PaymentEvent, PaymentLinkCreated, PaymentSucceeded
-from schemas.topics import CHANNEL_OUTBOUND
+from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.service import derived_id, now
 from services.agent import memory
+from services.agent.metrics import HANDOFFS_REQUESTED
 from services.agent.prompt import format_money
 
 REFUSALS = {
@@ -22,6 +24,9 @@ REFUSALS = {
     RejectionReason.ORDER_CLOSED: "That order is already closed, so I can't change it. I can start a new one.",
     RejectionReason.ITEM_NOT_IN_ORDER: "That item isn't in your order.",
 }
+REPEATED_REFUSAL = "I keep getting that wrong, sorry. A person from our team will take over here shortly."
+REJECTIONS_BEFORE_HANDOFF = 3
+REJECTION_WINDOW_SECONDS = 3600
 GENERIC_REFUSAL = "Sorry, I couldn't make that change to your order. A person from our team can help if you like."
 
 
@@ -34,7 +39,38 @@ class Notices:
         # Only the AI's own proposals about an order: a refusal of an owner's command is the gateway's to report.
         if not isinstance(event, CommandRejected) or event.actor.kind is not ActorKind.AI or event.order_id is None:
             return
-        await self._tell(event, event.order_id, REFUSALS.get(event.reason, GENERIC_REFUSAL))
+        address = await memory.order_conversation(self.redis, event.tenant_id, event.order_id)
+        if address is None:
+            return
+        key = f"agent:rejections:{event.tenant_id}:{address['conversation_id']}"
+        count = int(await self.redis.incr(key))
+        await self.redis.expire(key, REJECTION_WINDOW_SECONDS)
+        if count < REJECTIONS_BEFORE_HANDOFF:
+            await self._tell(event, event.order_id, REFUSALS.get(event.reason, GENERIC_REFUSAL))
+            return
+        # The AI keeps proposing what the services refuse: a person takes it from here.
+        await self.redis.delete(key)
+        await self._tell(event, event.order_id, REPEATED_REFUSAL)
+        await self._hand_over(event, address)
+
+    async def _hand_over(self, cause: CommandRejected, address: dict[str, str]) -> None:
+        request = RequestHandoff(
+            event_id=derived_id(cause.event_id, "handoff"),
+            tenant_id=cause.tenant_id,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            occurred_at=now(),
+            producer="agent",
+            conversation_id=address["conversation_id"],
+            actor=Actor(kind=ActorKind.AI, id="agent"),
+            reason=HandoffReason.REJECTED_COMMAND,
+            channel=Channel(address["channel"]),
+            channel_account_id=address["channel_account_id"],
+            customer_id=address["customer_id"],
+            note=f"orders refused the AI's proposals repeatedly; last reason: {cause.reason.value}",
+        )
+        HANDOFFS_REQUESTED.labels(HandoffReason.REJECTED_COMMAND.value).inc()
+        await publish(self.broker, HANDOFF_COMMANDS, request, key=request.conversation_id)
 
     async def on_payment_event(self, event: PaymentEvent) -> None:
         if isinstance(event, PaymentLinkCreated):

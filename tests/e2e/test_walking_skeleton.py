@@ -223,3 +223,16 @@ async def test_a_complaint_goes_to_a_person_whatever_the_model_says(shop: Shop, 
     conversation = str(derived_id("conversation", shop.tenant_id, _account_id(shop), customer))
     redis = mesh.ctx.redis  # type: ignore[attr-defined]
     await eventually(lambda: conversation_mode(redis, shop.tenant_id, conversation), lambda mode: mode == "human")
+
+
+async def test_repeated_refusals_bring_a_person_in(shop: Shop, mesh: object) -> None:
+    customer = new_customer()
+    for attempt in range(1, 4):
+        await shop.say(customer, "I want 10 ceramic mugs")
+        await shop.wait_for_replies(customer, 2 * attempt)
+    conversation = str(derived_id("conversation", shop.tenant_id, _account_id(shop), customer))
+    redis = mesh.ctx.redis  # type: ignore[attr-defined]
+    await eventually(lambda: conversation_mode(redis, shop.tenant_id, conversation), lambda mode: mode == "human")
+    replies = await shop.replies(customer)
+    assert sum("enough of that in stock" in r["text"] for r in replies) == 2
+    assert "person from our team will take over" in replies[-1]["text"]
