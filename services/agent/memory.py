@@ -7,8 +7,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
+from services.agent.context_window import fit_turns, summarize
 
-MAX_TURNS = 20
+MAX_STORED_TURNS = 40
+BUDGET_TOKENS = 1500
 TTL_SECONDS = 30 * 24 * 3600
 
 
@@ -16,17 +18,36 @@ def _key(tenant_id: uuid.UUID, conversation_id: str) -> str:
     return f"agent:memory:{tenant_id}:{conversation_id}"
 
 
+def _summary_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+    return f"agent:summary:{tenant_id}:{conversation_id}"
+
+
+async def context(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> tuple[str, list[dict[str, Any]]]:
+    """(summary of what no longer fits, the recent turns that fit the token budget)."""
+    stored = [json.loads(raw) for raw in await redis.lrange(_key(tenant_id, conversation_id), 0, -1)]
+    older, recent = fit_turns(stored, budget_tokens=BUDGET_TOKENS)
+    previous = await redis.get(_summary_key(tenant_id, conversation_id)) or ""
+    return summarize(older, str(previous)), recent
+
+
 async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in await redis.lrange(_key(tenant_id, conversation_id), -MAX_TURNS, -1)]
+    return (await context(redis, tenant_id, conversation_id))[1]
 
 
 async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *turns: dict[str, Any]) -> None:
     key = _key(tenant_id, conversation_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.rpush(key, *(json.dumps(turn) for turn in turns))
-        pipe.ltrim(key, -MAX_TURNS, -1)
         pipe.expire(key, TTL_SECONDS)
         await pipe.execute()
+    overflow = int(await redis.llen(key)) - MAX_STORED_TURNS
+    if overflow > 0:
+        # Turns leaving the store are folded into the running summary, not forgotten.
+        popped = await redis.lpop(key, overflow)
+        dropped = [json.loads(str(raw)) for raw in (popped if isinstance(popped, list) else [])]
+        summary_key = _summary_key(tenant_id, conversation_id)
+        previous = await redis.get(summary_key) or ""
+        await redis.set(summary_key, summarize(dropped, str(previous)), ex=TTL_SECONDS)
 
 
 def _order_key(tenant_id: uuid.UUID, conversation_id: str) -> str:

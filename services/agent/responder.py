@@ -26,6 +26,7 @@ from services.agent.plan import QuotaSpent, plan_of
 from services.agent.prompt import format_money, system_prompt, training_part
 from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
+from services.agent.usage import record_usage
 from services.gateway.query import tenant_name, tenant_training
 from services.handoff.query import conversation_mode
 from services.orders.query import get_order, list_products
@@ -124,12 +125,33 @@ class Responder:
         """The model's reply after its tool calls, or None when it failed the guardrails twice."""
         choice = dataclasses.replace(self.choice, model=str(training.get("model") or self.choice.model))
         system = await self._system(message.tenant_id, turn, training)
+        summary, recent = await memory.context(self.redis, message.tenant_id, message.conversation_id)
+        earlier = [{"role": "system", "content": f"Earlier in this conversation: {summary}"}] if summary else []
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
-            *await memory.recent_turns(self.redis, message.tenant_id, message.conversation_id),
+            *earlier,
+            *recent,
             {"role": "user", "content": text},
         ]
         usage = Usage()
+        try:
+            return await self._model_turn(message, choice, messages, turn, system, training, tier, commands, usage)
+        finally:
+            if usage.calls:
+                await in_thread(record_usage, self.engine, message, choice.model, usage)
+
+    async def _model_turn(
+        self,
+        message: InboundMessage,
+        choice: ModelChoice,
+        messages: list[dict[str, Any]],
+        turn: Turn,
+        system: str,
+        training: dict[str, Any],
+        tier: str,
+        commands: Commands,
+        usage: Usage,
+    ) -> Reply | None:
         checked = 0
         for _ in range(MAX_TOOL_ROUNDS + 1):
             response = await call_model(choice, messages=messages, tools=tool_definitions(), tier=tier, usage=usage)

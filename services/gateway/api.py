@@ -12,8 +12,9 @@ from schemas.topics import ORDERS_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
 from sellmesh.service import MeshContext, new_id, now
+from services.agent.query import quota_usage, usage_totals
 from services.gateway.auth import Principal, principal_dependency
-from services.gateway.query import tenant_name
+from services.gateway.query import tenant_name, tenant_training
 from services.orders.query import get_order, list_products
 
 ACTIONS = {"fulfil": FulfilOrder, "close": CloseOrder, "cancel": CancelOrder, "refund": RefundOrder}
@@ -28,6 +29,15 @@ def api_router(ctx: MeshContext) -> APIRouter:
     async def me(principal: Principal = auth) -> dict[str, Any]:
         name = await in_thread(tenant_name, ctx.engine, principal.tenant_id)
         return {"tenant_id": str(principal.tenant_id), "tenant_name": name, "role": principal.role}
+
+    @router.get("/usage")
+    async def usage(principal: Principal = auth) -> dict[str, Any]:
+        """The plan's AI quota this month and minute, and model tokens and cost since the month began."""
+        at = now()
+        training = await in_thread(tenant_training, ctx.engine, principal.tenant_id)
+        month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        totals = await in_thread(lambda: usage_totals(ctx.engine, principal.tenant_id, since=month_start))
+        return {"quota": await quota_usage(ctx.redis, principal.tenant_id, training, at), "model": totals}
 
     @router.get("/products")
     async def products(principal: Principal = auth) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -132,3 +133,21 @@ async def test_a_malformed_product_gets_422_and_publishes_nothing(
 async def test_putting_a_product_needs_a_valid_key(shop: Shop) -> None:
     response = await shop.http.put(f"{shop.base_url}/v1/products/GIFT-25", json=GIFT)
     assert response.status_code == 401
+
+
+async def test_owner_sees_ai_quota_and_model_usage_after_a_conversation(shop: Shop) -> None:
+    customer = new_customer()
+    await shop.say(customer, "hello")
+    await shop.wait_for_replies(customer, 1)
+
+    async def fetch() -> dict[str, Any]:
+        response = await shop.http.get(f"{shop.base_url}/v1/usage", headers=bearer(shop.owner_key))
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
+    body = await eventually(fetch, lambda b: b["model"]["ai_turns"] >= 1)
+    assert body["quota"]["plan"] == "free"
+    assert body["quota"]["ai_replies_this_month"] >= 1
+    assert body["model"]["prompt_tokens"] > 0
+    assert (await shop.http.get(f"{shop.base_url}/v1/usage")).status_code == 401
