@@ -13,6 +13,7 @@ TABLE_MODULES = (
     "services.orders.store",
     "services.payments.store",
     "services.handoff.store",
+    "services.handoff.inbox",
     "services.agent.store",
 )
 

@@ -1,5 +1,6 @@
 """The /v1 routes: reads through the services' query modules, writes by publishing commands."""
 
+import dataclasses
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,7 @@ from sellmesh.service import MeshContext, new_id, now
 from services.agent.query import quota_usage, usage_totals
 from services.gateway.auth import Principal, principal_dependency
 from services.gateway.query import tenant_name, tenant_training
+from services.handoff.query import open_inbox
 from services.orders.query import get_order, list_products
 
 ACTIONS = {"fulfil": FulfilOrder, "close": CloseOrder, "cancel": CancelOrder, "refund": RefundOrder}
@@ -38,6 +40,12 @@ def api_router(ctx: MeshContext) -> APIRouter:
         month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         totals = await in_thread(lambda: usage_totals(ctx.engine, principal.tenant_id, since=month_start))
         return {"quota": await quota_usage(ctx.redis, principal.tenant_id, training, at), "model": totals}
+
+    @router.get("/inbox")
+    async def inbox(principal: Principal = auth) -> dict[str, Any]:
+        """Open handoff tickets with their recent messages, unread counts and waiting time."""
+        entries = await in_thread(lambda: open_inbox(ctx.engine, principal.tenant_id, now=now()))
+        return {"tickets": [dataclasses.asdict(entry) for entry in entries]}
 
     @router.get("/products")
     async def products(principal: Principal = auth) -> dict[str, Any]:

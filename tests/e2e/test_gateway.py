@@ -151,3 +151,27 @@ async def test_owner_sees_ai_quota_and_model_usage_after_a_conversation(shop: Sh
     assert body["quota"]["ai_replies_this_month"] >= 1
     assert body["model"]["prompt_tokens"] > 0
     assert (await shop.http.get(f"{shop.base_url}/v1/usage")).status_code == 401
+
+
+async def test_inbox_shows_open_handoffs_with_messages_and_stays_within_the_tenant(shop: Shop) -> None:
+    customer = new_customer()
+    await shop.say(customer, "can I talk to a person?")
+    await shop.wait_for_replies(customer, 1)
+    await shop.say(customer, "hello? still there?")
+
+    async def fetch() -> list[dict[str, Any]]:
+        response = await shop.http.get(f"{shop.base_url}/v1/inbox", headers=bearer(shop.owner_key))
+        assert response.status_code == 200
+        tickets: list[dict[str, Any]] = response.json()["tickets"]
+        return tickets
+
+    tickets = await eventually(fetch, lambda t: len(t) == 1 and t[0]["unread"] >= 2)
+    [ticket] = tickets
+    assert ticket["reason"] == "customer_asked"
+    texts = [m["text"] for m in ticket["messages"]]
+    assert "can I talk to a person?" in texts and "hello? still there?" in texts
+    assert any(m["direction"] == "out" for m in ticket["messages"])
+    assert ticket["waiting_seconds"] >= 0
+    _, other_key, *_ = await asyncio.to_thread(seed_shop, shop.engine)
+    other = await shop.http.get(f"{shop.base_url}/v1/inbox", headers=bearer(other_key))
+    assert other.json() == {"tickets": []}

@@ -1,0 +1,77 @@
+"""The inbox read model: each conversation's recent messages, kept by handoff for people working the queue."""
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Engine, Index, Text, UniqueConstraint
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel
+
+from schemas.channel import InboundMessage, OutboundMessage
+from sellmesh.db import session_scope
+
+TEXT_LIMIT = 1000
+
+
+class InboxMessageRow(SQLModel, table=True):
+    __tablename__ = "handoff_inbox_messages"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "event_id", name="uq_handoff_inbox_event"),
+        Index("ix_handoff_inbox_conversation", "tenant_id", "conversation_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    tenant_id: uuid.UUID
+    conversation_id: str = Field(max_length=256)
+    event_id: uuid.UUID
+    direction: str = Field(max_length=8)  # in, out
+    author: str = Field(max_length=16)  # customer, ai, human, system
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+def _text_of(message: InboundMessage) -> str:
+    content = message.content
+    for attr in ("text", "caption", "title"):
+        value = getattr(content, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return f"[{content.kind}]"
+
+
+def _insert(engine: Engine, row: InboxMessageRow) -> None:
+    try:
+        with session_scope(engine) as session:
+            session.add(row)
+    except IntegrityError:
+        pass  # the same event again: the unique key keeps the inbox exact
+
+
+def record_inbound(engine: Engine, message: InboundMessage) -> None:
+    _insert(
+        engine,
+        InboxMessageRow(
+            tenant_id=message.tenant_id,
+            conversation_id=message.conversation_id,
+            event_id=message.event_id,
+            direction="in",
+            author="customer",
+            text=_text_of(message)[:TEXT_LIMIT],
+            at=message.sent_at,
+        ),
+    )
+
+
+def record_outbound(engine: Engine, message: OutboundMessage) -> None:
+    _insert(
+        engine,
+        InboxMessageRow(
+            tenant_id=message.tenant_id,
+            conversation_id=message.conversation_id,
+            event_id=message.event_id,
+            direction="out",
+            author=message.author.value,
+            text=message.text[:TEXT_LIMIT],
+            at=message.occurred_at.astimezone(UTC),
+        ),
+    )

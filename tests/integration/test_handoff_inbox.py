@@ -1,0 +1,92 @@
+"""The handoff inbox read model on both databases: exact under redelivery, unread counts, tenant walls."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from schemas.channel import Author, InboundMessage, OutboundMessage, TextContent
+from schemas.envelope import Channel
+from schemas.handoff import HandoffReason
+from sellmesh.db import session_scope
+from services.handoff.inbox import record_inbound, record_outbound
+from services.handoff.query import open_inbox
+from services.handoff.store import HandoffTicketRow
+from tests.builders import envelope
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def inbound(tenant: uuid.UUID, conversation: str, text: str, at: datetime) -> InboundMessage:
+    return InboundMessage(
+        **envelope(tenant),
+        conversation_id=conversation,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+        message_id=f"wamid.{uuid.uuid4().hex}",
+        sent_at=at,
+        content=TextContent(text=text),
+    )
+
+
+def outbound(tenant: uuid.UUID, conversation: str, author: Author, text: str, at: datetime) -> OutboundMessage:
+    return OutboundMessage(
+        **envelope(tenant, occurred_at=at),
+        conversation_id=conversation,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+        author=author,
+        text=text,
+    )
+
+
+def open_ticket(engine: Engine, tenant: uuid.UUID, conversation: str) -> None:
+    with session_scope(engine) as session:
+        session.add(
+            HandoffTicketRow(
+                id=str(uuid.uuid4()),
+                tenant_id=tenant,
+                conversation_id=conversation,
+                channel="whatsapp",
+                channel_account_id="acc",
+                customer_id="c1",
+                status="open",
+                reason=HandoffReason.CUSTOMER_ASKED.value,
+                notes="[]",
+                opened_at=NOW - timedelta(minutes=5),
+            )
+        )
+
+
+def test_inbox_is_exact_under_redelivery_and_counts_unread_since_a_person_wrote(migrated_engine: Engine) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    open_ticket(migrated_engine, tenant, conversation)
+    first = inbound(tenant, conversation, "I want a person", NOW - timedelta(minutes=6))
+    for _ in range(3):
+        record_inbound(migrated_engine, first)
+    record_outbound(
+        migrated_engine, outbound(tenant, conversation, Author.HUMAN, "Hi, Anna here", NOW - timedelta(minutes=4))
+    )
+    record_inbound(migrated_engine, inbound(tenant, conversation, "great, thanks", NOW - timedelta(minutes=3)))
+    [entry] = open_inbox(migrated_engine, tenant, now=NOW)
+    assert [m.text for m in entry.messages] == ["I want a person", "Hi, Anna here", "great, thanks"]
+    assert entry.unread == 1
+    assert entry.waiting_seconds == 0  # a person has answered
+    assert open_inbox(migrated_engine, uuid.uuid4(), now=NOW) == []
+
+
+def test_waiting_time_runs_until_a_person_answers(migrated_engine: Engine) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    open_ticket(migrated_engine, tenant, conversation)
+    record_inbound(migrated_engine, inbound(tenant, conversation, "hello?", NOW - timedelta(minutes=6)))
+    record_outbound(
+        migrated_engine,
+        outbound(tenant, conversation, Author.SYSTEM, "A person will answer", NOW - timedelta(minutes=5)),
+    )
+    [entry] = open_inbox(migrated_engine, tenant, now=NOW)
+    assert entry.waiting_seconds == 300
+    assert entry.unread == 1
