@@ -195,3 +195,12 @@ class DeliveryStatus(Envelope):
     state: DeliveryState
     error_code: ShortText | None = None
     error_detail: ShortText | None = None
+
+
+def content_text(content: Content) -> str:
+    """The words a content carries (text, caption or tapped title); empty for media, location and the like."""
+    for attr in ("text", "caption", "title"):
+        value = getattr(content, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""

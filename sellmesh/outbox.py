@@ -14,6 +14,7 @@ from schemas.envelope import Envelope
 from sellmesh.broker import envelope_headers
 from sellmesh.db import in_thread, session_scope
 from sellmesh.metrics import OUTBOX_PUBLISHED
+from sellmesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,5 @@ class OutboxRelay:
         self._task = asyncio.create_task(self.run(), name=f"outbox-{self.producer}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

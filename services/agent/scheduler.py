@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 
+from sellmesh.tasks import cancel_and_wait
 from services.agent.burst import BurstBuffer
 from services.agent.responder import Responder
 
@@ -52,10 +53,7 @@ class BurstScheduler:
         self._task = asyncio.create_task(self.run(), name="agent-burst-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         for task in list(self._turns):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

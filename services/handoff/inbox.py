@@ -7,7 +7,7 @@ from sqlalchemy import Column, DateTime, Engine, Index, Text, UniqueConstraint
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from schemas.channel import InboundMessage, OutboundMessage
+from schemas.channel import InboundMessage, OutboundMessage, content_text
 from sellmesh.db import session_scope
 
 TEXT_LIMIT = 1000
@@ -30,15 +30,6 @@ class InboxMessageRow(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-def _text_of(message: InboundMessage) -> str:
-    content = message.content
-    for attr in ("text", "caption", "title"):
-        value = getattr(content, attr, None)
-        if isinstance(value, str) and value:
-            return value
-    return f"[{content.kind}]"
-
-
 def _insert(engine: Engine, row: InboxMessageRow) -> None:
     try:
         with session_scope(engine) as session:
@@ -56,7 +47,7 @@ def record_inbound(engine: Engine, message: InboundMessage) -> None:
             event_id=message.event_id,
             direction="in",
             author="customer",
-            text=_text_of(message)[:TEXT_LIMIT],
+            text=(content_text(message.content) or f"[{message.content.kind}]")[:TEXT_LIMIT],
             at=message.sent_at,
         ),
     )

@@ -2,7 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
 from services.handoff.mode import get_mode
-from services.handoff.store import HandoffTicketRow
+from services.handoff.store import HandoffTicketRow, as_utc
 
 
 async def conversation_mode(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> str:
@@ -41,10 +41,6 @@ class InboxEntry:
     messages: list[InboxMessage]
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: int = 10) -> list[InboxEntry]:
     """Open tickets, oldest first, with recent messages; unread counts customer messages since a person wrote."""
     entries = []
@@ -68,7 +64,7 @@ def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: i
                 if row.direction == "out" and row.author == "human":
                     break
                 unread += row.direction == "in"
-            opened_at = _aware(ticket.opened_at)
+            opened_at = as_utc(ticket.opened_at)
             answered = any(r.direction == "out" and r.author == "human" for r in rows)
             entries.append(
                 InboxEntry(
@@ -81,7 +77,7 @@ def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: i
                     waiting_seconds=0 if answered else max(0, int((now - opened_at).total_seconds())),
                     unread=int(unread),
                     messages=[
-                        InboxMessage(r.direction, r.author, r.text, _aware(r.at)) for r in reversed(rows[:recent])
+                        InboxMessage(r.direction, r.author, r.text, as_utc(r.at)) for r in reversed(rows[:recent])
                     ],
                 )
             )

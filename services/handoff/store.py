@@ -71,7 +71,7 @@ class HandoffProcessedCommandRow(SQLModel, table=True):
     processed_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-def _aware(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     # SQLite hands timestamps back without their zone; everything here is written in UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
@@ -88,8 +88,8 @@ def _to_ticket(row: HandoffTicketRow) -> Ticket:
         reason=HandoffReason(row.reason),
         notes=tuple(json.loads(row.notes)),
         assigned_to=row.assigned_to,
-        opened_at=_aware(row.opened_at),
-        resolved_at=_aware(row.resolved_at) if row.resolved_at is not None else None,
+        opened_at=as_utc(row.opened_at),
+        resolved_at=as_utc(row.resolved_at) if row.resolved_at is not None else None,
     )
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook
+from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook, content_text
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, CHANNEL_RAW, HANDOFF_COMMANDS, dlq_of
@@ -33,15 +33,6 @@ SEEN_TTL_SECONDS = 8 * 24 * 3600  # longer than WhatsApp's 7-day redelivery hori
 def conversation_id(account: ChannelAccountView, customer_id: str) -> str:
     """Stable per (tenant, account, customer); a hash, so no phone number rides in keys or logs."""
     return str(derived_id("conversation", account.tenant_id, account.id, customer_id))
-
-
-def _text_of(message: ParsedMessage) -> str:
-    content = message.content
-    for attr in ("text", "caption", "title"):
-        value = getattr(content, attr, None)
-        if isinstance(value, str):
-            return value
-    return ""
 
 
 class Normalizer:
@@ -116,7 +107,7 @@ class Normalizer:
                         channel_message_id=item.message_id,
                         event_id=event_id,
                         kind=item.content.kind,
-                        text=_text_of(item),
+                        text=content_text(item.content),
                     )
                 )
                 session.flush()

@@ -6,7 +6,6 @@ backwards, and a checkpoint only advances from the version it was read at.
 """
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sellmesh.db import in_thread, session_scope
 from sellmesh.service import derived_id, now
+from sellmesh.tasks import cancel_and_wait
 from services.payments.reconciler import Outcome, Reconciler
 from services.payments.settlement import Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
@@ -169,8 +169,5 @@ class Sweep:
         self._task = asyncio.create_task(self.run(), name="payments-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -1,13 +1,12 @@
 """Handoff commands applied to an in-memory SQLite database: tickets, mode, outbox, dedup and tenancy."""
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from schemas.channel import Author, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel, Envelope
@@ -24,7 +23,7 @@ from schemas.handoff import (
 )
 from schemas.registry import adapter_for
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_EVENTS
-from sellmesh.db import make_engine, session_scope
+from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from sellmesh.subscriber import PermanentError
@@ -34,14 +33,6 @@ from services.handoff.store import HandoffStore, HandoffTicketRow
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 STAFF = Actor(kind=ActorKind.STAFF, id="staff-ana")
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = make_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def _envelope(tenant_id: uuid.UUID, conversation_id: str) -> dict[str, object]:

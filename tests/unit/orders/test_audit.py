@@ -2,17 +2,14 @@
 
 import ast
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
 
 from schemas.envelope import ActorKind, Money
 from schemas.orders import AddItem, CreateDraft, FulfilOrder, RejectionReason, RequestCheckout
 from schemas.payments import PaymentSucceeded
-from sellmesh.db import make_engine
 from services.orders.domain import Action
 from services.orders.handlers import OrderHandlers
 from services.orders.query import audit_for_order, audit_for_tenant
@@ -21,14 +18,6 @@ from tests.builders import order_command, payment_fact, upsert_product
 from tests.unit.orders.test_store import NOW, OTHER_TENANT, TENANT
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = make_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

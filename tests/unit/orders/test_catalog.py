@@ -1,11 +1,9 @@
 """Catalog commands through the orders handler on SQLite: who may change products, audit, outbox, idempotency."""
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
 
 from schemas.envelope import ActorKind
 from schemas.orders import (
@@ -19,7 +17,6 @@ from schemas.orders import (
     RequestCheckout,
 )
 from schemas.topics import ORDERS_EVENTS
-from sellmesh.db import make_engine
 from services.orders import query
 from services.orders.catalog import decide_catalog
 from services.orders.handlers import OrderHandlers
@@ -27,14 +24,6 @@ from services.orders.order import Rejected
 from services.orders.store import OrderStore
 from tests.builders import audited, order_command, queued, upsert_product
 from tests.unit.orders.test_store import NOW, OTHER_TENANT, TENANT, stock_of
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = make_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

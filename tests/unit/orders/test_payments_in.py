@@ -2,11 +2,9 @@
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
 
 from schemas.envelope import ActorKind, Money
 from schemas.handoff import HandoffReason, RequestHandoff
@@ -21,7 +19,6 @@ from schemas.orders import (
 )
 from schemas.payments import PaymentExpired, PaymentSucceeded
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_EVENTS
-from sellmesh.db import make_engine
 from sellmesh.service import derived_id
 from services.orders import query
 from services.orders.domain import REFUND_REQUIRED, Action
@@ -31,14 +28,6 @@ from tests.builders import ADDRESS, audited, order_command, payment_fact, queued
 from tests.unit.orders.test_store import NOW, OTHER_TENANT, TENANT
 
 PRICE = Money(amount_minor=900, currency="EUR")
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = make_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

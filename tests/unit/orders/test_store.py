@@ -3,7 +3,7 @@
 import asyncio
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -40,14 +40,6 @@ from services.orders.tables import AuditRow, ProcessedRow, ProductRow
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 OTHER_TENANT = uuid.UUID("00000000-0000-4000-8000-000000000002")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = make_engine("sqlite://")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
