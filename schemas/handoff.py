@@ -2,6 +2,7 @@
 
 from enum import StrEnum
 from typing import Annotated, Literal
+from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
@@ -51,8 +52,17 @@ class ResolveHandoff(HandoffCommandBase):
     note: ShortText = ""
 
 
+class SetAvailability(Envelope):
+    """A person of the tenant says whether new tickets may be assigned to them (keyed by staff id)."""
+
+    type: Literal["availability"] = "availability"
+    actor: Actor
+    staff_id: Annotated[str, Field(min_length=1, max_length=128)]
+    available: bool
+
+
 HandoffCommand = Annotated[
-    RequestHandoff | AssignHandoff | ReplyHandoff | ResolveHandoff,
+    RequestHandoff | AssignHandoff | ReplyHandoff | ResolveHandoff | SetAvailability,
     Field(discriminator="type"),
 ]
 
@@ -88,7 +98,44 @@ class SlaBreached(HandoffEventBase):
     deadline: AwareDatetime
 
 
+class EscalationReason(StrEnum):
+    SLA_BREACHED = "sla_breached"
+    NO_STAFF_AVAILABLE = "no_staff_available"
+
+
+class HandoffEscalated(HandoffEventBase):
+    """The owner is called in: a deadline passed, or nobody available could take the ticket."""
+
+    type: Literal["escalated"] = "escalated"
+    reason: EscalationReason
+
+
+class HandoffRejectionReason(StrEnum):
+    UNKNOWN_CONVERSATION = "unknown_conversation"
+    NO_OPEN_TICKET = "no_open_ticket"
+    TICKET_CLOSED = "ticket_closed"
+    NOT_PERMITTED = "not_permitted"
+    NOT_ASSIGNED = "not_assigned"
+    UNKNOWN_STAFF = "unknown_staff"
+
+
+class HandoffRejected(Envelope):
+    """A command the handoff service refused; `command_id` is the refused command's event id. Nothing was sent."""
+
+    type: Literal["rejected"] = "rejected"
+    conversation_id: Annotated[str, Field(max_length=256)] = ""
+    command_id: UUID
+    reason: HandoffRejectionReason
+    detail: ShortText = ""
+
+
 HandoffEvent = Annotated[
-    HandoffOpened | HandoffAssigned | HandoffReplied | HandoffResolved | SlaBreached,
+    HandoffOpened
+    | HandoffAssigned
+    | HandoffReplied
+    | HandoffResolved
+    | SlaBreached
+    | HandoffEscalated
+    | HandoffRejected,
     Field(discriminator="type"),
 ]
