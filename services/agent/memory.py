@@ -2,9 +2,11 @@
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from schemas.channel import InboundMessage
 from services.agent.context_window import fit_turns, summarize
@@ -40,6 +42,11 @@ async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *tu
         pipe.rpush(key, *(json.dumps(turn) for turn in turns))
         pipe.expire(key, TTL_SECONDS)
         await pipe.execute()
+    await _fold_overflow(redis, tenant_id, conversation_id)
+
+
+async def _fold_overflow(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> None:
+    key = _key(tenant_id, conversation_id)
     overflow = int(await redis.llen(key)) - MAX_STORED_TURNS
     if overflow > 0:
         # Turns leaving the store are folded into the running summary, not forgotten.
@@ -48,6 +55,44 @@ async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *tu
         summary_key = _summary_key(tenant_id, conversation_id)
         previous = await redis.get(summary_key) or ""
         await redis.set(summary_key, summarize(dropped, str(previous)), ex=TTL_SECONDS)
+
+
+def _is_tool_turn(turn: dict[str, Any]) -> bool:
+    return turn.get("role") == "tool" or bool(turn.get("tool_calls"))
+
+
+async def resume_after_handoff(
+    redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *, ticket_id: str, turns: Sequence[dict[str, Any]]
+) -> bool:
+    """Hand the conversation back to the AI: drop tool exchanges from before the handoff (their results
+    describe a state a person may since have changed) and append what happened meanwhile.
+
+    Once per ticket (a redelivered `resolved` finds its mark), and atomic against a turn appended
+    at the same moment (WATCH): the rewrite retries rather than losing that turn.
+    """
+    key = _key(tenant_id, conversation_id)
+    mark = f"agent:handoff-resumed:{tenant_id}:{ticket_id}"
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(key, mark)
+                if await pipe.exists(mark):
+                    return False
+                stored = [json.loads(raw) for raw in await pipe.lrange(key, 0, -1)]
+                resumed = [json.dumps(turn) for turn in stored if not _is_tool_turn(turn)]
+                resumed += [json.dumps(turn) for turn in turns]
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.delete(key)
+                if resumed:
+                    pipe.rpush(key, *resumed)
+                    pipe.expire(key, TTL_SECONDS)
+                pipe.set(mark, "1", ex=TTL_SECONDS)
+                await pipe.execute()
+                break
+            except WatchError:
+                continue
+    await _fold_overflow(redis, tenant_id, conversation_id)
+    return True
 
 
 def _order_key(tenant_id: uuid.UUID, conversation_id: str) -> str:

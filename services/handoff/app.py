@@ -1,17 +1,33 @@
-"""Composition of the handoff service: the command subscriber, its outbox relay, the mode mirror rebuild."""
+"""Composition of the handoff service: the command subscriber, the inbox read model, the sweep, webhook
+delivery, its outbox relay, and the mode mirror rebuild."""
 
 from schemas.channel import InboundMessage, OutboundMessage
+from schemas.handoff import HandoffCommand
 from schemas.topics import CHANNEL_INBOUND, CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.db import in_thread
 from sellmesh.service import MeshContext, ServiceParts
-from services.handoff.domain import Command
+from services.handoff.delivery import NotificationDelivery
 from services.handoff.handlers import on_handoff_command, rebuild_mode_mirror
 from services.handoff.inbox import record_inbound, record_outbound
+from services.handoff.settings import HandoffServiceSettings
+from services.handoff.sweep import HandoffSweep
 
 
 def build(ctx: MeshContext) -> ServiceParts:
-    async def on_command(command: Command) -> None:
+    settings = HandoffServiceSettings()
+    relay = ctx.relay("handoff")
+    sweep = HandoffSweep(engine=ctx.engine, redis=ctx.redis, interval_seconds=settings.sweep_interval_seconds)
+    delivery = NotificationDelivery(
+        engine=ctx.engine,
+        http=ctx.http,
+        max_attempts=settings.notify_max_attempts,
+        poll_seconds=settings.notify_poll_seconds,
+        timeout_seconds=settings.notify_timeout_seconds,
+    )
+
+    async def on_command(command: HandoffCommand) -> None:
         await on_handoff_command(command, engine=ctx.engine, redis=ctx.redis)
+        relay.wakeup.set()
 
     async def rebuild_mirror() -> None:
         await rebuild_mode_mirror(engine=ctx.engine, redis=ctx.redis)
@@ -26,4 +42,9 @@ def build(ctx: MeshContext) -> ServiceParts:
     # The inbox read model: what a person working the queue sees of each conversation.
     ctx.subscribe(CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=on_inbound)
     ctx.subscribe(CHANNEL_OUTBOUND, group="handoff-inbox-outbound", name="inbox_outbound", handler=on_outbound)
-    return ServiceParts(name="handoff", relays=[ctx.relay("handoff")], on_start=[rebuild_mirror])
+    return ServiceParts(
+        name="handoff",
+        relays=[relay],
+        on_start=[rebuild_mirror, sweep.start, delivery.start],
+        on_stop=[sweep.stop, delivery.stop],
+    )

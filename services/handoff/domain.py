@@ -1,6 +1,5 @@
 """Handoff rules: one ticket per conversation, who may assign, reply and resolve, and the mode that follows."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -10,9 +9,19 @@ from schemas.envelope import ActorKind, Channel
 from schemas.handoff import (
     AssignHandoff,
     HandoffReason,
+    HandoffRejectionReason,
     ReplyHandoff,
     RequestHandoff,
     ResolveHandoff,
+)
+from services.handoff.roster import (
+    EMPTY,
+    ActorNotAllowed,
+    CommandRefused,
+    Roster,
+    UnknownStaff,
+    pick_staff,
+    require_person_of_tenant,
 )
 
 Command = RequestHandoff | AssignHandoff | ReplyHandoff | ResolveHandoff
@@ -20,6 +29,8 @@ Command = RequestHandoff | AssignHandoff | ReplyHandoff | ResolveHandoff
 # A looping agent may re-request a handoff on every message; keep the newest notes, not all of them.
 MAX_NOTES = 50
 
+# The customer speaks through the channel, never through commands.
+MAY_REQUEST = frozenset({ActorKind.AI, ActorKind.OWNER, ActorKind.STAFF, ActorKind.SYSTEM})
 # Replies go out as author=human, so only people may send them; the AI must never speak as a person.
 MAY_ASSIGN = frozenset({ActorKind.OWNER, ActorKind.STAFF, ActorKind.SYSTEM})
 MAY_REPLY = frozenset({ActorKind.OWNER, ActorKind.STAFF})
@@ -51,11 +62,24 @@ class Ticket:
     assigned_to: str | None
     opened_at: datetime
     resolved_at: datetime | None = None
+    correlation_id: UUID | None = None
+    # The first-response deadline in business time, set when the ticket opens (sla.business_deadline).
+    first_response_due_at: datetime | None = None
+    first_replied_at: datetime | None = None
+    # Each escalation is sent once per ticket: these mark that it was.
+    sla_breached_at: datetime | None = None
+    no_staff_escalated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Opened:
+    """A new ticket; `ticket.assigned_to` is set when someone was available to take it at once."""
+
     ticket: Ticket
+
+    @property
+    def nobody_available(self) -> bool:
+        return self.ticket.no_staff_escalated_at is not None
 
 
 @dataclass(frozen=True)
@@ -83,6 +107,8 @@ class Replied:
     ticket: Ticket
     staff_id: str
     text: str
+    # Set on the ticket's first human reply: how long the customer waited for a person.
+    waited_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,20 +120,32 @@ class Resolved:
 Outcome = Opened | Noted | Assigned | Unchanged | Replied | Resolved
 
 
-class HandoffRejected(Exception):
-    """A command that current state or the actor's permissions do not allow."""
+class NoOpenTicket(CommandRefused):
+    reason = HandoffRejectionReason.NO_OPEN_TICKET
 
 
-class NoOpenTicket(HandoffRejected):
-    pass
+class TicketClosed(NoOpenTicket):
+    reason = HandoffRejectionReason.TICKET_CLOSED
 
 
-class ActorNotAllowed(HandoffRejected):
-    pass
+class UnknownConversation(NoOpenTicket):
+    reason = HandoffRejectionReason.UNKNOWN_CONVERSATION
 
 
-class TicketMismatch(HandoffRejected):
-    pass
+class TicketMismatch(CommandRefused):
+    reason = HandoffRejectionReason.UNKNOWN_CONVERSATION
+
+
+class NotAssigned(CommandRefused):
+    reason = HandoffRejectionReason.NOT_ASSIGNED
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the store knows around one command: the tenant's roster and whether the conversation exists."""
+
+    roster: Roster = EMPTY
+    conversation_known: bool = True
 
 
 def mode_after(outcome: Outcome) -> ConversationMode:
@@ -119,12 +157,18 @@ def _with_note(notes: tuple[str, ...], note: str) -> tuple[str, ...]:
     return (*notes, note)[-MAX_NOTES:] if note else notes
 
 
-def _require_open(ticket: Ticket | None, command: Command) -> Ticket:
-    if ticket is None or ticket.status is not TicketStatus.OPEN:
-        raise NoOpenTicket(f"no open handoff for conversation {command.conversation_id}")
-    # The store looks tickets up by tenant already; this guards against a caller that does not.
-    if ticket.tenant_id != command.tenant_id or ticket.conversation_id != command.conversation_id:
+def _require_open(ticket: Ticket | None, command: Command, facts: Facts) -> Ticket:
+    if ticket is not None and (
+        ticket.tenant_id != command.tenant_id or ticket.conversation_id != command.conversation_id
+    ):
+        # The store looks tickets up by tenant already; this guards against a caller that does not.
         raise TicketMismatch(f"ticket {ticket.id} belongs to another tenant or conversation")
+    if ticket is None:
+        if not facts.conversation_known:
+            raise UnknownConversation(f"no conversation {command.conversation_id} for this tenant")
+        raise NoOpenTicket(f"no open handoff for conversation {command.conversation_id}")
+    if ticket.status is not TicketStatus.OPEN:
+        raise TicketClosed(f"handoff {ticket.id} is already resolved")
     return ticket
 
 
@@ -133,11 +177,24 @@ def _require_actor(command: Command, allowed: frozenset[ActorKind]) -> None:
         raise ActorNotAllowed(f"{command.actor.kind} may not {command.type} a handoff")
 
 
-def request(ticket: Ticket | None, command: RequestHandoff, *, ticket_id: str, now: datetime) -> Opened | Noted:
+def _require_person(command: Command, facts: Facts) -> None:
+    if command.actor.kind in (ActorKind.OWNER, ActorKind.STAFF):
+        require_person_of_tenant(command.actor.kind, command.actor.id, facts.roster)
+
+
+def request(
+    ticket: Ticket | None, command: RequestHandoff, *, ticket_id: str, now: datetime, facts: Facts
+) -> Opened | Noted:
+    _require_actor(command, MAY_REQUEST)
+    _require_person(command, facts)
+    if command.actor.kind in (ActorKind.OWNER, ActorKind.STAFF) and not facts.conversation_known:
+        # People pick conversations from the inbox; one handoff has never seen is another tenant's or made up.
+        raise UnknownConversation(f"no conversation {command.conversation_id} for this tenant")
     if ticket is not None and ticket.status is TicketStatus.OPEN:
-        open_ticket = _require_open(ticket, command)
+        open_ticket = _require_open(ticket, command, facts)
         extra = f"{command.reason}: {command.note}" if command.note else str(command.reason)
         return Noted(replace(open_ticket, notes=_with_note(open_ticket.notes, extra)))
+    staff_id = pick_staff(list(facts.roster.members.values()))
     return Opened(
         Ticket(
             id=ticket_id,
@@ -149,35 +206,54 @@ def request(ticket: Ticket | None, command: RequestHandoff, *, ticket_id: str, n
             status=TicketStatus.OPEN,
             reason=command.reason,
             notes=_with_note((), command.note),
-            assigned_to=None,
+            assigned_to=staff_id,
             opened_at=now,
+            correlation_id=command.correlation_id,
+            no_staff_escalated_at=now if staff_id is None else None,
         )
     )
 
 
-def assign(ticket: Ticket | None, command: AssignHandoff, *, available_staff: Sequence[str]) -> Assigned | Unchanged:
-    """Assign to the named staff id; with none named, an unassigned ticket gets the first available person."""
+def assign(ticket: Ticket | None, command: AssignHandoff, *, facts: Facts) -> Assigned | Unchanged:
+    """Assign to the named person of the tenant; with none named, an unassigned ticket gets the least loaded."""
     _require_actor(command, MAY_ASSIGN)
-    open_ticket = _require_open(ticket, command)
+    _require_person(command, facts)
+    open_ticket = _require_open(ticket, command, facts)
     staff_id = command.staff_id
     if not staff_id:
-        if open_ticket.assigned_to is not None or not available_staff:
+        picked = pick_staff(list(facts.roster.members.values()))
+        if open_ticket.assigned_to is not None or picked is None:
             return Unchanged(open_ticket)
-        staff_id = available_staff[0]
+        staff_id = picked
+    elif not facts.roster.is_member(staff_id) and not _owner_taking_over(command):
+        raise UnknownStaff(f"staff {staff_id!r} is not on this tenant's team")
     if staff_id == open_ticket.assigned_to:
         return Unchanged(open_ticket)
     return Assigned(replace(open_ticket, assigned_to=staff_id), staff_id)
 
 
-def reply(ticket: Ticket | None, command: ReplyHandoff) -> Replied:
+def _owner_taking_over(command: AssignHandoff) -> bool:
+    return command.actor.kind is ActorKind.OWNER and command.staff_id == command.actor.id
+
+
+def reply(ticket: Ticket | None, command: ReplyHandoff, *, now: datetime, facts: Facts) -> Replied:
+    """Only the assigned person speaks for the business; the owner takes over by assigning themselves first."""
     _require_actor(command, MAY_REPLY)
-    open_ticket = _require_open(ticket, command)
-    return Replied(open_ticket, command.actor.id, command.text)
+    _require_person(command, facts)
+    open_ticket = _require_open(ticket, command, facts)
+    if not command.actor.id or command.actor.id != open_ticket.assigned_to:
+        raise NotAssigned(f"{command.actor.id!r} is not assigned to handoff {open_ticket.id}")
+    if open_ticket.first_replied_at is not None:
+        return Replied(open_ticket, command.actor.id, command.text)
+    answered = replace(open_ticket, first_replied_at=now)
+    waited = max(0.0, (now - open_ticket.opened_at).total_seconds())
+    return Replied(answered, command.actor.id, command.text, waited)
 
 
-def resolve(ticket: Ticket | None, command: ResolveHandoff, *, now: datetime) -> Resolved:
+def resolve(ticket: Ticket | None, command: ResolveHandoff, *, now: datetime, facts: Facts) -> Resolved:
     _require_actor(command, MAY_RESOLVE)
-    open_ticket = _require_open(ticket, command)
+    _require_person(command, facts)
+    open_ticket = _require_open(ticket, command, facts)
     closed = replace(
         open_ticket,
         status=TicketStatus.RESOLVED,
@@ -193,15 +269,16 @@ def decide(
     *,
     ticket_id: str,
     now: datetime,
-    available_staff: Sequence[str] = (),
+    facts: Facts | None = None,
 ) -> Outcome:
-    """Apply one command to the conversation's open ticket (or None); raises HandoffRejected."""
+    """Apply one command to the conversation's open ticket (else its latest, or None); raises CommandRefused."""
+    facts = facts or Facts()
     match command:
         case RequestHandoff():
-            return request(ticket, command, ticket_id=ticket_id, now=now)
+            return request(ticket, command, ticket_id=ticket_id, now=now, facts=facts)
         case AssignHandoff():
-            return assign(ticket, command, available_staff=available_staff)
+            return assign(ticket, command, facts=facts)
         case ReplyHandoff():
-            return reply(ticket, command)
+            return reply(ticket, command, now=now, facts=facts)
         case ResolveHandoff():
-            return resolve(ticket, command, now=now)
+            return resolve(ticket, command, now=now, facts=facts)

@@ -1,170 +1,197 @@
-"""handoff.commands subscriber: decide, then write ticket, mode and outbox events in one transaction."""
+"""handoff.commands subscriber: decide, then write ticket, roster, mode, outbox and notifications in one transaction.
+
+A refused command is answered with a `rejected` event (queued with the dedup mark, so a redelivery
+is not answered twice); only undecodable bytes reach the DLQ, through the subscriber wrapper.
+"""
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import TypedDict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
+from sqlmodel import Session
 
-from schemas.channel import Author, OutboundMessage
-from schemas.envelope import Envelope
-from schemas.handoff import (
-    AssignHandoff,
-    HandoffAssigned,
-    HandoffOpened,
-    HandoffReplied,
-    HandoffResolved,
-)
-from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_EVENTS
+from schemas.handoff import HandoffCommand, RequestHandoff, SetAvailability
+from schemas.topics import HANDOFF_EVENTS
 from sellmesh.db import in_thread, session_scope
-from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
-from sellmesh.subscriber import PermanentError
+from services.gateway.query import HandoffSettings, handoff_settings
 from services.handoff import mode
 from services.handoff.domain import (
     Assigned,
     Command,
     ConversationMode,
-    HandoffRejected,
+    Facts,
     Opened,
     Outcome,
     Replied,
-    Resolved,
     decide,
     mode_after,
 )
+from services.handoff.events import events_for, queue, rejection
+from services.handoff.inbox import TEXT_LIMIT, InboxMessageRow
+from services.handoff.metrics import ESCALATIONS, OPENED, REJECTED, WAIT_SECONDS
+from services.handoff.roster import CommandRefused, decide_availability
+from services.handoff.sla import business_deadline, business_hours
+from services.handoff.staff import StaffStore
 from services.handoff.store import HandoffStore
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "handoff"
 
-# Who is free to take a ticket, per tenant. Team members belong to the gateway; until its
-# query module exists, auto-assign finds nobody and the ticket waits for a named assign.
-StaffLookup = Callable[[uuid.UUID], Sequence[str]]
+@dataclass(frozen=True)
+class Applied:
+    """What one command did: the conversation's mode as the database now holds it (None: no conversation)."""
 
-
-def no_staff(_tenant_id: uuid.UUID) -> Sequence[str]:
-    return ()
-
-
-class _Meta(TypedDict):
-    event_id: uuid.UUID
-    tenant_id: uuid.UUID
-    correlation_id: uuid.UUID
-    causation_id: uuid.UUID | None
-    occurred_at: datetime
-    producer: str
+    mode: ConversationMode | None
+    outcome: Outcome | None = None
+    refused: CommandRefused | None = None
 
 
-def _meta(command: Command, kind: str, at: datetime) -> _Meta:
-    # Ids derive from the command, so a re-run after a crash emits the same event ids.
-    return _Meta(
-        event_id=derived_id(command.event_id, kind),
-        tenant_id=command.tenant_id,
-        correlation_id=command.correlation_id,
-        causation_id=command.event_id,
-        occurred_at=at,
-        producer=PRODUCER,
+def first_response_due(opened_at: datetime, settings: HandoffSettings) -> datetime:
+    hours = business_hours(settings.timezone, settings.business_hours)
+    return business_deadline(opened_at, settings.first_response_seconds, hours)
+
+
+def _named(command: HandoffCommand) -> list[str]:
+    return [command.actor.id, getattr(command, "staff_id", "")]
+
+
+def _decide(session: Session, command: Command, at: datetime, settings: HandoffSettings) -> Outcome:
+    store, staff = HandoffStore(session), StaffStore(session)
+    facts = Facts(
+        roster=staff.roster(command.tenant_id, named=_named(command)),
+        conversation_known=store.conversation_known(command.tenant_id, command.conversation_id),
+    )
+    outcome = decide(
+        store.current_ticket(command.tenant_id, command.conversation_id),
+        command,
+        ticket_id=str(derived_id(command.event_id, "ticket")),
+        now=at,
+        facts=facts,
+    )
+    if isinstance(outcome, Opened):
+        outcome = Opened(replace(outcome.ticket, first_response_due_at=first_response_due(at, settings)))
+    return outcome
+
+
+def _record_human_reply(session: Session, outcome: Replied, event_id: uuid.UUID, at: datetime) -> None:
+    """The inbox holds the reply from its commit on, so whoever reads it after `resolved` sees every word."""
+    ticket = outcome.ticket
+    session.add(
+        InboxMessageRow(
+            tenant_id=ticket.tenant_id,
+            conversation_id=ticket.conversation_id,
+            event_id=event_id,
+            direction="out",
+            author="human",
+            text=outcome.text[:TEXT_LIMIT],
+            at=at.astimezone(UTC),
+        )
     )
 
 
-def events_for(outcome: Outcome, command: Command, at: datetime) -> list[tuple[str, Envelope]]:
-    """What to publish for an outcome, as (topic, event); every one is keyed by conversation id."""
-    ticket = outcome.ticket
-    conversation_id, ticket_id = ticket.conversation_id, ticket.id
-    match outcome:
-        case Opened():
-            opened = HandoffOpened(
-                **_meta(command, "opened", at),
-                conversation_id=conversation_id,
-                ticket_id=ticket_id,
-                reason=ticket.reason,
-                note=ticket.notes[0] if ticket.notes else "",
-            )
-            return [(HANDOFF_EVENTS, opened)]
-        case Assigned():
-            assigned = HandoffAssigned(
-                **_meta(command, "assigned", at),
-                conversation_id=conversation_id,
-                ticket_id=ticket_id,
-                staff_id=outcome.staff_id,
-            )
-            return [(HANDOFF_EVENTS, assigned)]
-        case Replied():
-            replied = HandoffReplied(
-                **_meta(command, "replied", at),
-                conversation_id=conversation_id,
-                ticket_id=ticket_id,
-                staff_id=outcome.staff_id,
-            )
-            outbound = OutboundMessage(
-                **_meta(command, "outbound", at),
-                conversation_id=conversation_id,
-                channel=ticket.channel,
-                channel_account_id=ticket.channel_account_id,
-                customer_id=ticket.customer_id,
-                author=Author.HUMAN,
-                text=outcome.text,
-            )
-            return [(HANDOFF_EVENTS, replied), (CHANNEL_OUTBOUND, outbound)]
-        case Resolved():
-            resolved = HandoffResolved(
-                **_meta(command, "resolved", at),
-                conversation_id=conversation_id,
-                ticket_id=ticket_id,
-                note=outcome.note,
-            )
-            return [(HANDOFF_EVENTS, resolved)]
-        case _:
-            # Noted and Unchanged change nothing anyone downstream acts on.
-            return []
+def _apply_ticket_command(session: Session, command: Command, at: datetime, settings: HandoffSettings) -> Applied:
+    store = HandoffStore(session)
+    outcome = _decide(session, command, at, settings)
+    store.save_ticket(outcome.ticket)
+    assigned = outcome.staff_id if isinstance(outcome, Assigned) else None
+    if isinstance(outcome, Opened):
+        assigned = outcome.ticket.assigned_to
+    if assigned is not None:
+        StaffStore(session).mark_assigned(command.tenant_id, assigned, now=at)
+    current = mode_after(outcome)
+    store.set_mode(command.tenant_id, command.conversation_id, current, now=at)
+    queued = events_for(outcome, command, at)
+    queue(session, queued, key=command.conversation_id, notify=settings.notify_url is not None, at=at)
+    if isinstance(outcome, Replied):
+        _record_human_reply(session, outcome, derived_id(command.event_id, "outbound"), at)
+    return Applied(current, outcome)
 
 
 def apply_command(
-    engine: Engine, command: Command, at: datetime, available_staff: StaffLookup = no_staff
-) -> ConversationMode:
-    """Apply one command durably and return the conversation's mode as the database now holds it.
-
-    Raises PermanentError when the command is rejected; its transaction, dedup mark included,
-    rolls back, so a replay after the state changes is applied rather than skipped.
-    """
+    engine: Engine, command: HandoffCommand, at: datetime, settings: HandoffSettings | None = None
+) -> Applied:
+    """Apply one command durably; a refusal is recorded and answered, never raised."""
+    settings = settings or handoff_settings(engine, command.tenant_id)
     with session_scope(engine) as session:
         store = HandoffStore(session)
-        fresh = store.mark_processed(
+        conversation = None if isinstance(command, SetAvailability) else command.conversation_id
+        current = store.mode(command.tenant_id, conversation) if conversation is not None else None
+        if not store.mark_processed(
             event_id=command.event_id, tenant_id=command.tenant_id, command_type=command.type, now=at
-        )
-        if not fresh:
-            return store.mode(command.tenant_id, command.conversation_id)
-        wants_staff = isinstance(command, AssignHandoff) and not command.staff_id
+        ):
+            return Applied(current)
         try:
-            outcome = decide(
-                store.open_ticket(command.tenant_id, command.conversation_id),
-                command,
-                ticket_id=str(derived_id(command.event_id, "ticket")),
-                now=at,
-                available_staff=available_staff(command.tenant_id) if wants_staff else (),
-            )
-        except HandoffRejected as exc:
-            raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
-        store.save_ticket(outcome.ticket)
-        current = mode_after(outcome)
-        store.set_mode(command.tenant_id, command.conversation_id, current, now=at)
-        for topic, event in events_for(outcome, command, at):
-            add_to_outbox(session, topic=topic, event=event, key=command.conversation_id)
-        return current
+            if isinstance(command, SetAvailability):
+                staff = StaffStore(session)
+                member = decide_availability(command, staff.roster(command.tenant_id, named=_named(command)))
+                staff.save(command.tenant_id, member, now=at)
+                return Applied(None)
+            # Every refusal is raised by a decision, before the first write, so none leaves a partial change.
+            return _apply_ticket_command(session, command, at, settings)
+        except CommandRefused as refused:
+            event, key = rejection(command, refused, at)
+            queue(session, [(HANDOFF_EVENTS, event)], key=key, notify=False, at=at)
+            return Applied(current, refused=refused)
+
+
+def _observe(applied: Applied) -> None:
+    """Metrics count only what committed."""
+    outcome = applied.outcome
+    if applied.refused is not None:
+        REJECTED.labels(applied.refused.reason.value).inc()
+        log.info(
+            "handoff command rejected", extra={"reason": applied.refused.reason.value, "detail": str(applied.refused)}
+        )
+    elif isinstance(outcome, Opened):
+        OPENED.labels(outcome.ticket.reason.value).inc()
+        if outcome.nobody_available:
+            ESCALATIONS.labels("no_staff_available").inc()
+    elif isinstance(outcome, Replied) and outcome.waited_seconds is not None:
+        WAIT_SECONDS.observe(outcome.waited_seconds)
 
 
 async def on_handoff_command(
-    command: Command, *, engine: Engine, redis: Redis, available_staff: StaffLookup = no_staff
+    command: HandoffCommand,
+    *,
+    engine: Engine,
+    redis: Redis,
+    settings: HandoffSettings | None = None,
+    at: datetime | None = None,
 ) -> None:
-    current = await in_thread(apply_command, engine, command, now(), available_staff)
-    # After the commit, and on duplicates too: a crash between commit and this line left the
-    # mirror stale, and the redelivery is what repairs it.
-    await mode.set_mode(redis, command.tenant_id, command.conversation_id, current)
+    conversation = None if isinstance(command, SetAvailability) else command.conversation_id
+    if isinstance(command, RequestHandoff) and conversation is not None:
+        # Close the sender's lock before the ticket exists: an AI reply already in flight must not
+        # slip out between this commit and the mirror write below.
+        await mode.set_mode(redis, command.tenant_id, conversation, mode.HUMAN)
+    try:
+        applied = await in_thread(apply_command, engine, command, at or now(), settings)
+    except Exception:
+        if conversation is not None:
+            await _restore_mirror(engine, redis, command.tenant_id, conversation)
+        raise
+    _observe(applied)
+    if conversation is not None and applied.mode is not None:
+        # After the commit, and on duplicates too: a crash between commit and this line left the
+        # mirror stale, and the redelivery is what repairs it.
+        await mode.set_mode(redis, command.tenant_id, conversation, applied.mode)
+
+
+def _stored_mode(engine: Engine, tenant_id: uuid.UUID, conversation_id: str) -> ConversationMode:
+    with session_scope(engine) as session:
+        return HandoffStore(session).mode(tenant_id, conversation_id)
+
+
+async def _restore_mirror(engine: Engine, redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> None:
+    try:
+        current = await in_thread(_stored_mode, engine, tenant_id, conversation_id)
+        await mode.set_mode(redis, tenant_id, conversation_id, current)
+    except Exception:
+        # The retry of this command writes the mirror again; erring towards "human" keeps the AI quiet.
+        log.exception("could not restore the mode mirror after a failed command")
 
 
 def _human_conversations(engine: Engine) -> list[tuple[uuid.UUID, str]]:

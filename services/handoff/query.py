@@ -5,11 +5,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
 from services.handoff.mode import get_mode
+from services.handoff.staff import HandoffStaffRow, StaffStore
 from services.handoff.store import HandoffTicketRow, as_utc
 
 
@@ -82,3 +83,74 @@ def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: i
                 )
             )
     return entries
+
+
+@dataclass(frozen=True)
+class HandoffTranscript:
+    """What happened while a person owned the conversation: for the AI taking it back."""
+
+    ticket_id: str
+    reason: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    messages: list[InboxMessage]
+
+
+def handoff_transcript(
+    engine: Engine, tenant_id: uuid.UUID, ticket_id: str, *, limit: int = 30
+) -> HandoffTranscript | None:
+    """The ticket's customer and human messages, oldest first (the newest `limit`); None for another tenant's."""
+    with Session(engine) as session:
+        ticket = session.exec(
+            select(HandoffTicketRow).where(HandoffTicketRow.tenant_id == tenant_id, HandoffTicketRow.id == ticket_id)
+        ).first()
+        if ticket is None:
+            return None
+        opened_at = as_utc(ticket.opened_at)
+        resolved_at = as_utc(ticket.resolved_at) if ticket.resolved_at is not None else None
+        # A customer message that came after the AI's last word but was never answered (the handoff
+        # opened first) belongs to the handoff too, or nobody would ever have read it.
+        last_ai = session.exec(
+            select(func.max(InboxMessageRow.at)).where(
+                InboxMessageRow.tenant_id == tenant_id,
+                InboxMessageRow.conversation_id == ticket.conversation_id,
+                col(InboxMessageRow.author).in_(("ai", "system")),
+                InboxMessageRow.at <= opened_at,
+            )
+        ).first()
+        since = as_utc(last_ai) if last_ai is not None else opened_at
+        query = (
+            select(InboxMessageRow)
+            .where(
+                InboxMessageRow.tenant_id == tenant_id,
+                InboxMessageRow.conversation_id == ticket.conversation_id,
+                col(InboxMessageRow.author).in_(("customer", "human")),
+                InboxMessageRow.at > since if last_ai is not None else InboxMessageRow.at >= since,
+            )
+            .order_by(col(InboxMessageRow.at).desc(), col(InboxMessageRow.id).desc())
+        )
+        if resolved_at is not None:
+            query = query.where(InboxMessageRow.at <= resolved_at)
+        rows = session.exec(query.limit(limit)).all()
+        messages = [InboxMessage(r.direction, r.author, r.text, as_utc(r.at)) for r in reversed(rows)]
+    return HandoffTranscript(ticket.id, ticket.reason, opened_at, resolved_at, messages)
+
+
+@dataclass(frozen=True)
+class StaffAvailability:
+    staff_id: str
+    available: bool
+    open_tickets: int
+    updated_at: datetime
+
+
+def team_availability(engine: Engine, tenant_id: uuid.UUID) -> list[StaffAvailability]:
+    """The tenant's handoff roster: who takes new tickets, and how many open tickets each holds."""
+    with Session(engine) as session:
+        roster = StaffStore(session).roster(tenant_id)
+        rows = session.exec(select(HandoffStaffRow).where(HandoffStaffRow.tenant_id == tenant_id)).all()
+        updated = {row.staff_id: as_utc(row.updated_at) for row in rows}
+    return [
+        StaffAvailability(m.staff_id, m.available, m.open_tickets, updated[m.staff_id])
+        for m in sorted(roster.members.values(), key=lambda m: m.staff_id)
+    ]

@@ -17,8 +17,13 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 from schemas.envelope import Channel
 from schemas.handoff import HandoffReason
 from services.handoff.domain import ConversationMode, Ticket, TicketStatus
+from services.handoff.inbox import InboxMessageRow
 
 _OPEN = text("status = 'open'")
+
+
+def _moment() -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=True)
 
 
 class HandoffTicketRow(SQLModel, table=True):
@@ -47,6 +52,11 @@ class HandoffTicketRow(SQLModel, table=True):
     assigned_to: str | None = Field(default=None, max_length=128)
     opened_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     resolved_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    correlation_id: uuid.UUID | None = Field(default=None)
+    first_response_due_at: datetime | None = Field(default=None, sa_column=_moment())
+    first_replied_at: datetime | None = Field(default=None, sa_column=_moment())
+    sla_breached_at: datetime | None = Field(default=None, sa_column=_moment())
+    no_staff_escalated_at: datetime | None = Field(default=None, sa_column=_moment())
 
 
 class HandoffModeRow(SQLModel, table=True):
@@ -76,7 +86,7 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _to_ticket(row: HandoffTicketRow) -> Ticket:
+def to_ticket(row: HandoffTicketRow) -> Ticket:
     return Ticket(
         id=row.id,
         tenant_id=row.tenant_id,
@@ -89,8 +99,17 @@ def _to_ticket(row: HandoffTicketRow) -> Ticket:
         notes=tuple(json.loads(row.notes)),
         assigned_to=row.assigned_to,
         opened_at=as_utc(row.opened_at),
-        resolved_at=as_utc(row.resolved_at) if row.resolved_at is not None else None,
+        resolved_at=_maybe_utc(row.resolved_at),
+        correlation_id=row.correlation_id,
+        first_response_due_at=_maybe_utc(row.first_response_due_at),
+        first_replied_at=_maybe_utc(row.first_replied_at),
+        sla_breached_at=_maybe_utc(row.sla_breached_at),
+        no_staff_escalated_at=_maybe_utc(row.no_staff_escalated_at),
     )
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
 
 
 class HandoffStore:
@@ -121,7 +140,36 @@ class HandoffStore:
             .with_for_update()
         )
         row = self.session.exec(query).first()
-        return _to_ticket(row) if row is not None else None
+        return to_ticket(row) if row is not None else None
+
+    def current_ticket(self, tenant_id: uuid.UUID, conversation_id: str) -> Ticket | None:
+        """The open ticket, else the latest resolved one (so a late command can be told it is closed)."""
+        found = self.open_ticket(tenant_id, conversation_id)
+        if found is not None:
+            return found
+        query = (
+            select(HandoffTicketRow)
+            .where(HandoffTicketRow.tenant_id == tenant_id, HandoffTicketRow.conversation_id == conversation_id)
+            .order_by(col(HandoffTicketRow.resolved_at).desc(), col(HandoffTicketRow.opened_at).desc())
+            .limit(1)
+        )
+        row = self.session.exec(query).first()
+        return to_ticket(row) if row is not None else None
+
+    def ticket(self, tenant_id: uuid.UUID, ticket_id: str, *, lock: bool = False) -> Ticket | None:
+        query = select(HandoffTicketRow).where(
+            HandoffTicketRow.tenant_id == tenant_id, HandoffTicketRow.id == ticket_id
+        )
+        row = self.session.exec(query.with_for_update() if lock else query).first()
+        return to_ticket(row) if row is not None else None
+
+    def conversation_known(self, tenant_id: uuid.UUID, conversation_id: str) -> bool:
+        """Handoff has seen this tenant's conversation: a message in the inbox, or a ticket."""
+        for table in (InboxMessageRow, HandoffTicketRow):
+            query = select(table.id).where(table.tenant_id == tenant_id, table.conversation_id == conversation_id)
+            if self.session.exec(query.limit(1)).first() is not None:
+                return True
+        return False
 
     def tickets(self, tenant_id: uuid.UUID, conversation_id: str) -> list[Ticket]:
         query = (
@@ -129,7 +177,7 @@ class HandoffStore:
             .where(HandoffTicketRow.tenant_id == tenant_id, HandoffTicketRow.conversation_id == conversation_id)
             .order_by(col(HandoffTicketRow.opened_at))
         )
-        return [_to_ticket(row) for row in self.session.exec(query)]
+        return [to_ticket(row) for row in self.session.exec(query)]
 
     def save_ticket(self, ticket: Ticket) -> None:
         row = self.session.get(HandoffTicketRow, ticket.id)
@@ -144,6 +192,7 @@ class HandoffStore:
                 status=ticket.status.value,
                 reason=ticket.reason.value,
                 opened_at=ticket.opened_at,
+                correlation_id=ticket.correlation_id,
             )
         elif row.tenant_id != ticket.tenant_id:
             raise ValueError(f"ticket {ticket.id} belongs to another tenant")
@@ -151,6 +200,10 @@ class HandoffStore:
         row.notes = json.dumps(list(ticket.notes))
         row.assigned_to = ticket.assigned_to
         row.resolved_at = ticket.resolved_at
+        row.first_response_due_at = ticket.first_response_due_at
+        row.first_replied_at = ticket.first_replied_at
+        row.sla_breached_at = ticket.sla_breached_at
+        row.no_staff_escalated_at = ticket.no_staff_escalated_at
         self.session.add(row)
 
     def mode(self, tenant_id: uuid.UUID, conversation_id: str) -> ConversationMode:

@@ -1,7 +1,7 @@
 """Handoff rules, as plain functions: no database, no broker, no event loop."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -9,34 +9,55 @@ from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import (
     AssignHandoff,
     HandoffReason,
+    HandoffRejectionReason,
     ReplyHandoff,
     RequestHandoff,
     ResolveHandoff,
 )
 from services.handoff.domain import (
     MAX_NOTES,
-    ActorNotAllowed,
     Assigned,
+    Command,
     ConversationMode,
+    Facts,
     NoOpenTicket,
+    NotAssigned,
     Noted,
     Opened,
     Outcome,
     Replied,
     Resolved,
     Ticket,
+    TicketClosed,
     TicketMismatch,
     TicketStatus,
     Unchanged,
-    decide,
+    UnknownConversation,
     mode_after,
 )
+from services.handoff.domain import (
+    decide as decide_with,
+)
+from services.handoff.roster import ActorNotAllowed, Roster, StaffMember, UnknownStaff
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 CONVERSATION = "conv-1"
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 AI = Actor(kind=ActorKind.AI)
 STAFF = Actor(kind=ActorKind.STAFF, id="staff-ana")
+OWNER = Actor(kind=ActorKind.OWNER, id="owner-olga")
+
+
+def team(*members: StaffMember, foreign: frozenset[str] = frozenset()) -> Facts:
+    return Facts(roster=Roster(members={m.staff_id: m for m in members}, foreign=foreign))
+
+
+# Ana and Bo are on the team; Ana is busy with nothing yet and not taking tickets, so Bo gets new ones.
+FACTS = team(StaffMember("staff-ana", available=False), StaffMember("staff-bo", available=True))
+
+
+def decide(ticket: Ticket | None, command: Command, *, ticket_id: str, now: datetime, facts: Facts = FACTS) -> Outcome:
+    return decide_with(ticket, command, ticket_id=ticket_id, now=now, facts=facts)
 
 
 def _envelope(tenant_id: uuid.UUID = TENANT) -> dict[str, object]:
@@ -76,8 +97,10 @@ def resolve_cmd(actor: Actor = STAFF, note: str = "") -> ResolveHandoff:
     return ResolveHandoff.model_validate({**_envelope(), "actor": actor, "note": note})
 
 
-def opened(note: str = "") -> Ticket:
-    return decide(None, request_cmd(note=note), ticket_id="t-1", now=AT).ticket
+def opened(note: str = "", assigned_to: str | None = None) -> Ticket:
+    nobody = team(StaffMember("staff-ana", available=False), StaffMember("staff-bo", available=False))
+    ticket = decide(None, request_cmd(note=note), ticket_id="t-1", now=AT, facts=nobody).ticket
+    return ticket if assigned_to is None else decide(ticket, assign_cmd(assigned_to), ticket_id="x", now=AT).ticket
 
 
 def test_request_opens_a_ticket_and_puts_the_conversation_in_human_mode() -> None:
@@ -85,8 +108,27 @@ def test_request_opens_a_ticket_and_puts_the_conversation_in_human_mode() -> Non
     assert isinstance(outcome, Opened)
     assert outcome.ticket.status is TicketStatus.OPEN
     assert outcome.ticket.notes == ("wants a person",)
-    assert outcome.ticket.assigned_to is None
+    assert outcome.ticket.correlation_id is not None
     assert mode_after(outcome) is ConversationMode.HUMAN
+
+
+def test_a_new_ticket_goes_at_once_to_the_least_loaded_available_person() -> None:
+    facts = team(
+        StaffMember("staff-ana", available=True, open_tickets=2),
+        StaffMember("staff-bo", available=True, open_tickets=1),
+        StaffMember("staff-cy", available=False, open_tickets=0),
+    )
+    outcome = decide(None, request_cmd(), ticket_id="t-1", now=AT, facts=facts)
+    assert isinstance(outcome, Opened)
+    assert outcome.ticket.assigned_to == "staff-bo"
+    assert not outcome.nobody_available
+
+
+def test_a_new_ticket_with_nobody_available_is_escalated_once_and_left_unassigned() -> None:
+    outcome = decide(None, request_cmd(), ticket_id="t-1", now=AT, facts=team(StaffMember("staff-ana", False)))
+    assert isinstance(outcome, Opened)
+    assert outcome.ticket.assigned_to is None
+    assert outcome.nobody_available and outcome.ticket.no_staff_escalated_at == AT
 
 
 def test_second_request_adds_its_reason_to_the_open_ticket_instead_of_opening_another() -> None:
@@ -115,30 +157,53 @@ def test_notes_keep_only_the_newest() -> None:
     assert ticket.notes[-1] == f"customer_asked: n{MAX_NOTES + 4}"
 
 
-def test_assign_names_the_staff_member() -> None:
-    outcome = decide(opened(), assign_cmd("staff-bo"), ticket_id="x", now=AT, available_staff=["staff-ana"])
+def test_assign_names_a_person_of_the_team_even_if_they_are_not_taking_tickets() -> None:
+    outcome = decide(opened(), assign_cmd("staff-ana"), ticket_id="x", now=AT)
     assert isinstance(outcome, Assigned)
-    assert outcome.staff_id == "staff-bo"
-    assert outcome.ticket.assigned_to == "staff-bo"
-
-
-def test_auto_assign_picks_the_first_available_staff() -> None:
-    outcome = decide(opened(), assign_cmd(), ticket_id="x", now=AT, available_staff=["staff-ana", "staff-bo"])
-    assert isinstance(outcome, Assigned)
+    assert outcome.staff_id == "staff-ana"
     assert outcome.ticket.assigned_to == "staff-ana"
 
 
+def test_assign_to_someone_not_on_the_team_is_refused() -> None:
+    with pytest.raises(UnknownStaff) as refused:
+        decide(opened(), assign_cmd("staff-zed"), ticket_id="x", now=AT)
+    assert refused.value.reason is HandoffRejectionReason.UNKNOWN_STAFF
+
+
+def test_assign_to_another_tenants_staff_is_refused() -> None:
+    facts = team(StaffMember("staff-ana", available=True), foreign=frozenset({"staff-zed"}))
+    with pytest.raises(UnknownStaff):
+        decide(opened(), assign_cmd("staff-zed", actor=OWNER), ticket_id="x", now=AT, facts=facts)
+
+
+def test_the_owner_takes_over_by_assigning_themselves() -> None:
+    outcome = decide(opened(assigned_to="staff-bo"), assign_cmd("owner-olga", actor=OWNER), ticket_id="x", now=AT)
+    assert isinstance(outcome, Assigned) and outcome.ticket.assigned_to == "owner-olga"
+
+
+def test_auto_assign_picks_the_least_loaded_then_whoever_waited_longest() -> None:
+    earlier, later = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    facts = team(
+        StaffMember("staff-ana", available=True, open_tickets=1, last_assigned_at=later),
+        StaffMember("staff-bo", available=True, open_tickets=1, last_assigned_at=earlier),
+        StaffMember("staff-cy", available=True, open_tickets=3),
+    )
+    system = Actor(kind=ActorKind.SYSTEM)
+    outcome = decide(opened(), assign_cmd(actor=system), ticket_id="x", now=AT, facts=facts)
+    assert isinstance(outcome, Assigned) and outcome.staff_id == "staff-bo"
+
+
 def test_auto_assign_with_nobody_available_leaves_the_ticket_unassigned() -> None:
-    outcome = decide(opened(), assign_cmd(actor=Actor(kind=ActorKind.SYSTEM)), ticket_id="x", now=AT)
+    nobody = team(StaffMember("staff-ana", available=False))
+    outcome = decide(opened(), assign_cmd(actor=Actor(kind=ActorKind.SYSTEM)), ticket_id="x", now=AT, facts=nobody)
     assert isinstance(outcome, Unchanged)
     assert outcome.ticket.assigned_to is None
 
 
 def test_auto_assign_keeps_an_existing_assignee() -> None:
-    ticket = decide(opened(), assign_cmd("staff-bo"), ticket_id="x", now=AT).ticket
-    outcome = decide(ticket, assign_cmd(), ticket_id="x", now=AT, available_staff=["staff-ana"])
+    outcome = decide(opened(assigned_to="staff-ana"), assign_cmd(), ticket_id="x", now=AT)
     assert isinstance(outcome, Unchanged)
-    assert outcome.ticket.assigned_to == "staff-bo"
+    assert outcome.ticket.assigned_to == "staff-ana"
 
 
 def test_assigning_the_same_person_again_changes_nothing() -> None:
@@ -147,10 +212,33 @@ def test_assigning_the_same_person_again_changes_nothing() -> None:
 
 
 def test_reply_carries_the_staff_id_and_text_and_keeps_human_mode() -> None:
-    outcome = decide(opened(), reply_cmd(text="On my way"), ticket_id="x", now=AT)
+    later = AT + timedelta(minutes=3)
+    outcome = decide(opened(assigned_to="staff-ana"), reply_cmd(text="On my way"), ticket_id="x", now=later)
     assert isinstance(outcome, Replied)
     assert (outcome.staff_id, outcome.text) == ("staff-ana", "On my way")
     assert mode_after(outcome) is ConversationMode.HUMAN
+    assert (outcome.ticket.first_replied_at, outcome.waited_seconds) == (later, 180.0)
+    again = decide(outcome.ticket, reply_cmd(text="Still here"), ticket_id="x", now=later + timedelta(minutes=1))
+    assert isinstance(again, Replied)
+    assert (again.ticket.first_replied_at, again.waited_seconds) == (later, None)
+
+
+@pytest.mark.parametrize(
+    ("assigned_to", "actor"),
+    [(None, STAFF), ("staff-bo", STAFF), ("staff-bo", OWNER)],
+    ids=["unassigned", "someone-else", "owner-without-taking-over"],
+)
+def test_only_the_assigned_person_may_reply(assigned_to: str | None, actor: Actor) -> None:
+    with pytest.raises(NotAssigned) as refused:
+        decide(opened(assigned_to=assigned_to), reply_cmd(actor=actor), ticket_id="x", now=AT)
+    assert refused.value.reason is HandoffRejectionReason.NOT_ASSIGNED
+
+
+def test_a_reply_from_staff_not_on_the_team_is_refused_even_if_named_on_the_ticket() -> None:
+    ticket = opened(assigned_to="staff-ana")
+    outsider = Actor(kind=ActorKind.STAFF, id="staff-ana")
+    with pytest.raises(UnknownStaff):
+        decide(ticket, reply_cmd(actor=outsider), ticket_id="x", now=AT, facts=team(foreign=frozenset({"staff-ana"})))
 
 
 def test_reply_is_refused_without_an_open_ticket() -> None:
@@ -159,9 +247,36 @@ def test_reply_is_refused_without_an_open_ticket() -> None:
 
 
 def test_reply_is_refused_after_resolve() -> None:
-    closed = decide(opened(), resolve_cmd(), ticket_id="x", now=AT).ticket
-    with pytest.raises(NoOpenTicket):
+    closed = decide(opened(assigned_to="staff-ana"), resolve_cmd(), ticket_id="x", now=AT).ticket
+    with pytest.raises(TicketClosed) as refused:
         decide(closed, reply_cmd(), ticket_id="x", now=AT)
+    assert refused.value.reason is HandoffRejectionReason.TICKET_CLOSED
+
+
+def test_resolving_a_closed_ticket_is_refused_as_closed() -> None:
+    closed = decide(opened(), resolve_cmd(), ticket_id="x", now=AT).ticket
+    with pytest.raises(TicketClosed):
+        decide(closed, resolve_cmd(note="again"), ticket_id="x", now=AT)
+
+
+def test_a_command_for_a_conversation_handoff_never_saw_is_refused_as_unknown() -> None:
+    unknown = Facts(roster=FACTS.roster, conversation_known=False)
+    for command in (reply_cmd(), resolve_cmd(), assign_cmd("staff-bo")):
+        with pytest.raises(UnknownConversation) as refused:
+            decide(None, command, ticket_id="x", now=AT, facts=unknown)
+        assert refused.value.reason is HandoffRejectionReason.UNKNOWN_CONVERSATION
+
+
+def test_a_person_may_not_open_a_handoff_for_a_conversation_handoff_never_saw() -> None:
+    command = RequestHandoff.model_validate({**request_cmd().model_dump(), "actor": OWNER})
+    with pytest.raises(UnknownConversation):
+        decide(None, command, ticket_id="t-1", now=AT, facts=Facts(roster=FACTS.roster, conversation_known=False))
+
+
+def test_the_customer_cannot_open_a_handoff_by_command() -> None:
+    command = RequestHandoff.model_validate({**request_cmd().model_dump(), "actor": Actor(kind=ActorKind.CUSTOMER)})
+    with pytest.raises(ActorNotAllowed):
+        decide(None, command, ticket_id="t-1", now=AT)
 
 
 def test_resolve_closes_the_ticket_and_returns_the_conversation_to_ai() -> None:

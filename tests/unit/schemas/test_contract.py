@@ -24,14 +24,19 @@ from schemas.channel import (
 from schemas.envelope import Actor, ActorKind, Channel, Money
 from schemas.handoff import (
     AssignHandoff,
+    EscalationReason,
     HandoffAssigned,
+    HandoffEscalated,
     HandoffOpened,
     HandoffReason,
+    HandoffRejected,
+    HandoffRejectionReason,
     HandoffReplied,
     HandoffResolved,
     ReplyHandoff,
     RequestHandoff,
     ResolveHandoff,
+    SetAvailability,
     SlaBreached,
 )
 from schemas.orders import (
@@ -190,6 +195,11 @@ SAMPLES: list[Any] = [
     HandoffReplied(**env(), **HANDOFF, staff_id="s1"),
     HandoffResolved(**env(), **HANDOFF),
     SlaBreached(**env(), **HANDOFF, deadline=NOW),
+    SetAvailability(**env(), actor=Actor(kind=ActorKind.STAFF, id="s1"), staff_id="s1", available=True),
+    HandoffEscalated(**env(), **HANDOFF, reason=EscalationReason.SLA_BREACHED),
+    HandoffRejected(
+        **env(), conversation_id="conv-1", command_id=uuid.uuid4(), reason=HandoffRejectionReason.NOT_ASSIGNED
+    ),
 ]
 
 

@@ -1,0 +1,12 @@
+"""HandoffServiceSettings: the handoff worker's own knobs (tenant choices live in the gateway's settings)."""
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HandoffServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANDOFF_", extra="ignore")
+
+    sweep_interval_seconds: float = 15.0
+    notify_poll_seconds: float = 1.0
+    notify_max_attempts: int = 8
+    notify_timeout_seconds: float = 5.0

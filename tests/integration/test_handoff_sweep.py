@@ -1,0 +1,189 @@
+"""The handoff sweep on SQLite and PostgreSQL with a clock the test moves: breaches, no-staff, quiet return."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from schemas.channel import InboundMessage, TextContent
+from schemas.envelope import Actor, ActorKind, Channel, Envelope
+from schemas.handoff import (
+    EscalationReason,
+    HandoffAssigned,
+    HandoffEscalated,
+    HandoffReason,
+    HandoffResolved,
+    ReplyHandoff,
+    RequestHandoff,
+    SetAvailability,
+    SlaBreached,
+)
+from schemas.registry import adapter_for
+from schemas.topics import HANDOFF_EVENTS
+from sellmesh.db import session_scope
+from sellmesh.metrics import registry
+from sellmesh.outbox import OutboxRow
+from services.gateway.admin import create_tenant
+from services.gateway.store import Tenant
+from services.handoff.domain import TicketStatus
+from services.handoff.handlers import on_handoff_command
+from services.handoff.inbox import record_inbound
+from services.handoff.mode import get_mode
+from services.handoff.store import HandoffStore, HandoffTicketRow
+from services.handoff.sweep import QUIET_NOTE, HandoffSweep
+from tests.builders import envelope
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def tenant_with(engine: Engine, handoff: dict[str, Any]) -> uuid.UUID:
+    tenant_id, _ = create_tenant(engine, name=f"Sweep test {uuid.uuid4().hex[:6]}")
+    with Session(engine) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        tenant.training = json.dumps({"handoff": handoff})
+        session.add(tenant)
+        session.commit()
+    return tenant_id
+
+
+def request(tenant: uuid.UUID, conversation: str) -> RequestHandoff:
+    return RequestHandoff(
+        **envelope(tenant, occurred_at=T0),
+        conversation_id=conversation,
+        actor=Actor(kind=ActorKind.AI),
+        reason=HandoffReason.CUSTOMER_ASKED,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+    )
+
+
+def availability(tenant: uuid.UUID, staff_id: str, available: bool) -> SetAvailability:
+    actor = Actor(kind=ActorKind.STAFF, id=staff_id)
+    return SetAvailability(**envelope(tenant), actor=actor, staff_id=staff_id, available=available)
+
+
+def ticket_events(engine: Engine, tenant: uuid.UUID, conversation: str) -> list[Envelope]:
+    with Session(engine) as session:
+        rows = session.exec(
+            select(OutboxRow)
+            .where(OutboxRow.topic == HANDOFF_EVENTS, OutboxRow.key == conversation)
+            .order_by(col(OutboxRow.id))
+        ).all()
+    found = [adapter_for(HANDOFF_EVENTS).validate_json(row.payload) for row in rows]
+    return [event for event in found if event.tenant_id == tenant]
+
+
+def status_of(engine: Engine, tenant: uuid.UUID, conversation: str) -> TicketStatus:
+    with session_scope(engine) as session:
+        return HandoffStore(session).tickets(tenant, conversation)[-1].status
+
+
+def metric(name: str) -> float:
+    return registry.get_sample_value(name) or 0.0
+
+
+async def test_a_passed_deadline_is_announced_once_and_an_answered_ticket_never(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant = tenant_with(migrated_engine, {"first_response_seconds": 600, "on_quiet": "human"})
+    late, answered = f"late-{uuid.uuid4().hex[:8]}", f"answered-{uuid.uuid4().hex[:8]}"
+    ana = f"ana-{uuid.uuid4().hex[:8]}"  # staff ids are unique across tenants
+    await on_handoff_command(availability(tenant, ana, True), engine=migrated_engine, redis=redis, at=T0)
+    for conversation in (late, answered):
+        await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    reply = ReplyHandoff(
+        **envelope(tenant), conversation_id=answered, actor=Actor(kind=ActorKind.STAFF, id=ana), text="Hi"
+    )
+    await on_handoff_command(reply, engine=migrated_engine, redis=redis, at=T0 + timedelta(seconds=300))
+    clock = Clock(T0 + timedelta(seconds=599))
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=clock)
+    breaches = metric("sellmesh_handoff_sla_breaches_total")
+    await sweep.run_once()
+    assert not any(isinstance(e, SlaBreached) for e in ticket_events(migrated_engine, tenant, late))
+    clock.at = T0 + timedelta(seconds=601)
+    for _ in range(2):
+        await sweep.run_once()
+    [breached] = [e for e in ticket_events(migrated_engine, tenant, late) if isinstance(e, SlaBreached)]
+    assert breached.deadline == T0 + timedelta(seconds=600)
+    escalations = [e for e in ticket_events(migrated_engine, tenant, late) if isinstance(e, HandoffEscalated)]
+    assert [e.reason for e in escalations] == [EscalationReason.SLA_BREACHED]
+    assert ticket_events(migrated_engine, tenant, answered)[-1].type == "replied"  # type: ignore[attr-defined]
+    assert metric("sellmesh_handoff_sla_breaches_total") == breaches + 1
+    with Session(migrated_engine) as session:
+        still_open = session.exec(select(HandoffTicketRow).where(HandoffTicketRow.status == "open")).all()
+    assert metric("sellmesh_handoffs_open") == len(still_open) > 0
+
+
+async def test_a_ticket_nobody_could_take_is_escalated_once_then_assigned_when_someone_is_free(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant = tenant_with(migrated_engine, {"on_quiet": "human", "first_response_seconds": 86400})
+    conversation, bo = f"waiting-{uuid.uuid4().hex[:8]}", f"bo-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(availability(tenant, bo, False), engine=migrated_engine, redis=redis, at=T0)
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(T0 + timedelta(minutes=5)))
+    await sweep.run_once()
+    escalated = [e for e in ticket_events(migrated_engine, tenant, conversation) if isinstance(e, HandoffEscalated)]
+    assert [e.reason for e in escalated] == [EscalationReason.NO_STAFF_AVAILABLE]
+    await on_handoff_command(availability(tenant, bo, True), engine=migrated_engine, redis=redis, at=T0)
+    await sweep.run_once()
+    await sweep.run_once()
+    events = ticket_events(migrated_engine, tenant, conversation)
+    assert [e.staff_id for e in events if isinstance(e, HandoffAssigned)] == [bo]
+    assert sum(isinstance(e, HandoffEscalated) for e in events) == 1
+
+
+def customer_wrote(engine: Engine, tenant: uuid.UUID, conversation: str, at: datetime) -> None:
+    record_inbound(
+        engine,
+        InboundMessage(
+            **envelope(tenant),
+            conversation_id=conversation,
+            channel=Channel.WHATSAPP,
+            channel_account_id="acc",
+            customer_id="c1",
+            message_id=f"wamid.{uuid.uuid4().hex}",
+            sent_at=at,
+            content=TextContent(text="anyone?"),
+        ),
+    )
+
+
+async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    to_ai = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "first_response_seconds": 86400})
+    keep = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "on_quiet": "human"})
+    conversation = f"quiet-{uuid.uuid4().hex[:8]}"
+    for tenant in (to_ai, keep):
+        await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+        customer_wrote(migrated_engine, tenant, conversation, T0 + timedelta(minutes=10))
+    clock = Clock(T0 + timedelta(minutes=39))
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=clock)
+    await sweep.run_once()  # 29 minutes since the customer's last message: not quiet yet
+    assert status_of(migrated_engine, to_ai, conversation) is TicketStatus.OPEN
+    clock.at = T0 + timedelta(minutes=41)
+    await sweep.run_once()
+    await sweep.run_once()
+    resolved = [e for e in ticket_events(migrated_engine, to_ai, conversation) if isinstance(e, HandoffResolved)]
+    assert [e.note for e in resolved] == [QUIET_NOTE]
+    assert await get_mode(redis, to_ai, conversation) == "ai"
+    assert status_of(migrated_engine, keep, conversation) is TicketStatus.OPEN
+    assert await get_mode(redis, keep, conversation) == "human"
