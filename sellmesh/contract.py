@@ -1,4 +1,5 @@
-"""`make schemas`: exports each topic's JSON Schema and the AsyncAPI document FastStream generates.
+"""`make schemas`: exports each topic's JSON Schema, the AsyncAPI document FastStream generates, and the
+owners' API OpenAPI document (`docs/openapi.json`, the same one the gateway serves at /openapi.json).
 
 Both are committed; `python -m sellmesh.contract check` (and a test) fails when they are stale.
 """
@@ -25,6 +26,7 @@ from sellmesh.subscriber import RedisDedup, RetryPolicy
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = ROOT / "schemas" / "json"
 ASYNCAPI_FILE = ROOT / "docs" / "asyncapi.json"
+OPENAPI_FILE = ROOT / "docs" / "openapi.json"
 
 
 def topic_schemas() -> dict[str, dict[str, Any]]:
@@ -67,12 +69,31 @@ def asyncapi_document() -> dict[str, Any]:
     return document
 
 
+def openapi_document() -> dict[str, Any]:
+    """The owners' API as served at /openapi.json, built from the real routes over connections never opened."""
+    from services.gateway.api import openapi_document as gateway_openapi
+    from services.gateway.app import make_gateway
+    from services.gateway.settings import GatewaySettings
+
+    async def never_publish(topic: str, command: object, key: str) -> None:
+        raise RuntimeError("the contract export publishes nothing")
+
+    gateway = make_gateway(
+        engine=make_engine("sqlite://"),
+        redis=make_redis("redis://localhost:6379/0"),
+        publish_command=never_publish,
+        settings=GatewaySettings(),
+    )
+    return gateway_openapi(gateway)
+
+
 def rendered() -> dict[Path, str]:
     files = {
         SCHEMA_DIR / f"{topic}.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
         for topic, schema in topic_schemas().items()
     }
     files[ASYNCAPI_FILE] = json.dumps(asyncapi_document(), indent=2, sort_keys=True) + "\n"
+    files[OPENAPI_FILE] = json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n"
     return files
 
 

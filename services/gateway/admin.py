@@ -8,6 +8,7 @@ from schemas.envelope import Channel
 from sellmesh.db import session_scope
 from services.gateway.keys import issue_key
 from services.gateway.store import ApiKey, ChannelAccount, Tenant
+from services.gateway.tables import TeamMember
 
 
 def create_tenant(engine: Engine, *, name: str) -> tuple[uuid.UUID, str]:
@@ -17,7 +18,20 @@ def create_tenant(engine: Engine, *, name: str) -> tuple[uuid.UUID, str]:
         tenant = Tenant(name=name)
         session.add(tenant)
         session.flush()
-        session.add(ApiKey(tenant_id=tenant.id, prefix=key.prefix, secret_hash=key.secret_hash, role="owner"))
+        # The first key belongs to the owner as a team member, like every key made later through /v1/team.
+        owner = TeamMember(tenant_id=tenant.id, name="Owner", role="owner")
+        session.add(owner)
+        session.flush()
+        session.add(
+            ApiKey(
+                tenant_id=tenant.id,
+                prefix=key.prefix,
+                secret_hash=key.secret_hash,
+                role="owner",
+                person=owner.name,
+                member_id=owner.id,
+            )
+        )
         return tenant.id, key.plaintext
 
 

@@ -1,113 +1,78 @@
-"""The /v1 routes: reads through the services' query modules, writes by publishing commands."""
+"""The /v1 API: every route module under one problem-answering route class, and its OpenAPI document."""
 
-import dataclasses
-import uuid
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Request, Response
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
 
-from schemas.envelope import Actor, ActorKind
-from schemas.orders import CancelOrder, CloseOrder, FulfilOrder, ProductFields, RefundOrder, UpsertProduct
-from schemas.topics import ORDERS_COMMANDS
-from sellmesh.broker import publish
-from sellmesh.db import in_thread
-from sellmesh.service import MeshContext, new_id, now
-from services.agent.query import quota_usage, usage_totals
-from services.gateway.auth import Principal, principal_dependency
-from services.gateway.query import tenant_name, tenant_training
-from services.handoff.query import open_inbox
-from services.orders.query import get_order, list_products
+from services.gateway.context import Gateway
+from services.gateway.problems import PROBLEM_MEDIA_TYPE, ProblemError
+from services.gateway.routes import account, analytics, catalog, channels, commands, conversations, orders, team
 
-ACTIONS = {"fulfil": FulfilOrder, "close": CloseOrder, "cancel": CancelOrder, "refund": RefundOrder}
-SkuPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+ROUTE_MODULES = (account, team, channels, catalog, orders, commands, conversations, analytics)
+TITLE = "sellmesh owners' API"
+VERSION = "1.0.0"
+DESCRIPTION = (
+    "Bearer API keys (`sm_<prefix>_<secret>`) per team member; roles owner and staff. Reads come from the "
+    "services' query modules; writes are commands answered 202 with a command id (GET /v1/commands/{id}). "
+    "Every error is application/problem+json; every response carries X-Request-Id."
+)
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-def api_router(ctx: MeshContext) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["gateway"])
-    auth = principal_dependency(ctx.engine)
+def resource_routes(gw: Gateway) -> list[APIRoute]:
+    routes: list[APIRoute] = []
+    for module in ROUTE_MODULES:
+        routes.extend(r for r in module.router(gw).routes if isinstance(r, APIRoute))
+    return routes
 
-    @router.get("/me")
-    async def me(principal: Principal = auth) -> dict[str, Any]:
-        name = await in_thread(tenant_name, ctx.engine, principal.tenant_id)
-        return {"tenant_id": str(principal.tenant_id), "tenant_name": name, "role": principal.role}
 
-    @router.get("/usage")
-    async def usage(principal: Principal = auth) -> dict[str, Any]:
-        """The plan's AI quota this month and minute, and model tokens and cost since the month began."""
-        at = now()
-        training = await in_thread(tenant_training, ctx.engine, principal.tenant_id)
-        month_start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        totals = await in_thread(lambda: usage_totals(ctx.engine, principal.tenant_id, since=month_start))
-        return {"quota": await quota_usage(ctx.redis, principal.tenant_id, training, at), "model": totals}
+def api_router(gw: Gateway) -> APIRouter:
+    api = APIRouter(route_class=gw.route_class)
+    routers = [module.router(gw) for module in ROUTE_MODULES]
+    known = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
+    for router in routers:
+        api.include_router(router)
 
-    @router.get("/inbox")
-    async def inbox(principal: Principal = auth) -> dict[str, Any]:
-        """Open handoff tickets with their recent messages, unread counts and waiting time."""
-        entries = await in_thread(lambda: open_inbox(ctx.engine, principal.tenant_id, now=now()))
-        return {"tickets": [dataclasses.asdict(entry) for entry in entries]}
+    # Last, so it only sees paths no resource route matched: a problem document instead of a bare 404/405.
+    @api.api_route("/v1/{path:path}", methods=_METHODS, include_in_schema=False)
+    async def unmatched(request: Request, path: str) -> Response:
+        if any(route.matches(request.scope)[0] is Match.PARTIAL for route in known):
+            raise ProblemError(405, f"{request.method} is not allowed here", kind="method-not-allowed")
+        raise ProblemError(404, "no such resource", kind="not-found")
 
-    @router.get("/products")
-    async def products(principal: Principal = auth) -> dict[str, Any]:
-        rows = await in_thread(list_products, ctx.engine, principal.tenant_id)
-        return {
-            "products": [
-                {
-                    "sku": p.sku,
-                    "name": p.name,
-                    "description": p.description,
-                    "price": p.price.model_dump(),
-                    "stock": p.stock,
-                }
-                for p in rows
-            ]
-        }
+    return api
 
-    @router.get("/orders/{order_id}")
-    async def order(order_id: uuid.UUID, principal: Principal = auth) -> dict[str, Any]:
-        snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
-        if snapshot is None:
-            # Another tenant's order is indistinguishable from a missing one.
-            raise HTTPException(404, "order not found")
-        return snapshot.model_dump(mode="json")
 
-    @router.post("/orders/{order_id}/{action}", status_code=202)
-    async def order_action(
-        order_id: uuid.UUID,
-        action: Literal["fulfil", "close", "cancel", "refund"],
-        principal: Principal = auth,
-    ) -> JSONResponse:
-        snapshot = await in_thread(get_order, ctx.engine, principal.tenant_id, order_id)
-        if snapshot is None:
-            raise HTTPException(404, "order not found")
-        command_id = new_id()
-        command = ACTIONS[action](
-            event_id=command_id,
-            tenant_id=principal.tenant_id,
-            correlation_id=command_id,
-            occurred_at=now(),
-            producer="gateway",
-            order_id=order_id,
-            actor=Actor(kind=ActorKind(principal.role), id=str(principal.key_id)),
-        )
-        await publish(ctx.broker, ORDERS_COMMANDS, command, key=str(order_id))
-        return JSONResponse({"command_id": str(command_id), "status": "accepted"}, status_code=202)
+def openapi_document(gw: Gateway) -> dict[str, Any]:
+    document = get_openapi(title=TITLE, version=VERSION, description=DESCRIPTION, routes=resource_routes(gw))
+    return _problems_as_problem_json(document)
 
-    @router.put("/products/{sku}", status_code=202)
-    async def put_product(sku: SkuPath, body: ProductFields, principal: Principal = auth) -> JSONResponse:
-        # Orders decides (owners and staff only) and audits it; the answer here is only "queued".
-        command_id = new_id()
-        command = UpsertProduct(
-            event_id=command_id,
-            tenant_id=principal.tenant_id,
-            correlation_id=command_id,
-            occurred_at=now(),
-            producer="gateway",
-            sku=sku,
-            actor=Actor(kind=ActorKind(principal.role), id=str(principal.key_id)),
-            **dict(body),
-        )
-        await publish(ctx.broker, ORDERS_COMMANDS, command, key=sku)
-        return JSONResponse({"command_id": str(command_id), "status": "accepted"}, status_code=202)
 
-    return router
+def _problems_as_problem_json(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI files additional responses under application/json; ours are application/problem+json."""
+    for path in document.get("paths", {}).values():
+        for operation in path.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                schema = content.get("application/json", {}).get("schema", {})
+                if status[0] in "45" and schema.get("$ref", "").endswith("/Problem"):
+                    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": schema}}
+    return document
+
+
+def openapi_router(gw: Gateway) -> APIRouter:
+    api = APIRouter(route_class=gw.route_class)
+    document: dict[str, Any] = {}
+
+    @api.get("/openapi.json", include_in_schema=False)
+    async def openapi() -> JSONResponse:
+        # Built on first request, not at start: every process with a gateway would otherwise pay for it.
+        if not document:
+            document.update(openapi_document(gw))
+        return JSONResponse(document)
+
+    return api

@@ -5,6 +5,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -104,3 +105,89 @@ def account_by_id(engine: Engine, account_id: uuid.UUID) -> ChannelAccountView |
     with Session(engine) as session:
         row = session.get(ChannelAccount, account_id)
         return _view(row) if row else None
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):[0-5]\d|24:00")
+ON_QUIET = frozenset({"ai", "human"})
+
+
+@dataclass(frozen=True)
+class HandoffSettings:
+    """A tenant's handoff choices, from the `handoff` object of its training JSON; invalid values fall back.
+
+    `business_hours` is one (weekday 0=Monday, "HH:MM" opens, "HH:MM" closes) per open day, or empty for
+    always open; `notify_secret` signs the notification webhook, so never log or return it.
+    """
+
+    first_response_seconds: int = 900
+    business_hours: tuple[tuple[int, str, str], ...] = ()
+    timezone: str = "UTC"
+    quiet_return_seconds: int = 3600
+    on_quiet: str = "ai"
+    notify_url: str | None = None
+    notify_secret: str = ""
+
+    def __repr__(self) -> str:
+        return (
+            f"HandoffSettings(first_response_seconds={self.first_response_seconds}, "
+            f"business_hours={self.business_hours}, timezone={self.timezone!r}, "
+            f"quiet_return_seconds={self.quiet_return_seconds}, on_quiet={self.on_quiet!r}, "
+            f"notify_url={self.notify_url!r})"
+        )
+
+
+def _seconds(value: object, default: int) -> int:
+    # bool is an int in Python; `true` is not a number of seconds.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= 30 * 24 * 3600:
+        return value
+    return default
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return "UTC"
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "UTC"
+    return value
+
+
+def _business_hours(value: object) -> tuple[tuple[int, str, str], ...]:
+    """`{"mon": ["09:00", "17:00"], ...}`: days left out are closed; nothing valid at all means always open."""
+    if not isinstance(value, dict):
+        return ()
+    windows = []
+    for day, span in value.items():
+        if day not in DAYS or not isinstance(span, list | tuple) or len(span) != 2:
+            continue
+        opens, closes = span
+        if not all(isinstance(t, str) and _CLOCK.fullmatch(t) for t in (opens, closes)) or opens >= closes:
+            continue
+        windows.append((DAYS.index(day), opens, closes))
+    return tuple(sorted(windows))
+
+
+def handoff_settings(engine: Engine, tenant_id: uuid.UUID) -> HandoffSettings:
+    """`{"handoff": {"first_response_seconds", "business_hours", "timezone", "quiet_return_seconds",
+    "on_quiet", "notify_url"}}` in the training JSON, plus the tenant's `notify_secret`."""
+    with Session(engine) as session:
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is None:
+            return HandoffSettings()
+        data = json.loads(tenant.training or "{}")
+        secret = tenant.notify_secret
+    handoff = data.get("handoff") if isinstance(data, dict) else None
+    if not isinstance(handoff, dict):
+        return HandoffSettings(notify_secret=secret)
+    on_quiet = handoff.get("on_quiet")
+    return HandoffSettings(
+        first_response_seconds=_seconds(handoff.get("first_response_seconds"), 900),
+        business_hours=_business_hours(handoff.get("business_hours")),
+        timezone=_timezone(handoff.get("timezone")),
+        quiet_return_seconds=_seconds(handoff.get("quiet_return_seconds"), 3600),
+        on_quiet=on_quiet if isinstance(on_quiet, str) and on_quiet in ON_QUIET else "ai",
+        notify_url=_matching(handoff.get("notify_url"), _URL),
+        notify_secret=secret,
+    )

@@ -18,6 +18,8 @@ class Tenant(SQLModel, table=True):
     name: str = Field(max_length=200)
     # Training controls (tone, language, FAQ, policies) as JSON; the agent reads them via query.py.
     training: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    # Signs the handoff notification webhook (HMAC-SHA256); a secret: never logged, never returned.
+    notify_secret: str = Field(default="", max_length=128)
     created_at: datetime = Field(default_factory=_now)
 
 
@@ -51,5 +53,7 @@ class ApiKey(SQLModel, table=True):
     secret_hash: str = Field(max_length=64)
     role: str = Field(max_length=16)
     person: str = Field(default="", max_length=200)
+    # The team member the key belongs to (gateway_team_members.id); None only for keys made before 0007.
+    member_id: uuid.UUID | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=_now)
     revoked_at: datetime | None = None

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 from uuid import UUID
 
@@ -11,10 +11,13 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
-from schemas.orders import OrderSnapshot, RejectionReason
+from schemas.orders import OrderSnapshot, OrderState, RejectionReason
 from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows
 
 MAX_AUDIT_PAGE: Final = 500
+MAX_ORDER_PAGE: Final = 200
+# States an order reaches only after its payment arrived.
+PAID_STATES: Final = frozenset({OrderState.PAID, OrderState.FULFILLED, OrderState.CLOSED, OrderState.REFUNDED})
 
 _WORD = re.compile(r"[^\W_]+")
 _MIN_PREFIX = 3
@@ -36,6 +39,7 @@ class ProductView:
     price: Money
     stock: int | None  # None: unlimited
     attributes: Mapping[str, str]
+    active: bool = True
 
 
 def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) -> list[ProductView]:
@@ -179,6 +183,7 @@ def _view(row: ProductRow) -> ProductView:
         price=Money(amount_minor=row.price_minor, currency=row.currency),
         stock=row.stock,
         attributes=dict(row.attributes),
+        active=row.active,
     )
 
 
@@ -199,3 +204,116 @@ def _score(wanted: Iterable[str], row: ProductRow) -> int:
         for word in wanted
         if _stem(word) in stems or (len(word) >= _MIN_PREFIX and any(w.startswith(word) for w in words))
     )
+
+
+def get_product(engine: Engine, tenant_id: UUID, sku: str) -> ProductView | None:
+    """The tenant's product `sku`, active or not, or None."""
+    with Session(engine) as session:
+        query = select(ProductRow).where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == sku)
+        row = session.exec(query).first()
+        return None if row is None else _view(row)
+
+
+@dataclass(frozen=True)
+class OrderSummary:
+    order_id: UUID
+    state: OrderState
+    version: int
+    conversation_id: str | None
+    total: Money
+    created_at: datetime
+    updated_at: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)  # SQLite keeps no zone
+
+
+def _summary(row: OrderRow) -> OrderSummary:
+    return OrderSummary(
+        order_id=row.order_id,
+        state=OrderState(row.state),
+        version=row.version,
+        conversation_id=row.conversation_id,
+        total=Money(amount_minor=row.total_minor, currency=row.currency),
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
+    )
+
+
+def list_orders(
+    engine: Engine,
+    tenant_id: UUID,
+    *,
+    states: Iterable[OrderState] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    limit: int = 50,
+) -> list[OrderSummary]:
+    """The tenant's orders newest first (by creation, then id), optionally in `states` and created in
+    [since, until); `after` is the (created_at, order_id) of the last order of the previous page."""
+    query = select(OrderRow).where(col(OrderRow.tenant_id) == tenant_id)
+    wanted = [state.value for state in states]
+    if wanted:
+        query = query.where(col(OrderRow.state).in_(wanted))
+    if since is not None:
+        query = query.where(col(OrderRow.created_at) >= since)
+    if until is not None:
+        query = query.where(col(OrderRow.created_at) < until)
+    if after is not None:
+        at, order_id = after
+        query = query.where(
+            (col(OrderRow.created_at) < at) | ((col(OrderRow.created_at) == at) & (col(OrderRow.order_id) < order_id))
+        )
+    query = query.order_by(col(OrderRow.created_at).desc(), col(OrderRow.order_id).desc())
+    query = query.limit(max(0, min(limit, MAX_ORDER_PAGE)))
+    with Session(engine) as session:
+        return [_summary(row) for row in session.exec(query)]
+
+
+def order_summary(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSummary | None:
+    with Session(engine) as session:
+        row = session.get(OrderRow, order_id)
+        return None if row is None or row.tenant_id != tenant_id else _summary(row)
+
+
+@dataclass(frozen=True)
+class OrderDayCount:
+    """Orders created on one UTC day that are now in `state`, and their total in one currency."""
+
+    day: date
+    state: OrderState
+    currency: str
+    orders: int
+    total_minor: int
+
+
+def orders_by_day(engine: Engine, tenant_id: UUID, *, since: datetime, until: datetime) -> list[OrderDayCount]:
+    """Counts and totals of the orders created in [since, until), per UTC day, current state and currency."""
+    query = select(OrderRow.created_at, OrderRow.state, OrderRow.currency, OrderRow.total_minor).where(
+        col(OrderRow.tenant_id) == tenant_id, col(OrderRow.created_at) >= since, col(OrderRow.created_at) < until
+    )
+    counts: dict[tuple[date, str, str], list[int]] = {}
+    with Session(engine) as session:
+        for created_at, state, currency, total in session.exec(query):
+            cell = counts.setdefault((_utc(created_at).date(), state, currency), [0, 0])
+            cell[0] += 1
+            cell[1] += total
+    return [
+        OrderDayCount(day=day, state=OrderState(state), currency=currency, orders=n, total_minor=total)
+        for (day, state, currency), (n, total) in sorted(counts.items())
+    ]
+
+
+def paid_conversations(engine: Engine, tenant_id: UUID, *, since: datetime, until: datetime) -> set[str]:
+    """Conversations with an order created in [since, until) that has been paid (whatever happened after)."""
+    query = select(OrderRow.conversation_id).where(
+        col(OrderRow.tenant_id) == tenant_id,
+        col(OrderRow.created_at) >= since,
+        col(OrderRow.created_at) < until,
+        col(OrderRow.state).in_([state.value for state in PAID_STATES]),
+        col(OrderRow.conversation_id).is_not(None),
+    )
+    with Session(engine) as session:
+        return {conversation for conversation in session.exec(query) if conversation is not None}

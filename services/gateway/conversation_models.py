@@ -1,0 +1,77 @@
+"""Response and request bodies of conversations, the handoff inbox and handoff work."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, StringConstraints
+
+from services.gateway.models import Body
+
+
+class Conversation(BaseModel):
+    conversation_id: str
+    channel: str
+    channel_account_id: str
+    customer_id: str
+    started_at: datetime
+    last_message_at: datetime
+    messages: int
+
+
+class ConversationPage(BaseModel):
+    conversations: list[Conversation]
+    next_before: datetime | None
+
+
+class Message(BaseModel):
+    id: int
+    direction: str
+    kind: str
+    text: str
+    at: datetime
+
+
+class Messages(BaseModel):
+    messages: list[Message]
+
+
+class InboxMessage(BaseModel):
+    direction: str
+    author: str
+    text: str
+    at: datetime
+
+
+class InboxTicket(BaseModel):
+    ticket_id: str
+    conversation_id: str
+    channel: str
+    reason: str
+    assigned_to: str | None
+    opened_at: datetime
+    waiting_seconds: int
+    unread: int
+    messages: list[InboxMessage]
+
+
+class Inbox(BaseModel):
+    tickets: list[InboxTicket]
+
+
+class ReplyBody(Body):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+class NoteBody(Body):
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class AvailabilityBody(Body):
+    available: bool
+
+
+class TakeOver(BaseModel):
+    request_command_id: UUID
+    assign_command_id: UUID
+    status: Literal["pending"] = "pending"

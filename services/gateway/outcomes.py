@@ -1,0 +1,130 @@
+"""Command outcomes: a row per command the gateway publishes, decided by the event that names it."""
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlmodel import Session, update
+
+from schemas.handoff import HandoffEvent, HandoffRejected
+from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderEvent
+from sellmesh.db import session_scope
+from services.gateway.tables import CommandOutcomeRow
+
+
+@dataclass(frozen=True)
+class Decision:
+    command_id: uuid.UUID
+    status: str  # accepted or rejected
+    event_type: str
+    reason: str | None = None
+    detail: str = ""
+
+
+def order_decision(event: OrderEvent) -> Decision | None:
+    """What an orders event says about the command that caused it; payment facts name no command."""
+    if event.command_id is None:
+        return None
+    match event:
+        case CommandRejected():
+            return Decision(event.command_id, "rejected", event.type, event.reason.value, event.detail)
+        case OrderChanged() | CatalogChanged():
+            return Decision(event.command_id, "accepted", event.type, detail=event.change)
+    return None
+
+
+def handoff_decision(event: HandoffEvent) -> Decision | None:
+    """Handoff names a refused command in `command_id`; every other event is caused by the command it applies."""
+    if isinstance(event, HandoffRejected):
+        return Decision(event.command_id, "rejected", event.type, event.reason.value, event.detail)
+    if event.causation_id is None:
+        return None
+    return Decision(event.causation_id, "accepted", event.type)
+
+
+def record_pending(
+    engine: Engine,
+    *,
+    command_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    topic: str,
+    command_type: str,
+    target: str,
+    actor_kind: str,
+    actor_id: str,
+) -> None:
+    with session_scope(engine) as session:
+        session.add(
+            CommandOutcomeRow(
+                command_id=command_id,
+                tenant_id=tenant_id,
+                topic=topic,
+                command_type=command_type,
+                target=target,
+                actor_kind=actor_kind,
+                actor_id=actor_id,
+                status="pending",
+            )
+        )
+
+
+def decide(engine: Engine, tenant_id: uuid.UUID, decision: Decision, *, at: datetime) -> bool:
+    """Settle a pending command; False when it is not ours, another tenant's, or already settled (a redelivery)."""
+    query = (
+        update(CommandOutcomeRow)
+        .where(
+            CommandOutcomeRow.command_id == decision.command_id,  # type: ignore[arg-type]
+            CommandOutcomeRow.tenant_id == tenant_id,  # type: ignore[arg-type]
+            CommandOutcomeRow.status == "pending",  # type: ignore[arg-type]
+        )
+        .values(
+            status=decision.status,
+            event_type=decision.event_type,
+            reason=decision.reason,
+            detail=decision.detail[:500],
+            decided_at=at,
+        )
+    )
+    with session_scope(engine) as session:
+        return bool(session.exec(query).rowcount)
+
+
+@dataclass(frozen=True)
+class OutcomeView:
+    command_id: uuid.UUID
+    command_type: str
+    target: str
+    actor_id: str
+    status: str
+    event_type: str | None
+    reason: str | None
+    detail: str
+    created_at: datetime
+    decided_at: datetime | None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value if value is None or value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def outcome(engine: Engine, tenant_id: uuid.UUID, command_id: uuid.UUID) -> OutcomeView | None:
+    """The command's outcome, or None when it is unknown or another tenant's."""
+    with Session(engine) as session:
+        row = session.get(CommandOutcomeRow, command_id)
+        if row is None or row.tenant_id != tenant_id:
+            return None
+        created = _utc(row.created_at)
+        assert created is not None
+        return OutcomeView(
+            command_id=row.command_id,
+            command_type=row.command_type,
+            target=row.target,
+            actor_id=row.actor_id,
+            status=row.status,
+            event_type=row.event_type,
+            reason=row.reason,
+            detail=row.detail,
+            created_at=created,
+            decided_at=_utc(row.decided_at),
+        )
