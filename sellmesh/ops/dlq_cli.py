@@ -1,0 +1,222 @@
+"""`sellmesh dlq list|show|redrive|purge`: the dead-letter topics, read and worked from the purge mark on."""
+
+from typing import Annotated
+
+import typer
+
+from sellmesh.ops.address import BrokerAddress
+from sellmesh.ops.command import (
+    DryRun,
+    EventType,
+    Format,
+    FromOffset,
+    Header,
+    Key,
+    OutputFormat,
+    Partition,
+    Since,
+    Tenant,
+    ToOffset,
+    Until,
+    Yes,
+    checked,
+    confirm_or_stop,
+    filters_of,
+    operator,
+    range_request,
+    run,
+)
+from sellmesh.ops.connection import Cluster
+from sellmesh.ops.dlq import (
+    DEAD_LETTER_HEADERS,
+    original_topic,
+    purge,
+    purge_marks,
+    require_dlq_name,
+    single_offset,
+    summaries,
+)
+from sellmesh.ops.errors import BadInput
+from sellmesh.ops.moment import parse_rate
+from sellmesh.ops.planning import RangeRequest
+from sellmesh.ops.reading import ReadStats, describe_ranges, plan_read, select
+from sellmesh.ops.render import MESSAGE_HEADINGS, by_position, dead_letter_record, json_line, message_row, table
+from sellmesh.ops.replay import plan_replay
+from sellmesh.ops.replay_cli import confirm_and_publish
+from sellmesh.ops.selection import Filters
+
+dlq_app = typer.Typer(
+    help="Dead-letter topics: list, show, redrive to the original topic, purge.", no_args_is_help=True
+)
+
+DlqTopic = Annotated[str, typer.Argument(help="A dead-letter topic, e.g. orders.commands.v1.dlq")]
+
+
+@dlq_app.command("list")
+def list_command(output: Format = OutputFormat.TABLE) -> None:
+    """Each dead-letter topic with how many messages it holds, how many are purged, how many wait."""
+    run(lambda address: _list(address, output))
+
+
+async def _list(address: BrokerAddress, output: OutputFormat) -> None:
+    async with Cluster(address) as cluster:
+        found = await summaries(cluster)
+    if output is OutputFormat.JSON:
+        for s in found:
+            typer.echo(json_line({"topic": s.topic, "total": s.total, "purged": s.purged, "waiting": s.waiting}))
+        return
+    if not found:
+        typer.echo("no dead-letter topics")
+        return
+    typer.echo(table(("topic", "waiting", "purged", "total"), [(s.topic, s.waiting, s.purged, s.total) for s in found]))
+
+
+@dlq_app.command("show")
+def show(
+    topic: DlqTopic,
+    partition: Partition = None,
+    from_offset: FromOffset = None,
+    to_offset: ToOffset = None,
+    since: Since = None,
+    until: Until = None,
+    tenant: Tenant = None,
+    key: Key = None,
+    event_type: EventType = None,
+    header: Header = None,
+    output: Format = OutputFormat.JSON,
+) -> None:
+    """Print dead letters not yet purged: the error, the headers and the message."""
+    checked(lambda: require_dlq_name(topic))
+    request = checked(
+        lambda: range_request(
+            partition=partition, from_offset=from_offset, to_offset=to_offset, since=since, until=until
+        )
+    )
+    filters = checked(lambda: filters_of(tenant=tenant, key=key, event_type=event_type, header=header))
+    run(lambda address: _show(address, topic, request, filters, output))
+
+
+async def _show(
+    address: BrokerAddress, topic: str, request: RangeRequest, filters: Filters, output: OutputFormat
+) -> None:
+    stats = ReadStats()
+    async with Cluster(address) as cluster:
+        partitions = await cluster.require_topic(topic)
+        ranges = await plan_read(cluster, topic, request, floor=await purge_marks(cluster, topic, partitions))
+        messages = select(cluster, topic, ranges, filters, stats)
+        if output is OutputFormat.JSON:
+            async for message in messages:
+                typer.echo(json_line(dead_letter_record(message)))
+        else:
+            found = [m async for m in messages]
+            rows = [message_row(m, dead_letter=True) for m in sorted(found, key=by_position)]
+            typer.echo(table(MESSAGE_HEADINGS, rows))
+    typer.echo(f"{stats.matched} of {stats.scanned} dead letter(s) in {topic} ({describe_ranges(ranges)})", err=True)
+
+
+@dlq_app.command("redrive")
+def redrive(
+    topic: DlqTopic,
+    offset: Annotated[int | None, typer.Option(help="Only the dead letter at this offset")] = None,
+    redrive_all: Annotated[bool, typer.Option("--all", help="Every dead letter not yet purged")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; kept in x-replay-reason")] = None,
+    by: Annotated[str | None, typer.Option(help="Who; kept in x-replay-by (default: your login)")] = None,
+    max_count: Annotated[int, typer.Option("--max", help="Redrive at most this many")] = 1000,
+    rate: Annotated[str, typer.Option(help="At most this many messages per second, e.g. 50/s")] = "50/s",
+    partition: Partition = None,
+    since: Since = None,
+    until: Until = None,
+    tenant: Tenant = None,
+    key: Key = None,
+    event_type: EventType = None,
+    header: Header = None,
+    yes: Yes = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Publish dead letters back to their original topic: original bytes and key, error headers removed."""
+    checked(lambda: require_dlq_name(topic))
+    filters = checked(lambda: filters_of(tenant=tenant, key=key, event_type=event_type, header=header))
+    request = checked(
+        lambda: range_request(partition=partition, from_offset=None, to_offset=None, since=since, until=until)
+    )
+    per_second = checked(lambda: parse_rate(rate))
+    checked(lambda: _check_redrive_choice(offset=offset, everything=redrive_all, filters=filters, request=request))
+    run(
+        lambda address: _redrive(
+            address,
+            topic,
+            request=request,
+            offset=offset,
+            filters=filters,
+            limit=max_count,
+            rate=per_second,
+            reason=reason or f"redrive from {topic}",
+            by=by or operator(),
+            yes=yes,
+            dry_run=dry_run,
+        )
+    )
+
+
+def _check_redrive_choice(*, offset: int | None, everything: bool, filters: Filters, request: RangeRequest) -> None:
+    narrowed = not filters.empty or request.partition is not None or request.since or request.until
+    if offset is None and not everything and not narrowed:
+        raise BadInput(
+            "say which dead letters: --offset N, filters (--tenant, --key, --event-type, --header), or --all"
+        )
+    if offset is not None and everything:
+        raise BadInput("--offset and --all cannot be combined")
+
+
+async def _redrive(
+    address: BrokerAddress,
+    topic: str,
+    *,
+    request: RangeRequest,
+    offset: int | None,
+    filters: Filters,
+    limit: int,
+    rate: float,
+    reason: str,
+    by: str,
+    yes: bool,
+    dry_run: bool,
+) -> int:
+    stats = ReadStats()
+    async with Cluster(address) as cluster:
+        partitions = await cluster.require_topic(topic)
+        purged_to = await purge_marks(cluster, topic, partitions)
+        if offset is not None:
+            marks = await cluster.watermarks(topic, partitions)
+            request = single_offset(offset, partition=request.partition, marks=marks, purged_to=purged_to)
+        ranges = await plan_read(cluster, topic, request, floor=purged_to)
+        plan = await plan_replay(
+            select(cluster, topic, ranges, filters, stats), source=topic, target=original_topic, limit=limit
+        )
+        for target in plan.per_target:
+            await cluster.require_topic(target)
+    return await confirm_and_publish(
+        address, plan, reason=reason, by=by, rate=rate, yes=yes, dry_run=dry_run, drop_headers=DEAD_LETTER_HEADERS
+    )
+
+
+@dlq_app.command("purge")
+def purge_command(topic: DlqTopic, yes: Yes = False) -> None:
+    """Mark every dead letter in the topic as handled: list, show and redrive skip them from then on."""
+    checked(lambda: require_dlq_name(topic))
+    run(lambda address: _purge(address, topic, yes=yes))
+
+
+async def _purge(address: BrokerAddress, topic: str, *, yes: bool) -> None:
+    async with Cluster(address) as cluster:
+        partitions = await cluster.require_topic(topic)
+        marks = await cluster.watermarks(topic, partitions)
+        purged_to = await purge_marks(cluster, topic, partitions)
+        waiting = sum(m.high - max(m.low, purged_to.get(p, m.low)) for p, m in marks.items())
+        typer.echo(f"{waiting} dead letter(s) in {topic} will be marked purged")
+        if waiting <= 0:
+            return
+        confirm_or_stop(f"Purge {waiting} dead letter(s)?", yes=yes, nothing_done="nothing was purged")
+        moves = await purge(cluster, topic)
+    for p, (old, new) in sorted(moves.items()):
+        typer.echo(f"partition {p}: purged up to {old} -> {new}")
