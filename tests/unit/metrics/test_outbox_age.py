@@ -1,0 +1,67 @@
+"""The outbox gauge shows how long the oldest unpublished row has waited, and keeps growing while the relay is stuck."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import SQLModel
+
+from sellmesh.db import make_engine, session_scope
+from sellmesh.outbox import OutboxRelay, OutboxRow
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A file, not memory: the relay reads from a worker thread, which an in-memory SQLite would not share."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+class Broker:
+    def __init__(self, *, down: bool) -> None:
+        self.down = down
+
+    async def publish(self, *_: Any, **__: Any) -> None:
+        if self.down:
+            raise ConnectionError("broker unreachable")
+
+
+def add_row(engine: Engine, *, age: timedelta) -> None:
+    with session_scope(engine) as session:
+        session.add(
+            OutboxRow(
+                producer="orders",
+                topic="orders.events.v1",
+                key="k",
+                payload="{}",
+                headers="{}",
+                created_at=datetime.now(UTC) - age,
+            )
+        )
+
+
+async def test_a_relay_that_cannot_publish_reports_the_age_of_the_oldest_row(engine: Engine) -> None:
+    add_row(engine, age=timedelta(minutes=5))
+    add_row(engine, age=timedelta(minutes=1))
+    relay = OutboxRelay(engine=engine, broker=Broker(down=True), producer="orders")  # type: ignore[arg-type]
+    assert relay.oldest_age_seconds() == 0.0
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert 299 <= relay.oldest_age_seconds() <= 330
+
+
+async def test_the_age_drops_to_zero_once_everything_is_published(engine: Engine) -> None:
+    add_row(engine, age=timedelta(minutes=5))
+    broker = Broker(down=True)
+    relay = OutboxRelay(engine=engine, broker=broker, producer="orders")  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    broker.down = False
+    assert await relay.relay_once() == 1
+    assert await relay.relay_once() == 0
+    assert relay.oldest_age_seconds() == 0.0
