@@ -1,0 +1,71 @@
+"""At shutdown the outbox relay publishes what is pending instead of being cancelled mid-batch."""
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from faststream.kafka import KafkaBroker
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from schemas.orders import CreateDraft
+from schemas.topics import ORDERS_EVENTS
+from sellmesh.db import make_engine, session_scope
+from sellmesh.outbox import OutboxRelay, OutboxRow, add_to_outbox
+from tests.builders import order_command
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A file, not memory: the relay reads from worker threads, and each would get its own memory database."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+class SlowBroker:
+    """Takes a moment per publish, as a real broker does, so a cancelled relay would stop part-way."""
+
+    def __init__(self) -> None:
+        self.published: list[bytes] = []
+
+    async def publish(self, message: bytes, **_: Any) -> None:
+        await asyncio.sleep(0.01)
+        self.published.append(message)
+
+
+async def test_stopping_the_relay_publishes_and_marks_every_pending_row_first(engine: Engine) -> None:
+    tenant_id = uuid.uuid4()
+    with session_scope(engine) as session:
+        for _ in range(20):
+            event = order_command(CreateDraft, tenant_id, uuid.uuid4())
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(event.order_id))
+    broker = SlowBroker()
+    relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, broker), producer="test", drain_seconds=5.0)
+    relay.start()
+    await relay.stop()
+    assert len(broker.published) == 20
+    with Session(engine) as session:
+        assert not list(session.exec(select(OutboxRow).where(col(OutboxRow.published_at).is_(None))))
+
+
+async def test_a_relay_that_cannot_publish_still_stops_within_its_drain_bound(engine: Engine) -> None:
+    class DownBroker:
+        async def publish(self, message: bytes, **_: Any) -> None:
+            raise ConnectionError("broker unreachable")
+
+    tenant_id = uuid.uuid4()
+    with session_scope(engine) as session:
+        event = order_command(CreateDraft, tenant_id, uuid.uuid4())
+        add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(event.order_id))
+    relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, DownBroker()), producer="test", drain_seconds=5.0)
+    relay.start()
+    started = asyncio.get_running_loop().time()
+    await relay.stop()
+    assert asyncio.get_running_loop().time() - started < 2.0
+    with Session(engine) as session:
+        assert len(list(session.exec(select(OutboxRow).where(col(OutboxRow.published_at).is_(None))))) == 1
