@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-unit test-fast lint fmt check schemas bench clean setup
+.PHONY: run test test-unit test-fast lint fmt check schemas bench clean setup tools
 
 setup: $(STAMP)
 
@@ -21,7 +21,7 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/sellmesh up --demo
 
-test: $(STAMP) lint
+test: $(STAMP) lint tools
 	$(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
@@ -42,11 +42,37 @@ fmt: $(STAMP)
 
 check: lint test
 
+# Prometheus and promtool from Debian's package (bookworm: 2.42.0+ds-5+deb12u1), unpacked under
+# var/tools: no root and nothing installed system-wide. The tests look for them there.
+PROMETHEUS_DIR := var/tools/prometheus
+PROMETHEUS_BIN := $(PROMETHEUS_DIR)/usr/bin/prometheus
+
+tools: $(PROMETHEUS_BIN)
+
+$(PROMETHEUS_BIN):
+	rm -rf $(PROMETHEUS_DIR).download && mkdir -p $(PROMETHEUS_DIR).download
+	cd $(PROMETHEUS_DIR).download && apt-get download prometheus
+	dpkg-deb -x $(PROMETHEUS_DIR).download/prometheus_*.deb $(PROMETHEUS_DIR)
+	rm -rf $(PROMETHEUS_DIR).download
+	$(PROMETHEUS_DIR)/usr/bin/promtool --version >/dev/null
+	touch $@
+
 schemas: $(STAMP)
 	$(BIN)/python -m sellmesh.contract write
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The whole stack in containers, for a host with a container engine (deploy/README.md).
+COMPOSE := docker compose -f deploy/compose.yaml
+
+.PHONY: deploy-up deploy-down
+deploy-up:
+	test -f deploy/.env || cp deploy/.env.example deploy/.env
+	$(COMPOSE) up --build --detach
+
+deploy-down:
+	$(COMPOSE) down
 
 # Regenerate the lock after editing pyproject.toml dependencies (needs uv on PATH).
 lock:

@@ -2,13 +2,17 @@
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+from faststream import BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.response import KafkaPublishCommand
 from prometheus_client import CollectorRegistry
 
 from schemas.envelope import Envelope
+from sellmesh.metrics import MESSAGES_PUBLISHED, PUBLISH_ERRORS, current_handler
 
 
 class MeshBroker(KafkaBroker):
@@ -27,14 +31,37 @@ class MeshBroker(KafkaBroker):
         self.running = True
 
 
+class PublishCounter(BaseMiddleware[KafkaPublishCommand, Any]):
+    """Counts every publish (direct, outbox, dead letter) by topic and by the handler it was made from."""
+
+    async def publish_scope(
+        self, call_next: Callable[[KafkaPublishCommand], Awaitable[Any]], cmd: KafkaPublishCommand
+    ) -> Any:
+        try:
+            result = await call_next(cmd)
+        except Exception:
+            PUBLISH_ERRORS.labels(cmd.destination).inc()
+            raise
+        MESSAGES_PUBLISHED.labels(cmd.destination, current_handler.get()).inc()
+        return result
+
+
 def make_broker(
-    *, bootstrap_servers: str, enable_idempotence: bool, registry: CollectorRegistry, client_id: str
+    *,
+    bootstrap_servers: str,
+    enable_idempotence: bool,
+    registry: CollectorRegistry,
+    client_id: str,
+    create_topics: bool = True,
 ) -> MeshBroker:
+    """`create_topics=False` on a real cluster: topics come from `sellmesh topics` with their partitions,
+    and a worker that starts first must not create one with a single partition."""
     return MeshBroker(
         bootstrap_servers=bootstrap_servers,
         enable_idempotence=enable_idempotence,
         client_id=client_id,
-        middlewares=[KafkaPrometheusMiddleware(registry=registry, metrics_prefix="sellmesh")],
+        allow_auto_create_topics=create_topics,
+        middlewares=[KafkaPrometheusMiddleware(registry=registry, metrics_prefix="sellmesh"), PublishCounter],
         graceful_timeout=10.0,
         logger=logging.getLogger("sellmesh.broker"),
         # FastStream logs every message at this level; DEBUG keeps INFO for what people need to read.

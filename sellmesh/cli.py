@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -14,11 +15,15 @@ import typer
 
 from schemas.envelope import Channel
 from sellmesh.logging import configure_logging
+from sellmesh.ops.cli import dlq_app, groups_app, replay_app
 from sellmesh.settings import MeshSettings
 
 app = typer.Typer(help="sellmesh: AI-assisted selling in chat, as an event-driven mesh.", no_args_is_help=True)
 tenants = typer.Typer(help="Platform admin: tenants.")
 app.add_typer(tenants, name="tenants")
+app.add_typer(replay_app, name="replay")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(groups_app, name="groups")
 
 
 def _settings() -> MeshSettings:
@@ -44,6 +49,9 @@ async def _serve(settings: MeshSettings, services: list[str], *, demo: bool) -> 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with Mesh(settings, services) as mesh:
+        # What start-up imported and built lives as long as the process: out of the collector's reach,
+        # no collection (nor the exit after SIGTERM) walks litellm's large object graph again.
+        gc.freeze()
         if demo and mesh.ctx is not None:
             from sellmesh.demo import seed_demo
 
@@ -105,6 +113,25 @@ def infra() -> None:
         sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
+
+
+@app.command()
+def topics(
+    replication_factor: Annotated[int, typer.Option(help="Copies of each partition (1 on a one-broker cluster)")] = 3,
+) -> None:
+    """Create every topic and its dead-letter topic with the partitions and retention in sellmesh/topology.py."""
+    from dataclasses import asdict
+
+    from sellmesh.topic_admin import ensure_topics
+
+    settings = _settings()
+    if settings.kafka_bootstrap_servers is None:
+        typer.echo("`sellmesh topics` needs KAFKA_BOOTSTRAP_SERVERS", err=True)
+        raise typer.Exit(2)
+    report = asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, replication_factor=replication_factor))
+    typer.echo(json.dumps(asdict(report), indent=2))
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

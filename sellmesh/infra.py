@@ -5,7 +5,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
 
-from sellmesh.localbroker import LocalBroker
+from sellmesh.localbroker import BROKER_STATE_FILE, LocalBroker
 from sellmesh.localredis import LocalRedis
 from sellmesh.settings import MeshSettings
 
@@ -34,7 +34,11 @@ class EmbeddedInfra:
         bootstrap = s.kafka_bootstrap_servers
         local_broker = bootstrap is None
         if bootstrap is None:
-            broker = self._stack.enter_context(LocalBroker(log_path=s.sellmesh_var_dir / "broker.log"))
+            broker = self._stack.enter_context(
+                LocalBroker(
+                    log_path=s.sellmesh_var_dir / "broker.log", state_path=s.sellmesh_var_dir / BROKER_STATE_FILE
+                )
+            )
             bootstrap = broker.bootstrap_servers
         redis_url = s.redis_url
         if redis_url is None:

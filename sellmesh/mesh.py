@@ -3,18 +3,20 @@
 import asyncio
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
 
 from sellmesh.broker import make_broker
 from sellmesh.db import make_engine, run_migrations
+from sellmesh.health import Health
+from sellmesh.http_metrics import HttpMetricsMiddleware
 from sellmesh.infra import EmbeddedInfra, Endpoints
+from sellmesh.lag import LagCollector, subscribed_groups
 from sellmesh.metrics import metrics_endpoint, registry
 from sellmesh.redis import make_redis
 from sellmesh.sandbox.graph import GraphSandbox
@@ -36,17 +38,16 @@ def load_service(name: str) -> Callable[[MeshContext], ServiceParts]:
     return build
 
 
-def build_http_app(ctx: MeshContext, parts: Sequence[ServiceParts], *, sandboxes: bool) -> FastAPI:
-    app = FastAPI(title="sellmesh", version="0.1.0", docs_url=None, redoc_url=None)
+def build_http_app(ctx: MeshContext, parts: Sequence[ServiceParts], *, sandboxes: bool, health: Health) -> FastAPI:
+    # /openapi.json is the owners' API (served by the gateway); webhooks and sandboxes are not a public contract.
+    app = FastAPI(title="sellmesh", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None)
     for part in parts:
         for router in part.routers:
             app.include_router(router)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"])
-
-    async def healthz(_: object) -> JSONResponse:
-        return JSONResponse({"status": "ok", "services": [p.name for p in parts]})
-
-    app.add_route("/healthz", healthz, methods=["GET"])
+    app.add_middleware(HttpMetricsMiddleware)
+    app.add_route("/healthz", health.healthz, methods=["GET"])
+    app.add_route("/readyz", health.readyz, methods=["GET"])
     if sandboxes:
         if ctx.settings.meta_graph_base_url is None:
             app.include_router(GraphSandbox(ctx.redis).router())
@@ -78,6 +79,7 @@ class Mesh:
         self.ctx: MeshContext | None = None
         self.app: FastAPI | None = None
         self.endpoints: Endpoints | None = None
+        self.health: Health | None = None
 
     async def __aenter__(self) -> "Mesh":
         try:
@@ -104,6 +106,7 @@ class Mesh:
             enable_idempotence=endpoints.kafka_enable_idempotence,
             registry=registry,
             client_id=f"sellmesh-{'-'.join(self.service_names)}",
+            create_topics=s.kafka_create_topics,
         )
         ctx = MeshContext(
             settings=s,
@@ -119,12 +122,16 @@ class Mesh:
         parts = [build(ctx) for build in builders]
         # Every process serves the sandboxes it would otherwise call (their state is in Redis), so a
         # service run alone reaches them at its own port.
-        self.app = build_http_app(ctx, parts, sandboxes=True)
+        self.health = health = Health(broker, [p.name for p in parts])
+        self.app = build_http_app(ctx, parts, sandboxes=True, health=health)
         # Connect the producer, then the HTTP edge, so webhooks are accepted while consumers join.
         await broker.connect()
         if self.serve_http:
             await self._serve_http(self.app)
         await broker.start()
+        # Shutdown runs these callbacks in reverse: consumers stop first (each finishes and commits
+        # its message in flight), then the services' hooks, then relays publish what handlers left
+        # in the outbox, and only then does the producer they all need close.
         self._stack.push_async_callback(broker.stop)
         for part in parts:
             for relay in part.relays:
@@ -134,7 +141,26 @@ class Mesh:
                 await hook()
             for hook in part.on_stop:
                 self._stack.push_async_callback(hook)
+        self._stack.push_async_callback(self._stop_consuming)
+        await self._start_lag_collector(endpoints)
+        health.started = True
         log.info("mesh started", extra={"services": self.service_names, "port": s.sellmesh_http_port})
+
+    async def _start_lag_collector(self, endpoints: Endpoints) -> None:
+        """Every worker reports the lag of its own consumer groups (the gateway has none)."""
+        assert self.ctx is not None
+        groups = subscribed_groups(self.ctx.broker)
+        if groups:
+            lag = LagCollector(bootstrap_servers=endpoints.kafka_bootstrap_servers, groups=groups)
+            await lag.start()
+            self._stack.push_async_callback(lag.stop)
+
+    async def _stop_consuming(self) -> None:
+        """Stop fetching; wait (up to the broker's graceful timeout) for in-flight messages to commit."""
+        assert self.ctx is not None and self.health is not None
+        self.health.draining = True
+        log.info("draining", extra={"services": self.service_names})
+        await asyncio.gather(*(sub.stop() for sub in self.ctx.broker.subscribers))
 
     async def _serve_http(self, app: FastAPI) -> None:
         config = uvicorn.Config(
@@ -145,7 +171,7 @@ class Mesh:
             access_log=False,
             lifespan="off",
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         task = asyncio.create_task(server.serve(), name="http")
         while not server.started:
             if task.done():
@@ -163,6 +189,14 @@ class Mesh:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._stack.aclose()
+
+
+class _Server(uvicorn.Server):
+    """Leaves SIGTERM to the process: uvicorn would otherwise stop serving at once, before the drain."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 from schemas.envelope import Envelope
 from sellmesh.broker import envelope_headers
 from sellmesh.db import in_thread, session_scope
-from sellmesh.metrics import OUTBOX_PUBLISHED
+from sellmesh.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, current_handler
 from sellmesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -51,13 +51,34 @@ class OutboxRelay:
     A crash between publish and mark republishes the row: consumers dedup by event id.
     """
 
-    def __init__(self, *, engine: Engine, broker: KafkaBroker, producer: str, poll_seconds: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        broker: KafkaBroker,
+        producer: str,
+        poll_seconds: float = 0.05,
+        drain_seconds: float = 5.0,
+    ) -> None:
         self.engine = engine
         self.broker = broker
         self.producer = producer
         self.poll_seconds = poll_seconds
+        self.drain_seconds = drain_seconds
         self.wakeup = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # created_at of the oldest row seen unpublished; the gauge reads its age at scrape time, so a
+        # relay stuck on a broker or database failure shows a growing age rather than a frozen one.
+        self._oldest_pending: datetime | None = None
+
+    def oldest_age_seconds(self) -> float:
+        oldest = self._oldest_pending
+        if oldest is None:
+            return 0.0
+        if oldest.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+            oldest = oldest.replace(tzinfo=UTC)
+        return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
 
     def _pending(self, limit: int = 100) -> list[OutboxRow]:
         with session_scope(self.engine) as session:
@@ -77,6 +98,7 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         rows = await in_thread(self._pending)
+        self._oldest_pending = rows[0].created_at if rows else None
         for row in rows:
             headers = json.loads(row.headers)
             await self.broker.publish(
@@ -92,20 +114,38 @@ class OutboxRelay:
         return len(rows)
 
     async def run(self) -> None:
+        current_handler.set(f"outbox/{self.producer}")
         while True:
             try:
                 if await self.relay_once():
                     continue
             except Exception:
                 log.exception("outbox relay failed; retrying", extra={"producer": self.producer})
+                if self._stopping:
+                    return
                 await asyncio.sleep(1.0)
+            # Once stopping, return as soon as nothing is pending.
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
             self.wakeup.clear()
 
     def start(self) -> None:
+        OUTBOX_OLDEST_AGE.labels(self.producer).set_function(self.oldest_age_seconds)
         self._task = asyncio.create_task(self.run(), name=f"outbox-{self.producer}")
 
     async def stop(self) -> None:
+        """Publish what is pending, within `drain_seconds`, then stop.
+
+        Cancelling mid-batch would leave published rows unmarked, to be sent again at the next start.
+        """
+        self._stopping = True
+        self.wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=self.drain_seconds)
         await cancel_and_wait(self._task)
         self._task = None
+        self._stopping = False
+        self._oldest_pending = None

@@ -1,7 +1,21 @@
 """The Redis client factory; one client per process, closed on shutdown."""
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 
 def make_redis(url: str) -> "Redis":
-    return Redis.from_url(url, decode_responses=True, socket_timeout=5, health_check_interval=30)
+    # A restart or failover drops every pooled connection; retrying on a fresh one for a few seconds
+    # turns that into a pause instead of a failed handler per connection. A command whose reply was
+    # lost may run twice: the writes here are idempotent or tolerate it (dedup marks, buffers
+    # deduplicated by event id, counters).
+    return Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5,
+        health_check_interval=30,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=6),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )

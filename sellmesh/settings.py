@@ -19,6 +19,9 @@ class MeshSettings(BaseSettings):
     kafka_bootstrap_servers: str | None = None
     # None means: on for a real cluster, off for the local broker (it has no InitProducerId).
     kafka_enable_idempotence: bool | None = None
+    # Whether a worker creates a missing topic it subscribes to (with one partition). Deployments turn
+    # it off: topics come from `sellmesh topics` with the layout in sellmesh/topology.py.
+    kafka_create_topics: bool = True
     database_url: str | None = None
     redis_url: str | None = None
     llm_model: str = OFFLINE_MODEL

@@ -14,17 +14,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import httpx
 from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from schemas.registry import adapter_for
 from schemas.topics import dlq_of
 from sellmesh.logging import log_context
-from sellmesh.metrics import HANDLER_RETRIES, HANDLER_SECONDS, MESSAGES_HANDLED
+from sellmesh.metrics import (
+    HANDLER_RETRIES,
+    HANDLER_SECONDS,
+    MESSAGES_CONSUMED,
+    MESSAGES_DEAD_LETTERED,
+    MESSAGES_FAILED,
+    MESSAGES_HANDLED,
+    current_handler,
+)
+from sellmesh.rebalance import FinishBeforeRevoke, InHand
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +49,30 @@ class PermanentError(Exception):
     """Retrying cannot help (a reference that will never resolve, a broken invariant): dead-letter now."""
 
 
+class DependencyUnavailable(Exception):
+    """A dependency is down, unreachable or rate-limiting: every message would fail alike, so retrying waits
+    for it (within `RetryPolicy.unavailable_seconds`) instead of spending the message's attempts."""
+
+
+def dependency_unavailable(error: BaseException) -> bool:
+    """Errors that say nothing about the message: a lost connection to PostgreSQL, Redis, the broker or an API."""
+    if isinstance(error, DependencyUnavailable | RedisConnectionError | RedisTimeoutError | httpx.TransportError):
+        return True
+    if isinstance(error, KafkaError):
+        return bool(error.retriable)
+    if isinstance(error, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 4
     base_seconds: float = 0.2
     max_seconds: float = 5.0
+    # How long a message waits out an unavailable dependency before it counts as failed. Under aiokafka's
+    # max.poll.interval (300 s), so a consumer waiting for a database failover keeps its partitions.
+    unavailable_seconds: float = 120.0
 
     def delay(self, attempt: int) -> float:
         """Exponential backoff with jitter, so replicas retrying one dependency do not stampede it."""
@@ -111,7 +144,10 @@ class Subscription:
         )
         # The original bytes and key, untouched, so a replay is byte-for-byte the message that failed.
         await self.broker.publish(record.value or b"", topic=dlq_of(self.topic), key=record.key, headers=headers)
-        MESSAGES_HANDLED.labels(self.topic, self.name, "dead_lettered" if kind != "invalid" else "invalid").inc()
+        MESSAGES_HANDLED.labels(
+            self.group, self.topic, self.name, "dead_lettered" if kind != "invalid" else "invalid"
+        ).inc()
+        MESSAGES_DEAD_LETTERED.labels(self.group, self.topic, self.name, kind).inc()
         log.error(
             "message dead-lettered",
             extra={"error_kind": kind, "error": str(error)[:ERROR_TEXT_LIMIT], "attempts": attempts},
@@ -119,6 +155,15 @@ class Subscription:
 
     async def consume(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()
+        MESSAGES_CONSUMED.labels(self.group, self.topic, self.name).inc()
+        token = current_handler.set(f"{self.group}/{self.name}")
+        try:
+            await self._consume(record)
+        finally:
+            current_handler.reset(token)
+            HANDLER_SECONDS.labels(self.group, self.topic, self.name).observe(time.perf_counter() - started)
+
+    async def _consume(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
             event = adapter_for(self.topic).validate_json(record.value or b"")
         except ValidationError as exc:
@@ -134,15 +179,17 @@ class Subscription:
         ):
             key = f"{self.group}:{self.name}:{event.event_id}"
             if await self.dedup.seen(key):
-                MESSAGES_HANDLED.labels(self.topic, self.name, "duplicate").inc()
+                MESSAGES_HANDLED.labels(self.group, self.topic, self.name, "duplicate").inc()
                 return
             if await self._run_with_retries(record, event):
                 await self.dedup.mark(key)
-                MESSAGES_HANDLED.labels(self.topic, self.name, "ok").inc()
-        HANDLER_SECONDS.labels(self.topic, self.name).observe(time.perf_counter() - started)
+                MESSAGES_HANDLED.labels(self.group, self.topic, self.name, "ok").inc()
 
     async def _run_with_retries(self, record: ConsumerRecord[bytes, bytes], event: Any) -> bool:
-        for attempt in range(1, self.retry.attempts + 1):
+        attempt = 0
+        first_failure: float | None = None
+        while True:
+            attempt += 1
             try:
                 await self.handler(event)
                 return True
@@ -150,15 +197,31 @@ class Subscription:
                 await self.dead_letter(record, exc, kind="permanent", attempts=attempt)
                 return False
             except Exception as exc:
-                if attempt == self.retry.attempts:
+                first_failure = first_failure or time.monotonic()
+                # An outage is not the message's fault: dead-lettering would empty the topic into the DLQ.
+                waiting = dependency_unavailable(exc) and (
+                    time.monotonic() - first_failure < self.retry.unavailable_seconds
+                )
+                if attempt >= self.retry.attempts and not waiting:
                     await self.dead_letter(record, exc, kind="exhausted", attempts=attempt)
                     return False
-                HANDLER_RETRIES.labels(self.topic, self.name).inc()
+                HANDLER_RETRIES.labels(self.group, self.topic, self.name).inc()
                 log.warning(
-                    "handler failed, retrying", extra={"attempt": attempt, "error": repr(exc)[:ERROR_TEXT_LIMIT]}
+                    "handler failed, retrying",
+                    extra={"attempt": attempt, "unavailable": waiting, "error": repr(exc)[:ERROR_TEXT_LIMIT]},
                 )
                 await asyncio.sleep(self.retry.delay(attempt))
-        return False
+
+
+def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
+    """Create every series of a subscription at zero, so rates and alerts see the first failure too."""
+    MESSAGES_CONSUMED.labels(group, topic, handler)
+    HANDLER_RETRIES.labels(group, topic, handler)
+    MESSAGES_FAILED.labels(group, topic, handler)
+    for outcome in ("ok", "duplicate", "dead_lettered", "invalid"):
+        MESSAGES_HANDLED.labels(group, topic, handler, outcome)
+    for kind in ("invalid", "permanent", "exhausted"):
+        MESSAGES_DEAD_LETTERED.labels(group, topic, handler, kind)
 
 
 def subscribe(
@@ -173,23 +236,33 @@ def subscribe(
 ) -> Subscription:
     """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ."""
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
+    initialize_metrics(group=group, topic=topic, handler=name)
+
+    in_hand = InHand()
 
     async def on_message(msg: KafkaMessage) -> None:
         try:
-            await subscription.consume(msg.raw_message)
+            with in_hand.holding(msg.raw_message):
+                await subscription.consume(msg.raw_message)
         except Exception:
             # Only infrastructure failures get here (Redis or the DLQ publish is down). Pause so
             # the redelivery that NACK_ON_ERROR causes does not spin, then let it happen.
+            MESSAGES_FAILED.labels(group, topic, name).inc()
             log.exception("message not finished; it will be redelivered")
             await asyncio.sleep(1.0)
             raise
 
     on_message.__name__ = f"on_{name}"
-    broker.subscriber(
+    # Bounded like a graceful stop: a handler waiting out an outage must not hold the whole group's rebalance.
+    listener = FinishBeforeRevoke(in_hand, group=group, wait_seconds=10.0)
+    subscriber = broker.subscriber(
         topic,
         group_id=group,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         title=f"{group}/{name}",
-    )(on_message)
+        listener=listener,
+    )
+    subscriber(on_message)
+    listener.subscriber = subscriber
     return subscription

@@ -9,11 +9,14 @@ import sellmesh.outbox  # noqa: F401  (the outbox table is runtime plumbing)
 
 TABLE_MODULES = (
     "services.gateway.store",
+    "services.gateway.tables",
     "services.ingest.store",
     "services.orders.store",
     "services.payments.store",
     "services.handoff.store",
     "services.handoff.inbox",
+    "services.handoff.staff",
+    "services.handoff.notification",
     "services.agent.store",
 )
 

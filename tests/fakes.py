@@ -1,131 +1,28 @@
-"""Hand-written fakes: a real HTTP server standing in for the Graph API, with scripted failures."""
+"""Hand-written fakes for tests. The Graph API stand-in lives in `sellmesh.sandbox.fake_graph`, shared with the
+benchmarks; it is re-exported here so tests import every fake from one place."""
 
-import json
-import threading
-import time
-import uuid
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
-
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-
-from sellmesh.localbroker import free_port
-
-
-@dataclass(frozen=True)
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    json: Any
-    status: int
-
-
-@dataclass(frozen=True)
-class Scripted:
-    status: int
-    body: dict[str, Any]
-
-
-def graph_error(status: int, code: int, *, subcode: int | None = None, message: str = "error") -> Scripted:
-    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Afake"}
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    return Scripted(status, {"error": error})
-
-
-RATE_LIMITED = graph_error(429, 4, message="(#4) Application request limit reached")
-SERVER_ERROR = Scripted(500, {"error": {"message": "An unexpected error has occurred", "code": 2}})
-WHATSAPP_WINDOW_CLOSED = graph_error(400, 131047, message="Re-engagement message")
-MESSENGER_WINDOW_CLOSED = graph_error(
-    400, 10, subcode=2018278, message="(#10) This message is sent outside of allowed window."
+from sellmesh.sandbox.fake_graph import (
+    MESSENGER_WINDOW_CLOSED,
+    RATE_LIMITED,
+    SERVER_ERROR,
+    SUCCEED,
+    WHATSAPP_WINDOW_CLOSED,
+    FakeGraphApi,
+    Recorded,
+    Scripted,
+    graph_error,
+    token_error,
 )
 
-
-SUCCEED = None  # in a script: answer this request normally
-
-
-def token_error(token: str) -> Scripted:
-    """Meta's invalid-token answer; it quotes the token here, to prove nobody copies it into logs or rows."""
-    return graph_error(401, 190, message=f"Invalid OAuth access token - Cannot parse access token {token}")
-
-
-@dataclass
-class FakeGraphApi:
-    """Answers `POST /{version}/{account}/messages` like the Graph API: scripted replies first, then success."""
-
-    port: int = field(default_factory=free_port)
-    requests: list[Recorded] = field(default_factory=list)
-    _script: deque[Scripted | None] = field(default_factory=deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def script(self, *replies: Scripted | None) -> None:
-        """Answer the next requests with `replies` in order (`SUCCEED` answers one normally), then succeed."""
-        with self._lock:
-            self._script.extend(replies)
-
-    def reset(self) -> None:
-        with self._lock:
-            self._script.clear()
-            self.requests.clear()
-
-    def to(self, recipient: str) -> list[Recorded]:
-        """Requests addressed to `recipient` (WhatsApp `to` or Messenger `recipient.id`)."""
-        return [r for r in list(self.requests) if _recipient(r.json) == recipient]
-
-    def accepted(self, recipient: str) -> list[Recorded]:
-        return [r for r in self.to(recipient) if r.status == 200]
-
-    async def _send(self, request: Request) -> JSONResponse:
-        body = json.loads(await request.body())
-        with self._lock:
-            reply = (self._script.popleft() if self._script else None) or Scripted(200, _success(body))
-            self.requests.append(Recorded(request.url.path, dict(request.headers), body, reply.status))
-        return JSONResponse(reply.body, status_code=reply.status)
-
-    def start(self) -> "FakeGraphApi":
-        app = Starlette(routes=[Route("/{version}/{account}/messages", self._send, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-graph-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Graph API did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-
-
-def _recipient(body: Any) -> str | None:
-    if not isinstance(body, dict):
-        return None
-    if body.get("messaging_product") == "whatsapp":
-        return str(body.get("to"))
-    return str(body.get("recipient", {}).get("id"))
-
-
-def _success(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and body.get("messaging_product") == "whatsapp":
-        to = str(body.get("to"))
-        return {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to}],
-            "messages": [{"id": f"wamid.fake{uuid.uuid4().hex}"}],
-        }
-    return {"recipient_id": _recipient(body), "message_id": f"m_fake{uuid.uuid4().hex}"}
+__all__ = [
+    "MESSENGER_WINDOW_CLOSED",
+    "RATE_LIMITED",
+    "SERVER_ERROR",
+    "SUCCEED",
+    "WHATSAPP_WINDOW_CLOSED",
+    "FakeGraphApi",
+    "Recorded",
+    "Scripted",
+    "graph_error",
+    "token_error",
+]

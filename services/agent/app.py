@@ -1,8 +1,9 @@
 """Composition of the agent: registers the offline model with litellm and subscribes to inbound messages."""
 
-from schemas.topics import CHANNEL_INBOUND, ORDERS_EVENTS, PAYMENTS_EVENTS
+from schemas.topics import CHANNEL_INBOUND, HANDOFF_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS
 from sellmesh.service import MeshContext, ServiceParts
 from services.agent.burst import BurstBuffer
+from services.agent.handback import Handback
 from services.agent.model_call import ModelChoice
 from services.agent.notices import Notices
 from services.agent.offline_model import register, warm_up
@@ -27,4 +28,6 @@ def build(ctx: MeshContext) -> ServiceParts:
     ctx.subscribe(
         PAYMENTS_EVENTS, group="agent-payment-notices", name="payment_event", handler=notices.on_payment_event
     )
+    handback = Handback(engine=ctx.engine, redis=ctx.redis)
+    ctx.subscribe(HANDOFF_EVENTS, group="agent-handback", name="handoff_event", handler=handback.on_handoff_event)
     return ServiceParts(name="agent", on_start=[warm_up, scheduler.start], on_stop=[scheduler.stop])

@@ -38,6 +38,16 @@ return 1
 """
 
 
+# Keep a claim alive while its turn runs: a live worker holds the conversation however slow the model is,
+# and a dead one loses it within one lock life.
+_RENEW = """
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[1], 'XX', tonumber(ARGV[4]) + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Burst:
     member: str
@@ -56,12 +66,14 @@ def _member(message: InboundMessage) -> str:
 
 
 class BurstBuffer:
-    def __init__(self, redis: Redis, *, quiet_seconds: float, lock_seconds: int = 120) -> None:
+    def __init__(self, redis: Redis, *, quiet_seconds: float, lock_seconds: int = 15) -> None:
         self.redis = redis
         self.quiet_seconds = quiet_seconds
+        # Short, and renewed while the turn runs: a worker killed mid-turn delays its conversation this long.
         self.lock_seconds = lock_seconds
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
+        self._renew = redis.register_script(_RENEW)
 
     async def add(self, message: InboundMessage) -> None:
         member = _member(message)
@@ -90,6 +102,11 @@ class BurstBuffer:
                 seen.add(message.event_id)
                 messages.append(message)
         return Burst(member, token, messages, len(raw)) if messages else None
+
+    async def renew(self, burst: Burst) -> bool:
+        """Extend the claim by one lock life; False when it was lost (expired and taken by another worker)."""
+        keys = [DUE_KEY, f"agent:burst-lock:{burst.member}"]
+        return bool(await self._renew(keys=keys, args=[burst.member, burst.token, self.lock_seconds, time.time()]))
 
     async def finish(self, burst: Burst) -> None:
         keys = [DUE_KEY, f"agent:burst:{burst.member}", f"agent:burst-lock:{burst.member}"]

@@ -1,8 +1,11 @@
 """The agent's metrics; tenant ids never become labels, the plan tier (a handful of values) does."""
 
+from typing import get_args
+
 from prometheus_client import Counter, Histogram
 
 from sellmesh.metrics import registry
+from services.agent.guardrails import ViolationKind
 
 MODEL_CALLS = Counter(
     "sellmesh_agent_model_calls_total",
@@ -26,6 +29,8 @@ TOOL_REFUSALS = Counter(
 GUARDRAIL_HITS = Counter(
     "sellmesh_agent_guardrail_hits_total", "Replies stopped by a guardrail, by kind.", ["kind"], registry=registry
 )
+for _kind in get_args(ViolationKind):
+    GUARDRAIL_HITS.labels(_kind)  # at zero, so the first hit of each kind is an increase
 HANDOFFS_REQUESTED = Counter(
     "sellmesh_agent_handoffs_requested_total", "Handoffs the agent asked for, by reason.", ["reason"], registry=registry
 )

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from schemas.channel import Author, InboundMessage, OutboundMessage
 from schemas.envelope import Envelope
-from schemas.handoff import HandoffReason
+from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
@@ -177,6 +177,9 @@ class Responder:
                     TOOL_REFUSALS.labels(outcome.refused).inc()
                     log.warning("tool call refused", extra={"tool": call.function.name, "reason": outcome.refused})
                 commands.extend(outcome.commands)
+                for _, command, _ in outcome.commands:
+                    if isinstance(command, RequestHandoff):  # the customer asked for a person
+                        HANDOFFS_REQUESTED.labels(command.reason.value).inc()
                 if outcome.order_id is not None and outcome.order_id != turn.order_id:
                     await memory.set_current_order(
                         self.redis, message.tenant_id, message.conversation_id, outcome.order_id

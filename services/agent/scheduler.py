@@ -5,7 +5,7 @@ import contextlib
 import logging
 
 from sellmesh.tasks import cancel_and_wait
-from services.agent.burst import BurstBuffer
+from services.agent.burst import Burst, BurstBuffer
 from services.agent.responder import Responder
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,25 @@ class BurstScheduler:
             burst = await self.buffer.claim(member)
             if burst is None:
                 return
-            await self.responder.answer(burst)
+            keeper = asyncio.create_task(self._keep_claimed(burst))
+            try:
+                await self.responder.answer(burst)
+            finally:
+                await cancel_and_wait(keeper)
             await self.buffer.finish(burst)
         except Exception:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")
         finally:
             self.slots.release()
+
+    async def _keep_claimed(self, burst: Burst) -> None:
+        while True:
+            await asyncio.sleep(self.buffer.lock_seconds / 3)
+            try:
+                await self.buffer.renew(burst)
+            except Exception:
+                log.warning("could not renew a conversation's claim", exc_info=True)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="agent-burst-scheduler")

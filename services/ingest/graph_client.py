@@ -10,6 +10,7 @@ from enum import StrEnum
 import httpx
 
 from schemas.envelope import Channel
+from sellmesh.subscriber import DependencyUnavailable
 from services.ingest.graph_request import GraphRequest
 
 GRAPH_VERSION = "v25.0"
@@ -32,8 +33,8 @@ class RejectKind(StrEnum):
     REQUEST = "request"  # this message is wrong (bad recipient, bad template, ...)
 
 
-class SendUnavailable(Exception):
-    """Rate limited, Meta down or unreachable: worth retrying with backoff."""
+class SendUnavailable(DependencyUnavailable):
+    """Rate limited, Meta down or unreachable: the subscriber waits it out rather than dead-lettering."""
 
 
 class SendRejected(Exception):

@@ -16,7 +16,7 @@ from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, CHANNEL_RAW, HANDO
 from sellmesh.broker import envelope_headers
 from sellmesh.db import in_thread, session_scope
 from sellmesh.logging import log_context
-from sellmesh.metrics import INGEST_ITEMS_KEPT
+from sellmesh.metrics import INGEST_ITEMS_KEPT, INGEST_MESSAGES
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
 from sellmesh.subscriber import ERROR_TEXT_LIMIT, PermanentError
@@ -88,6 +88,7 @@ class Normalizer:
         if await self.redis.exists(seen_key):
             return
         await in_thread(self._record_message, raw, account, item)
+        INGEST_MESSAGES.labels(item.channel.value, "echo" if item.is_echo else "in").inc()
         # Set only after the commit: a crash in between is caught by the unique key instead.
         await self.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)
 

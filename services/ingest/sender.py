@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from schemas.channel import Author, OutboundMessage
 from sellmesh.db import in_thread
+from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
 from services.gateway.query import ChannelAccountView, account_by_id
 from services.handoff.query import conversation_mode
@@ -66,6 +67,7 @@ class Sender:
             return
         outcome = await self._attempt(message)
         await in_thread(record_outcome, self.engine, message, outcome)
+        INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
 

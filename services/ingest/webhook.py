@@ -13,7 +13,7 @@ from schemas.topics import CHANNEL_RAW, dlq_of
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
 from sellmesh.logging import log_context
-from sellmesh.metrics import WEBHOOKS
+from sellmesh.metrics import webhook_rejected, webhook_verified
 from sellmesh.service import MeshContext, now
 from services.gateway.query import ChannelAccountView, find_channel_account, verify_token_known
 from services.ingest.routing import UnroutableWebhook, account_ids, channel_of
@@ -41,7 +41,7 @@ async def read_capped(request: Request, limit: int) -> bytes:
 
 
 def reject(status: int, reason: str) -> JSONResponse:
-    WEBHOOKS.labels("meta", reason).inc()
+    webhook_rejected("meta", reason)
     return JSONResponse({"error": reason}, status_code=status)
 
 
@@ -57,7 +57,7 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
         token: Annotated[str, Query(alias="hub.verify_token", max_length=256)] = "",
     ) -> Response:
         if mode == "subscribe" and challenge and await in_thread(verify_token_known, ctx.engine, token):
-            WEBHOOKS.labels("meta", "handshake_ok").inc()
+            webhook_verified("meta", "handshake_ok")
             return PlainTextResponse(challenge)
         return reject(403, "handshake_refused")
 
@@ -85,7 +85,7 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
         except UnroutableWebhook:
             # Signed by our app but a shape we do not handle: acknowledge, or Meta retries for days.
             if platform_secret:
-                WEBHOOKS.labels("meta", "ignored").inc()
+                webhook_verified("meta", "ignored")
                 return JSONResponse({"status": "ignored"})
             return reject(400, "unroutable")
 
@@ -100,14 +100,14 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
             await keep_unroutable(ctx, raw, header or "", external_ids)
             return reject_accepted("unknown_account")
         await publish_raw(ctx, known[0], text)
-        WEBHOOKS.labels("meta", "accepted").inc()
+        webhook_verified("meta", "accepted")
         return JSONResponse({"status": "accepted"})
 
     return router
 
 
 def reject_accepted(reason: str) -> JSONResponse:
-    WEBHOOKS.labels("meta", reason).inc()
+    webhook_verified("meta", reason)
     return JSONResponse({"status": "kept", "reason": reason})
 
 

@@ -55,9 +55,15 @@ Incoming = Command | UpsertProduct
 _OUTCOMES: Final[TypeAdapter[Outcome]] = TypeAdapter(OrderEvent)
 
 OUTCOMES_PUBLISHED = Counter(
-    "orders_outcomes_total",
+    "sellmesh_orders_outcomes_total",
     "Order events queued for publishing, by type and by change or rejection reason.",
     ["type", "detail"],
+    registry=registry,
+)
+TRANSITIONS = Counter(
+    "sellmesh_orders_transitions_total",
+    "Accepted order changes, by change and the state the order is in after it.",
+    ["change", "state"],
     registry=registry,
 )
 
@@ -194,6 +200,8 @@ def _counted(outcome: Outcome | None, fresh: bool) -> Outcome | None:
     """Count what a fresh decision queued; a duplicate's first outcome was counted when it was new."""
     if fresh and isinstance(outcome, OrderChanged | CatalogChanged):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.change).inc()
+        if isinstance(outcome, OrderChanged):
+            TRANSITIONS.labels(outcome.change, outcome.order.state.value).inc()
     elif fresh and isinstance(outcome, CommandRejected):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.reason.value).inc()
         log.info("command rejected", extra={"reason": outcome.reason.value, "command_type": outcome.command_type})

@@ -40,13 +40,25 @@ log = logging.getLogger(__name__)
 CONFLICT_ATTEMPTS: Final = 4
 
 RECONCILED = Counter(
-    "payments_reconciled_total",
+    "sellmesh_payments_reconciled_total",
     "Stripe objects reconciled against a payment attempt, by source and outcome.",
     ["source", "outcome"],
     registry=registry,
 )
 TRANSITIONS = Counter(
-    "payments_transitions_total", "Payment attempt status changes, by new status.", ["status"], registry=registry
+    "sellmesh_payments_transitions_total",
+    "Payment attempt status changes, by new status (paid, mismatch, disputed, ...).",
+    ["status"],
+    registry=registry,
+)
+# Every status at zero, so a first mismatch or dispute is an increase an alert can see.
+for _status in AttemptStatus:
+    TRANSITIONS.labels(_status.value)
+COLLECTED = Counter(
+    "sellmesh_payments_collected_minor_total",
+    "Money collected on attempts that became paid, in minor units (cents) of each currency.",
+    ["currency"],
+    registry=registry,
 )
 
 
@@ -189,6 +201,8 @@ class Reconciler:
                     add_to_outbox(session, topic=HANDOFF_COMMANDS, event=handoff, key=handoff.conversation_id)
         for step in steps:
             TRANSITIONS.labels(step.after.value).inc()
+            if step.after is AttemptStatus.PAID and observation.received is not None:
+                COLLECTED.labels(observation.received.currency).inc(observation.received.amount_minor)
             log.info("payment attempt moved", extra={"before": step.before.value, "after": step.after.value})
         return len(steps)
 

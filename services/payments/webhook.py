@@ -27,7 +27,7 @@ from schemas.payments import StripeEventReceived
 from schemas.topics import PAYMENTS_STRIPE, dlq_of
 from sellmesh.broker import publish
 from sellmesh.db import in_thread, session_scope
-from sellmesh.metrics import WEBHOOKS
+from sellmesh.metrics import webhook_rejected, webhook_verified
 from sellmesh.service import derived_id, now
 from services.payments.domain import PRODUCER
 from services.payments.store import PaymentStore
@@ -191,9 +191,9 @@ def stripe_webhook_router(
             text, body = _verified(raw, header, secret)
             status = await accept(raw, header or "", text, body)
         except _Refused as refused:
-            WEBHOOKS.labels("stripe", refused.reason).inc()
+            webhook_rejected("stripe", refused.reason)
             return JSONResponse({"error": refused.reason}, status_code=refused.status)
-        WEBHOOKS.labels("stripe", status).inc()
+        webhook_verified("stripe", status)
         if status == "kept":
             log.warning("stripe event without a tenant kept in the DLQ")
         return JSONResponse({"status": status})

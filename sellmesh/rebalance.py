@@ -1,0 +1,75 @@
+"""On a rebalance, the message in hand finishes and what is done is committed before the partitions move.
+
+Without this, a revoked partition goes to its next owner at the last committed offset while the old owner
+is still in the middle of a message: both run it at once, and dedup by event id (marked only when a run
+finishes) cannot stop the second run, so a reply could be sent twice.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+
+log = logging.getLogger(__name__)
+
+
+class InHand:
+    """What one subscriber is doing: whether a message is in hand, and the last offset finished per partition."""
+
+    def __init__(self) -> None:
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.done: dict[TopicPartition, int] = {}
+
+    @contextlib.contextmanager
+    def holding(self, record: ConsumerRecord[bytes, bytes]) -> Iterator[None]:
+        """Marks `record` in hand; it counts as done only if the block finishes without an exception."""
+        self._idle.clear()
+        try:
+            yield
+            self.done[TopicPartition(record.topic, record.partition)] = record.offset
+        finally:
+            self._idle.set()
+
+    async def finished(self, within: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=within)
+        except TimeoutError:
+            return False
+        return True
+
+
+class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Waits (up to `wait_seconds`) for the message in hand, then commits the revoked partitions' finished offsets.
+
+    Offsets are the ones this subscriber finished, not the consumer's position: a message that failed and is
+    about to be rewound for redelivery must not be committed past.
+    """
+
+    def __init__(self, in_hand: InHand, *, group: str, wait_seconds: float) -> None:
+        self.in_hand = in_hand
+        self.group = group
+        self.wait_seconds = wait_seconds
+        self.subscriber: Any = None  # the FastStream subscriber, whose aiokafka consumer commits
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        if not await self.in_hand.finished(self.wait_seconds):
+            log.warning("partitions revoked mid-message; the next owner may run it again", extra={"group": self.group})
+        offsets = {tp: offset + 1 for tp, offset in self.in_hand.done.items() if tp in revoked}
+        consumer = getattr(self.subscriber, "consumer", None)
+        if offsets and consumer is not None:
+            try:
+                await consumer.commit(offsets)
+            except Exception:
+                # Only means a finished message is delivered again; its dedup mark makes that a no-op.
+                log.warning("could not commit before a rebalance", extra={"group": self.group}, exc_info=True)
+        for tp in revoked:
+            self.in_hand.done.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
