@@ -99,12 +99,17 @@ def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, paym
 @app.command()
 def infra() -> None:
     """Start a local broker and Redis for multi-process runs and print the variables to export."""
-    from sellmesh.localbroker import LocalBroker
+    from sellmesh.localbroker import BROKER_STATE_FILE, LocalBroker
     from sellmesh.localredis import LocalRedis
 
     settings = _settings()
     settings.sellmesh_var_dir.mkdir(parents=True, exist_ok=True)
-    with LocalBroker(log_path=settings.sellmesh_var_dir / "broker.log") as broker, LocalRedis() as redis:
+    state_path = settings.sellmesh_var_dir / BROKER_STATE_FILE
+    # The state file lets `sellmesh replay|dlq|groups` find this broker without exported variables.
+    with (
+        LocalBroker(log_path=settings.sellmesh_var_dir / "broker.log", state_path=state_path) as broker,
+        LocalRedis() as redis,
+    ):
         typer.echo(
             f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}\n"
             "export KAFKA_ENABLE_IDEMPOTENCE=false\n"

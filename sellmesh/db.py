@@ -1,5 +1,7 @@
 """The SQLModel engine (SQLite by default, PostgreSQL in production) and the migration runner."""
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +11,7 @@ import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -60,3 +63,21 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
     """Run blocking database work off the event loop, so one slow query does not stall consumers."""
     return await anyio.to_thread.run_sync(fn, *args)
+
+
+async def record_durably(fn: Callable[..., T], *args: Any, within: float = 60.0) -> T:
+    """Run a write that records something already done outside (a message the Graph API accepted).
+
+    A lost connection is retried here, for up to `within` seconds, instead of failing the handler: the
+    handler's retry would do the outside thing a second time.
+    """
+    deadline = time.monotonic() + within
+    delay = 0.1
+    while True:
+        try:
+            return await in_thread(fn, *args)
+        except (OperationalError, InterfaceError, DisconnectionError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)

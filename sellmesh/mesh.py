@@ -147,7 +147,7 @@ class Mesh:
         log.info("mesh started", extra={"services": self.service_names, "port": s.sellmesh_http_port})
 
     async def _start_lag_collector(self, endpoints: Endpoints) -> None:
-        """Every worker reports the lag of its own consumer groups (the gateway has none)."""
+        """Every worker reports the lag of the consumer groups it runs, so lag is seen wherever the consumers are."""
         assert self.ctx is not None
         groups = subscribed_groups(self.ctx.broker)
         if groups:

@@ -1,4 +1,4 @@
-"""Composition of the agent: registers the offline model with litellm and subscribes to inbound messages."""
+"""Composition of the agent: the offline model; inbound messages, order and payment notices, hand-backs."""
 
 from schemas.topics import CHANNEL_INBOUND, HANDOFF_EVENTS, ORDERS_EVENTS, PAYMENTS_EVENTS
 from sellmesh.service import MeshContext, ServiceParts

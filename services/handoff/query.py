@@ -1,4 +1,4 @@
-"""Read-only view of who is in charge of a conversation, for the agent and the sender."""
+"""Read-only handoff views: who is in charge (agent, sender), the inbox, transcripts, the roster (gateway)."""
 
 import uuid
 from dataclasses import dataclass

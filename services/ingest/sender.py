@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from schemas.channel import Author, OutboundMessage
-from sellmesh.db import in_thread
+from sellmesh.db import in_thread, record_durably
 from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
 from services.gateway.query import ChannelAccountView, account_by_id
@@ -66,7 +66,8 @@ class Sender:
         if await in_thread(send_status, self.engine, message.event_id) in FINISHED:
             return
         outcome = await self._attempt(message)
-        await in_thread(record_outcome, self.engine, message, outcome)
+        # The Graph API may already have the message: a database blip must not make a retry send it again.
+        await record_durably(record_outcome, self.engine, message, outcome)
         INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
@@ -128,5 +129,5 @@ class Sender:
             await self.limiter.acquire(str(account.id))
             provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=request)
             if index < last:
-                await in_thread(record_part, self.engine, message, index, request.kind, provider_id)
+                await record_durably(record_part, self.engine, message, index, request.kind, provider_id)
         return provider_id
