@@ -25,6 +25,7 @@ Bench = Callable[[dict[str, str], Path], Awaitable[list[Result] | list[dict[str,
 def _benches() -> dict[str, Bench]:
     from bench.agent_bench import agent_overhead
     from bench.ingest_bench import ingest_webhooks
+    from bench.mesh_load import mesh_load
 
     requests = int(os.environ.get("BENCH_REQUESTS", "2000"))
     concurrency = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -34,6 +35,14 @@ def _benches() -> dict[str, Bench]:
         ),
         "agent: cost per message": lambda env, wd: agent_overhead(infra_env=env, work_dir=wd, messages=requests // 4),
     }
+    # The whole mesh, one process per service, on a broker and Redis of its own (see bench/mesh_load.py).
+    benches["mesh: customers end to end vs plain aiokafka and bare litellm"] = lambda env, wd: mesh_load(
+        work_dir=wd,
+        customers_per_run=max(30, requests // 10),
+        rate=float(os.environ.get("BENCH_RATE", "200")),
+        scale="ingest",  # the busiest process per message (normalizer and sender, each one message at a time)
+        replicas=[1, 2],
+    )
     optional = {
         "orders: commands through broker and PostgreSQL": (
             "bench.orders_bench",

@@ -1,0 +1,274 @@
+"""The whole mesh under load: scripted customers of many shops on WhatsApp, Messenger and Instagram, Stripe
+payments, every service a separate `sellmesh run` process; against the ceilings measured in the same run on
+the same cores (plain aiokafka over the same hops, bare litellm calls to the offline model).
+
+`python -m bench.mesh_load --rate 100 --customers 300 --scale ingest --replicas 1 2` runs it alone; `make bench`
+runs it with the other benches. Latency is webhook accepted (its 200) → the reply's arrival at the fake channel API.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import litellm
+
+from bench.customers import Edges, Inbox, Pacer, Tally, play_all
+from bench.kafka_relay import relay_ceiling
+from bench.load import Result, run_load, table
+from bench.mesh_processes import MeshProcesses, mesh_env
+from bench.orders_bench import fresh_schema
+from bench.scenario import Shop, customers, seed_shop
+from sellmesh.db import make_engine, run_migrations
+from sellmesh.localbroker import LocalBroker
+from sellmesh.localredis import LocalRedis
+from sellmesh.sandbox.fake_graph import FakeGraphApi
+from sellmesh.topic_admin import ensure_topics
+from services.agent import offline_model
+
+SERVICES = ("ingest", "agent", "orders", "payments", "handoff")
+WARMUP_CUSTOMERS = 9
+# Model calls per answered line in the scripts' mix (a tool call then the reply, or the reply alone).
+MODEL_CALLS_PER_LINE = 1.5
+Row = dict[str, float | int | str]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_service(mesh: MeshProcesses) -> dict[str, float]:
+    used: dict[str, float] = {}
+    for replica in mesh.all:
+        if replica.process is not None and replica.alive:
+            used[replica.service] = used.get(replica.service, 0.0) + cpu_seconds(replica.process.pid)
+    return used
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    tally: Tally
+    seconds: float
+    cpu: dict[str, float]
+
+    def row(self) -> Row:
+        result = Result(self.name, self.tally.webhooks, self.seconds, self.tally.latencies_ms, len(self.tally.timeouts))
+        p99 = result.percentile(0.99)
+        busiest = max(self.cpu, key=lambda s: self.cpu[s]) if self.cpu else ""
+        return {
+            "name": self.name,
+            "requests": result.requests,
+            "errors": result.errors,
+            "per_second": round(result.per_second, 1),
+            "p50_ms": round(result.percentile(0.50), 1),
+            "p95_ms": round(result.percentile(0.95), 1),
+            "p99_ms": round(p99, 1),
+            "busiest": f"{busiest} {self.cpu.get(busiest, 0.0) / self.seconds:.0%} cpu" if busiest else "",
+        }
+
+
+async def play_run(
+    *,
+    name: str,
+    env: Mapping[str, str],
+    work_dir: Path,
+    shops: list[Shop],
+    replicas: Mapping[str, int],
+    count: int,
+    rate: float | None,
+    conversations: int,
+) -> Run:
+    """Start the mesh with `replicas`, warm it up, then play `count` customers at `rate` and stop it."""
+    graph = FakeGraphApi().start()
+    mesh = MeshProcesses(env={**env, "META_GRAPH_BASE_URL": graph.base_url}, work_dir=work_dir, replicas=replicas)
+    try:
+        await asyncio.to_thread(mesh.start)
+        inbox = Inbox(graph, asyncio.get_running_loop())
+        edges = Edges(
+            meta=lambda: f"{mesh.url('ingest')}/webhooks/meta",
+            stripe=lambda: f"{mesh.url('payments')}/webhooks/stripe",
+            sandbox=lambda: mesh.url("payments"),
+        )
+        limits = httpx.Limits(max_connections=conversations * 2, max_keepalive_connections=conversations * 2)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+            # Until every consumer has joined its group nothing moves; the first turns also warm the model.
+            await play_all(
+                customers(shops, WARMUP_CUSTOMERS),
+                http=http,
+                edges=edges,
+                inbox=inbox,
+                pacer=Pacer(None),
+                conversations=WARMUP_CUSTOMERS,
+                within=120,
+            )
+            cpu_before = cpu_by_service(mesh)
+            started = time.perf_counter()
+            tally = await play_all(
+                customers(shops, count),
+                http=http,
+                edges=edges,
+                inbox=inbox,
+                pacer=Pacer(rate),
+                conversations=conversations,
+            )
+            seconds = time.perf_counter() - started
+            cpu = {s: used - cpu_before.get(s, 0.0) for s, used in cpu_by_service(mesh).items()}
+        return Run(name, tally, seconds, cpu)
+    finally:
+        await asyncio.to_thread(mesh.stop)
+        graph.stop()
+
+
+async def bare_litellm(calls: int, *, concurrency: int) -> Result:
+    """Bare `litellm.acompletion` calls to the offline provider, `concurrency` at a time, in one process."""
+    offline_model.register()
+    await offline_model.warm_up()
+    model = f"{offline_model.PROVIDER}/bench"
+    texts = ("hello", "how much is the mug?", "I want two espresso beans", "how do I pay?")
+
+    def call(i: int) -> Any:
+        async def one() -> bool:
+            messages = [{"role": "system", "content": "Shop: Bench."}, {"role": "user", "content": texts[i % 4]}]
+            await litellm.acompletion(model=model, messages=messages)
+            return True
+
+        return one
+
+    return await run_load(
+        "ceiling: bare litellm calls, offline model", [call(i) for i in range(calls)], concurrency=concurrency
+    )
+
+
+def ratio_rows(rows: list[Row], *, model_rate: float, kafka_rate: float, model_p50: float) -> list[Row]:
+    """Each row as a ratio of the ceilings; for mesh rows, the p99 minus the model's share (the mesh's overhead)."""
+    for row in rows:
+        rate = float(row["per_second"])
+        row["vs_litellm"] = round(rate / model_rate, 3) if model_rate else ""
+        row["vs_kafka"] = round(rate / kafka_rate, 3) if kafka_rate else ""
+        mesh = str(row["name"]).startswith("mesh")
+        row["overhead_p99_ms"] = round(float(row["p99_ms"]) - MODEL_CALLS_PER_LINE * model_p50, 1) if mesh else ""
+    return rows
+
+
+async def mesh_load(
+    *, work_dir: Path, customers_per_run: int, rate: float, scale: str, replicas: list[int], shops: int = 6
+) -> list[Row]:
+    """The ceilings, the mesh at `rate`, then the mesh as fast as it goes with each count of `scale` replicas.
+
+    On a broker and Redis of its own: its topics are laid out as in production before anything else
+    creates one (a topic a consumer creates on first use has one partition, and a second replica of its
+    group would sit idle).
+    """
+    with LocalBroker(log_path=work_dir / "mesh-broker.log") as broker, LocalRedis() as redis:
+        bootstrap = broker.bootstrap_servers
+        topics = await ensure_topics(bootstrap, replication_factor=1)
+        if not topics.ok:
+            raise RuntimeError(f"topics not laid out: {topics.mismatched or topics.failed}")
+        infra_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ENABLE_IDEMPOTENCE": "false", "REDIS_URL": redis.url}
+        model = await bare_litellm(max(400, customers_per_run), concurrency=8)
+        kafka = await relay_ceiling(
+            bootstrap=bootstrap, work_dir=work_dir, messages=customers_per_run * 3, rates=[rate, None]
+        )
+        runs = await mesh_runs(
+            infra_env=infra_env,
+            work_dir=work_dir,
+            customers_per_run=customers_per_run,
+            rate=rate,
+            scale=scale,
+            replicas=replicas,
+            shops=shops,
+        )
+    rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
+    return ratio_rows(
+        rows, model_rate=model.per_second, kafka_rate=kafka[-1].per_second, model_p50=model.percentile(0.5)
+    )
+
+
+async def mesh_runs(
+    *,
+    infra_env: dict[str, str],
+    work_dir: Path,
+    customers_per_run: int,
+    rate: float,
+    scale: str,
+    replicas: list[int],
+    shops: int,
+) -> list[Run]:
+    runs: list[Run] = []
+    with fresh_schema() as database_url:
+        engine = make_engine(database_url)
+        await asyncio.to_thread(run_migrations, engine)
+        seeded = [await asyncio.to_thread(seed_shop, engine, name=f"Load Shop {i}") for i in range(shops)]
+        engine.dispose()
+        env = mesh_env(infra_env, database_url=database_url, graph_url="", work_dir=work_dir)
+        one_each = dict.fromkeys(SERVICES, 1)
+        plans: list[tuple[str, dict[str, int], float | None, int]] = [
+            (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate))),
+        ]
+        plans += [
+            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, 64) for n in replicas
+        ]
+        for name, layout, pace, conversations in plans:
+            runs.append(
+                await play_run(
+                    name=name,
+                    env=env,
+                    work_dir=work_dir,
+                    shops=seeded,
+                    replicas=layout,
+                    count=customers_per_run,
+                    rate=pace,
+                    conversations=conversations,
+                )
+            )
+    return runs
+
+
+def _plain_row(result: Result) -> Row:
+    return {
+        "name": result.name,
+        "requests": result.requests,
+        "errors": result.errors,
+        "per_second": round(result.per_second, 1),
+        "p50_ms": round(result.percentile(0.50), 1),
+        "p95_ms": round(result.percentile(0.95), 1),
+        "p99_ms": round(result.percentile(0.99), 1),
+        "busiest": "",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=200.0, help="inbound messages per second for the paced run")
+    parser.add_argument("--customers", type=int, default=200, help="customers per run (about 3 lines each)")
+    parser.add_argument("--scale", default="ingest", choices=SERVICES, help="the service whose replicas vary")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts of --scale")
+    args = parser.parse_args()
+    work_dir = Path("var/bench/mesh")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rows = asyncio.run(
+        mesh_load(
+            work_dir=work_dir,
+            customers_per_run=args.customers,
+            rate=args.rate,
+            scale=args.scale,
+            replicas=args.replicas,
+        )
+    )
+    print(table(rows))
+    report = {"at": datetime.now(UTC).isoformat(), "cores": os.cpu_count(), "load": os.getloadavg(), "rows": rows}
+    (Path("var/bench") / "mesh_load.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
