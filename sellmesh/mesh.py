@@ -160,7 +160,17 @@ class Mesh:
         assert self.ctx is not None and self.health is not None
         self.health.draining = True
         log.info("draining", extra={"services": self.service_names})
-        await asyncio.gather(*(sub.stop() for sub in self.ctx.broker.subscribers))
+        subscribers = list(self.ctx.broker.subscribers)
+        outcomes = await asyncio.gather(*(sub.stop() for sub in subscribers), return_exceptions=True)
+        for subscriber, outcome in zip(subscribers, outcomes, strict=True):
+            # A consumer whose last fetch timed out raises from stop(); the rest must still stop, and what it
+            # had not committed is delivered again and dropped by its dedup mark.
+            if isinstance(outcome, Exception):
+                log.warning(
+                    "consumer did not stop cleanly",
+                    extra={"subscriber": getattr(subscriber, "title_", None) or repr(subscriber)},
+                    exc_info=outcome,
+                )
 
     async def _serve_http(self, app: FastAPI) -> None:
         config = uvicorn.Config(

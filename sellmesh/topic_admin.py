@@ -54,8 +54,12 @@ async def ensure_topics(bootstrap_servers: str, *, replication_factor: int) -> T
                 else:
                     report.failed[name] = f"error {code}: {rest[0] if rest else ''}"
         report.existing = [t for t in every_topic() if t in present]
-        for described in await admin.describe_topics(report.existing):
-            _check_partitions(report, described)
+        # An empty list would describe every topic on the cluster, including ones that are not ours.
+        described_topics = await admin.describe_topics(report.existing) if report.existing else []
+        ours = set(every_topic())
+        for described in described_topics:
+            if str(described["topic"]) in ours:
+                _check_partitions(report, described)
         return report
     finally:
         await admin.close()

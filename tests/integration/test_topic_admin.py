@@ -41,3 +41,15 @@ async def test_a_topic_with_other_partitions_is_reported_not_repartitioned() -> 
     assert not report.ok
     assert report.mismatched == {ORDERS_COMMANDS: (layout_of(ORDERS_COMMANDS).partitions, 2)}
     assert found[ORDERS_COMMANDS] == 2
+
+
+async def test_topics_that_are_not_ours_are_left_alone() -> None:
+    with LocalBroker() as broker:
+        admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+        await admin.start()
+        await admin.create_topics([NewTopic("someone-elses.topic", num_partitions=4, replication_factor=1)])
+        await admin.close()
+        first = await ensure_topics(broker.bootstrap_servers, replication_factor=1)
+        second = await ensure_topics(broker.bootstrap_servers, replication_factor=1)
+    assert first.ok and "someone-elses.topic" not in first.created
+    assert second.ok and "someone-elses.topic" not in second.existing and second.mismatched == {}
