@@ -42,6 +42,7 @@ def _benches() -> dict[str, Bench]:
         rate=float(os.environ.get("BENCH_RATE", "200")),
         scale="ingest",  # the busiest process per message (normalizer and sender, each one message at a time)
         replicas=[1, 2],
+        consumers=[4],
     )
     optional = {
         "orders: commands through broker and PostgreSQL": (

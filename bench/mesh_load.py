@@ -161,7 +161,14 @@ def ratio_rows(rows: list[Row], *, model_rate: float, kafka_rate: float, model_p
 
 
 async def mesh_load(
-    *, work_dir: Path, customers_per_run: int, rate: float, scale: str, replicas: list[int], shops: int = 6
+    *,
+    work_dir: Path,
+    customers_per_run: int,
+    rate: float,
+    scale: str,
+    replicas: list[int],
+    consumers: list[int],
+    shops: int = 6,
 ) -> list[Row]:
     """The ceilings, the mesh at `rate`, then the mesh as fast as it goes with each count of `scale` replicas.
 
@@ -186,6 +193,7 @@ async def mesh_load(
             rate=rate,
             scale=scale,
             replicas=replicas,
+            consumers=consumers,
             shops=shops,
         )
     rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
@@ -202,6 +210,7 @@ async def mesh_runs(
     rate: float,
     scale: str,
     replicas: list[int],
+    consumers: list[int],
     shops: int,
 ) -> list[Run]:
     runs: list[Run] = []
@@ -212,17 +221,30 @@ async def mesh_runs(
         engine.dispose()
         env = mesh_env(infra_env, database_url=database_url, graph_url="", work_dir=work_dir)
         one_each = dict.fromkeys(SERVICES, 1)
-        plans: list[tuple[str, dict[str, int], float | None, int]] = [
-            (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate))),
+        plans: list[tuple[str, dict[str, int], float | None, int, dict[str, str]]] = [
+            (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate)), env),
         ]
         plans += [
-            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, 64) for n in replicas
+            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, 64, env)
+            for n in replicas
         ]
-        for name, layout, pace, conversations in plans:
+        # Consumers per subscription inside one process: partitions handled concurrently, no extra processes.
+        plans += [
+            (
+                f"mesh: as fast as it goes, {n} consumers per subscription",
+                one_each,
+                None,
+                64,
+                {**env, "KAFKA_CONSUMERS_PER_SUBSCRIPTION": str(n)},
+            )
+            for n in consumers
+            if n > 1
+        ]
+        for name, layout, pace, conversations, run_env in plans:
             runs.append(
                 await play_run(
                     name=name,
-                    env=env,
+                    env=run_env,
                     work_dir=work_dir,
                     shops=seeded,
                     replicas=layout,
@@ -253,6 +275,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=200, help="customers per run (about 3 lines each)")
     parser.add_argument("--scale", default="ingest", choices=SERVICES, help="the service whose replicas vary")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts of --scale")
+    parser.add_argument(
+        "--consumers", type=int, nargs="+", default=[4], help="consumers per subscription to try besides 1"
+    )
     args = parser.parse_args()
     work_dir = Path("var/bench/mesh")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +288,7 @@ def main() -> None:
             rate=args.rate,
             scale=args.scale,
             replicas=args.replicas,
+            consumers=args.consumers,
         )
     )
     print(table(rows))

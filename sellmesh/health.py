@@ -7,6 +7,8 @@ from faststream.kafka.subscriber.usecase import LogicSubscriber
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from sellmesh.rebalance import consumers_of
+
 
 class Health:
     """Alive while the event loop answers; ready while every consumer has its group assignment.
@@ -31,11 +33,11 @@ class Health:
             if not isinstance(sub, LogicSubscriber):
                 continue
             title = f"{sub.group_id}:{','.join(sub.topic_names)}"
-            consumer: Any = sub.consumer
-            if not sub.running or consumer is None:
+            consumers = consumers_of(sub)
+            if not sub.running or not consumers:
                 found[title] = None
                 continue
-            found[title] = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment())
+            found[title] = sorted(f"{tp.topic}/{tp.partition}" for c in consumers for tp in c.assignment())
         return found
 
     def ready(self) -> tuple[bool, dict[str, Any]]:

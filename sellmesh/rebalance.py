@@ -17,22 +17,29 @@ log = logging.getLogger(__name__)
 
 
 class InHand:
-    """What one subscriber is doing: whether a message is in hand, and the last offset finished per partition."""
+    """What one subscription is doing: how many messages are in hand, and the last offset finished per partition.
+
+    A subscription with several consumers (KAFKA_CONSUMERS_PER_SUBSCRIPTION) holds one message per consumer.
+    """
 
     def __init__(self) -> None:
         self._idle = asyncio.Event()
         self._idle.set()
+        self._count = 0
         self.done: dict[TopicPartition, int] = {}
 
     @contextlib.contextmanager
     def holding(self, record: ConsumerRecord[bytes, bytes]) -> Iterator[None]:
         """Marks `record` in hand; it counts as done only if the block finishes without an exception."""
+        self._count += 1
         self._idle.clear()
         try:
             yield
             self.done[TopicPartition(record.topic, record.partition)] = record.offset
         finally:
-            self._idle.set()
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
 
     async def finished(self, within: float) -> bool:
         try:
@@ -61,10 +68,13 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         if not await self.in_hand.finished(self.wait_seconds):
             log.warning("partitions revoked mid-message; the next owner may run it again", extra={"group": self.group})
         offsets = {tp: offset + 1 for tp, offset in self.in_hand.done.items() if tp in revoked}
-        consumer = getattr(self.subscriber, "consumer", None)
-        if offsets and consumer is not None:
+        for consumer in consumers_of(self.subscriber):
+            # Each consumer commits only partitions it owns; the group refuses a commit for anyone else's.
+            owned = {tp: offset for tp, offset in offsets.items() if tp in consumer.assignment()}
+            if not owned:
+                continue
             try:
-                await consumer.commit(offsets)
+                await consumer.commit(owned)
             except Exception:
                 # Only means a finished message is delivered again; its dedup mark makes that a no-op.
                 log.warning("could not commit before a rebalance", extra={"group": self.group}, exc_info=True)
@@ -73,3 +83,12 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None
+
+
+def consumers_of(subscriber: Any) -> list[Any]:
+    """The aiokafka consumers behind a FastStream subscriber: one, or a subgroup when it has several workers."""
+    subgroup = getattr(subscriber, "consumer_subgroup", None)
+    if subgroup:
+        return list(subgroup)
+    consumer = getattr(subscriber, "consumer", None)
+    return [consumer] if consumer is not None else []

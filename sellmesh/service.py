@@ -32,7 +32,14 @@ class MeshContext:
 
     def subscribe(self, topic: str, *, group: str, name: str, handler: Handler) -> Subscription:
         return subscribe(
-            self.broker, topic, group=group, name=name, handler=handler, dedup=self.dedup, retry=self.retry
+            self.broker,
+            topic,
+            group=group,
+            name=name,
+            handler=handler,
+            dedup=self.dedup,
+            retry=self.retry,
+            consumers=self.settings.kafka_consumers_per_subscription,
         )
 
     def relay(self, producer: str) -> OutboxRelay:

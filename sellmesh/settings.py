@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OFFLINE_MODEL = "sellmesh-offline/sales-demo"
@@ -22,6 +22,9 @@ class MeshSettings(BaseSettings):
     # Whether a worker creates a missing topic it subscribes to (with one partition). Deployments turn
     # it off: topics come from `sellmesh topics` with the layout in sellmesh/topology.py.
     kafka_create_topics: bool = True
+    # aiokafka consumers per subscription in one process. Each gets its share of the topic's partitions and
+    # handles them one message at a time, so partitions proceed concurrently and order holds per key.
+    kafka_consumers_per_subscription: int = Field(default=1, ge=1, le=32)
     database_url: str | None = None
     redis_url: str | None = None
     llm_model: str = OFFLINE_MODEL

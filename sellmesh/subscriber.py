@@ -233,6 +233,7 @@ def subscribe(
     handler: Handler,
     dedup: Dedup,
     retry: RetryPolicy,
+    consumers: int = 1,
 ) -> Subscription:
     """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ."""
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
@@ -262,6 +263,8 @@ def subscribe(
         auto_offset_reset="earliest",
         title=f"{group}/{name}",
         listener=listener,
+        # Several workers with manual commits make FastStream run one consumer per worker in the group.
+        max_workers=consumers if consumers > 1 else None,
     )
     subscriber(on_message)
     listener.subscriber = subscriber

@@ -9,8 +9,12 @@ from sellmesh.rebalance import FinishBeforeRevoke, InHand
 
 
 class Consumer:
-    def __init__(self) -> None:
+    def __init__(self, partitions: range = range(4)) -> None:
         self.commits: list[dict[TopicPartition, int]] = []
+        self.owned = {TopicPartition("t", p) for p in partitions}
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.owned
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self.commits.append(dict(offsets))
@@ -79,3 +83,39 @@ async def test_nothing_is_committed_for_partitions_it_finished_nothing_on() -> N
     revoke, consumer = listener(InHand())
     await revoke.on_partitions_revoked({TopicPartition("t", 3)})
     assert consumer.commits == []
+
+
+async def test_with_several_consumers_each_commits_only_the_partitions_it_owns() -> None:
+    in_hand = InHand()
+    for partition, offset in ((0, 4), (1, 9), (2, 3)):
+        with in_hand.holding(record(partition, offset)):
+            pass
+    first, second = Consumer(range(0, 2)), Consumer(range(2, 4))
+
+    class Subgroup:
+        consumer = None
+        consumer_subgroup = (first, second)
+
+    revoke = FinishBeforeRevoke(in_hand, group="g", wait_seconds=5.0)
+    revoke.subscriber = Subgroup()
+    await revoke.on_partitions_revoked({TopicPartition("t", 1), TopicPartition("t", 2)})
+    assert first.commits == [{TopicPartition("t", 1): 10}]
+    assert second.commits == [{TopicPartition("t", 2): 4}]
+
+
+async def test_waits_until_every_message_in_hand_is_finished_not_just_the_first() -> None:
+    in_hand = InHand()
+    releases = [asyncio.Event(), asyncio.Event()]
+
+    async def handle(partition: int) -> None:
+        with in_hand.holding(record(partition, 1)):
+            await releases[partition].wait()
+
+    tasks = [asyncio.create_task(handle(p)) for p in (0, 1)]
+    await asyncio.sleep(0)
+    releases[0].set()
+    await tasks[0]
+    assert not await in_hand.finished(0.01)
+    releases[1].set()
+    await tasks[1]
+    assert await in_hand.finished(0.01)
