@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Engine, Text
+from sqlalchemy import event as sa_event
 from sqlmodel import Column, Field, Session, SQLModel, col, select
 
 from schemas.envelope import Envelope
@@ -32,6 +33,12 @@ class OutboxRow(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, index=True)
 
 
+# Relays running in this process, by producer. A commit that queued rows wakes its relay at once, so the
+# relay's poll is only a safety net (rows another process wrote, a wake-up lost to a restart) and an idle
+# worker does not query the database twenty times a second per relay.
+_RUNNING: dict[str, list["OutboxRelay"]] = {}
+
+
 def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) -> None:
     """Queue `event` for publishing; it goes out only if the caller's transaction commits."""
     session.add(
@@ -43,6 +50,17 @@ def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) ->
             headers=json.dumps({**envelope_headers(event), "correlation_id": str(event.correlation_id)}),
         )
     )
+    producers: set[str] = session.info.setdefault("outbox_producers", set())
+    if not producers:
+        sa_event.listen(session, "after_commit", _wake_relays, once=True)
+    producers.add(event.producer)
+
+
+def _wake_relays(session: Session) -> None:
+    """After the commit (in whatever thread ran it): the rows are visible, so their relays look now."""
+    for producer in session.info.pop("outbox_producers", ()):
+        for relay in _RUNNING.get(producer, ()):
+            relay.wake_threadsafe()
 
 
 class OutboxRelay:
@@ -57,7 +75,7 @@ class OutboxRelay:
         engine: Engine,
         broker: KafkaBroker,
         producer: str,
-        poll_seconds: float = 0.05,
+        poll_seconds: float = 0.5,
         drain_seconds: float = 5.0,
     ) -> None:
         self.engine = engine
@@ -68,6 +86,7 @@ class OutboxRelay:
         self.wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         # created_at of the oldest row seen unpublished; the gauge reads its age at scrape time, so a
         # relay stuck on a broker or database failure shows a growing age rather than a frozen one.
         self._oldest_pending: datetime | None = None
@@ -133,7 +152,14 @@ class OutboxRelay:
 
     def start(self) -> None:
         OUTBOX_OLDEST_AGE.labels(self.producer).set_function(self.oldest_age_seconds)
+        self._loop = asyncio.get_running_loop()
+        _RUNNING.setdefault(self.producer, []).append(self)
         self._task = asyncio.create_task(self.run(), name=f"outbox-{self.producer}")
+
+    def wake_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.wakeup.set)
 
     async def stop(self) -> None:
         """Publish what is pending, within `drain_seconds`, then stop.
@@ -142,6 +168,8 @@ class OutboxRelay:
         """
         self._stopping = True
         self.wakeup.set()
+        with contextlib.suppress(ValueError):
+            _RUNNING.get(self.producer, []).remove(self)
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=self.drain_seconds)

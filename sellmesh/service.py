@@ -40,6 +40,7 @@ class MeshContext:
             dedup=self.dedup,
             retry=self.retry,
             consumers=self.settings.kafka_consumers_per_subscription,
+            session_timeout_ms=self.settings.kafka_session_timeout_ms,
         )
 
     def relay(self, producer: str) -> OutboxRelay:

@@ -25,6 +25,10 @@ class MeshSettings(BaseSettings):
     # aiokafka consumers per subscription in one process. Each gets its share of the topic's partitions and
     # handles them one message at a time, so partitions proceed concurrently and order holds per key.
     kafka_consumers_per_subscription: int = Field(default=1, ge=1, le=32)
+    # How long the group waits for a silent consumer before moving its partitions. The broker also holds a
+    # join for about half of it, so a shorter session starts workers faster at the cost of tolerating shorter
+    # stalls (heartbeats go every third of it).
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=3_000, le=300_000)
     database_url: str | None = None
     redis_url: str | None = None
     llm_model: str = OFFLINE_MODEL

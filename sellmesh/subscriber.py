@@ -234,6 +234,7 @@ def subscribe(
     dedup: Dedup,
     retry: RetryPolicy,
     consumers: int = 1,
+    session_timeout_ms: int = 10_000,
 ) -> Subscription:
     """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ."""
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
@@ -265,6 +266,8 @@ def subscribe(
         listener=listener,
         # Several workers with manual commits make FastStream run one consumer per worker in the group.
         max_workers=consumers if consumers > 1 else None,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=session_timeout_ms // 3,
     )
     subscriber(on_message)
     listener.subscriber = subscriber
