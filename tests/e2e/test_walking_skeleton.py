@@ -227,12 +227,20 @@ async def test_a_complaint_goes_to_a_person_whatever_the_model_says(shop: Shop, 
 
 async def test_repeated_refusals_bring_a_person_in(shop: Shop, mesh: object) -> None:
     customer = new_customer()
-    for attempt in range(1, 4):
+    for attempt in range(1, 3):
         await shop.say(customer, "I want 10 ceramic mugs")
         await shop.wait_for_replies(customer, 2 * attempt)
+    await shop.say(customer, "I want 10 ceramic mugs")
+    # The third refusal brings a person in. The AI's acknowledgement of this third request may or may not
+    # reach the customer first: once the handoff opens, an AI reply still in flight is held back (lock 2).
+    await eventually(
+        lambda: shop.replies(customer),
+        lambda got: any("person from our team will take over" in r["text"] for r in got),
+    )
     conversation = str(derived_id("conversation", shop.tenant_id, _account_id(shop), customer))
     redis = mesh.ctx.redis  # type: ignore[attr-defined]
     await eventually(lambda: conversation_mode(redis, shop.tenant_id, conversation), lambda mode: mode == "human")
     replies = await shop.replies(customer)
     assert sum("enough of that in stock" in r["text"] for r in replies) == 2
     assert "person from our team will take over" in replies[-1]["text"]
+    assert len(replies) in (5, 6)
