@@ -4,12 +4,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 from fastapi import APIRouter
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
+from schemas.envelope import Envelope
 from sellmesh.broker import MeshBroker
 from sellmesh.infra import Endpoints
 from sellmesh.outbox import OutboxRelay
@@ -74,3 +76,15 @@ _DERIVED = uuid.UUID("6b1f3c8e-5a0d-4c59-9d59-2f1e6f0a7c11")
 
 def derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_DERIVED, "|".join(str(p) for p in parts))
+
+
+def caused_by(cause: Envelope, tag: str, *, producer: str, at: datetime | None = None) -> dict[str, Any]:
+    """The envelope fields of a message `cause` led to; its id derives from the cause and `tag`."""
+    return {
+        "event_id": derived_id(cause.event_id, tag),
+        "tenant_id": cause.tenant_id,
+        "correlation_id": cause.correlation_id,
+        "causation_id": cause.event_id,
+        "occurred_at": at if at is not None else now(),
+        "producer": producer,
+    }

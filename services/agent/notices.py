@@ -12,7 +12,7 @@ from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, Reject
 from schemas.payments import PaymentEvent, PaymentLinkCreated, PaymentSucceeded
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
-from sellmesh.service import derived_id, now
+from sellmesh.service import caused_by
 from services.agent import memory
 from services.agent.metrics import HANDOFFS_REQUESTED
 from services.agent.prompt import format_money
@@ -55,12 +55,7 @@ class Notices:
 
     async def _hand_over(self, cause: CommandRejected, address: dict[str, str]) -> None:
         request = RequestHandoff(
-            event_id=derived_id(cause.event_id, "handoff"),
-            tenant_id=cause.tenant_id,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.event_id,
-            occurred_at=now(),
-            producer="agent",
+            **caused_by(cause, "handoff", producer="agent"),
             conversation_id=address["conversation_id"],
             actor=Actor(kind=ActorKind.AI, id="agent"),
             reason=HandoffReason.REJECTED_COMMAND,
@@ -86,12 +81,7 @@ class Notices:
         if address is None:
             return  # not an order the AI started in a conversation
         message = OutboundMessage(
-            event_id=derived_id(cause.event_id, "notice"),
-            tenant_id=cause.tenant_id,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.event_id,
-            occurred_at=now(),
-            producer="agent",
+            **caused_by(cause, "notice", producer="agent"),
             conversation_id=address["conversation_id"],
             channel=Channel(address["channel"]),
             channel_account_id=address["channel_account_id"],

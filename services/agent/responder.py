@@ -16,7 +16,7 @@ from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
-from sellmesh.service import derived_id, now
+from sellmesh.service import caused_by, derived_id, now
 from services.agent import intent, memory
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
@@ -246,12 +246,7 @@ class Responder:
     @staticmethod
     def _outbound(message: InboundMessage, reply: Reply) -> OutboundMessage:
         return OutboundMessage(
-            event_id=derived_id(message.event_id, "reply"),
-            tenant_id=message.tenant_id,
-            correlation_id=message.correlation_id,
-            causation_id=message.event_id,
-            occurred_at=now(),
-            producer="agent",
+            **caused_by(message, "reply", producer="agent"),
             conversation_id=message.conversation_id,
             channel=message.channel,
             channel_account_id=message.channel_account_id,

@@ -16,7 +16,7 @@ from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.db import session_scope
 from sellmesh.outbox import add_to_outbox
-from sellmesh.service import derived_id, now
+from sellmesh.service import caused_by, derived_id, now
 from services.ingest.store import MessageLog, OutboundSend
 
 FINISHED = frozenset({"sent", "refused", "failed"})
@@ -140,12 +140,7 @@ def _handoff(message: OutboundMessage, note: str) -> RequestHandoff:
     # The closest existing reason for every "this channel cannot carry the message" case, token
     # errors included: a person must reach the customer (and, for a token, reconnect the account).
     return RequestHandoff(
-        event_id=derived_id(message.event_id, "handoff"),
-        tenant_id=message.tenant_id,
-        correlation_id=message.correlation_id,
-        causation_id=message.event_id,
-        occurred_at=now(),
-        producer="ingest",
+        **caused_by(message, "handoff", producer="ingest"),
         conversation_id=message.conversation_id,
         actor=Actor(kind=ActorKind.SYSTEM, id="ingest"),
         reason=HandoffReason.CHANNEL_WINDOW_CLOSED,

@@ -7,7 +7,7 @@ from schemas.envelope import Actor, ActorKind, Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderCommandBase, UpsertProduct
 from schemas.payments import PaymentEventBase
-from sellmesh.service import derived_id
+from sellmesh.service import caused_by
 from services.orders.catalog import CatalogAccepted, CatalogDecision
 from services.orders.domain import Action
 from services.orders.order import Accepted, Decision, Order, Rejected
@@ -21,14 +21,7 @@ Source = OrderCommandBase | PaymentEventBase
 
 def _envelope(source: Envelope, tag: str, at: datetime) -> dict[str, Any]:
     # Ids derive from the source, so a re-run after a lost commit yields the same messages.
-    return {
-        "event_id": derived_id(source.event_id, tag),
-        "tenant_id": source.tenant_id,
-        "correlation_id": source.correlation_id,
-        "causation_id": source.event_id,
-        "occurred_at": at,
-        "producer": PRODUCER,
-    }
+    return caused_by(source, tag, producer=PRODUCER, at=at)
 
 
 def outcome_event(source: Source, *, actor: Actor, action: Action, decision: Decision, at: datetime) -> Outcome | None:
