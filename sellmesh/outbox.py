@@ -1,19 +1,23 @@
 """Transactional outbox: services write events in the same transaction as their state; a relay publishes them."""
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Engine, Text
+from sqlalchemy import Engine, Text, update
 from sqlalchemy import event as sa_event
-from sqlmodel import Column, Field, Session, SQLModel, col, select
+from sqlalchemy import select as sa_select
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlmodel import Column, Field, SQLModel
 
 from schemas.envelope import Envelope
 from sellmesh.broker import envelope_headers
-from sellmesh.db import in_thread, session_scope
+from sellmesh.db import in_thread
 from sellmesh.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, current_handler
 from sellmesh.tasks import cancel_and_wait
 
@@ -33,40 +37,107 @@ class OutboxRow(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, index=True)
 
 
-# Relays running in this process, by producer. A commit that queued rows wakes its relay at once, so the
-# relay's poll is only a safety net (rows another process wrote, a wake-up lost to a restart) and an idle
-# worker does not query the database twenty times a second per relay.
+@dataclass(frozen=True)
+class Pending:
+    """One committed, unpublished row as the relay publishes it: plain values, readable without a session."""
+
+    id: int
+    producer: str
+    topic: str
+    key: str
+    payload: str
+    headers: str
+    created_at: datetime
+
+
+# Relays running in this process, by producer. A commit that queued rows hands them to their relay, which
+# publishes them without reading them back; its poll of the table is a safety net (rows of a crashed
+# process, or written where no relay runs) and keeps an idle worker from querying twenty times a second.
 _RUNNING: dict[str, list["OutboxRelay"]] = {}
+PUBLISHED_MEMORY = 10_000
+_ADDED = "outbox_added"  # session.info: rows added, not yet flushed
+_FLUSHED = "outbox_flushed"  # session.info: rows flushed in this transaction, as Pending
+_SAVEPOINT_ROLLED_BACK = "outbox_savepoint_rolled_back"
 
 
 def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) -> None:
     """Queue `event` for publishing; it goes out only if the caller's transaction commits."""
-    session.add(
-        OutboxRow(
-            producer=event.producer,
-            topic=topic,
-            key=key,
-            payload=event.model_dump_json(),
-            headers=json.dumps({**envelope_headers(event), "correlation_id": str(event.correlation_id)}),
-        )
+    row = OutboxRow(
+        producer=event.producer,
+        topic=topic,
+        key=key,
+        payload=event.model_dump_json(),
+        headers=json.dumps({**envelope_headers(event), "correlation_id": str(event.correlation_id)}),
     )
-    producers: set[str] = session.info.setdefault("outbox_producers", set())
-    if not producers:
-        sa_event.listen(session, "after_commit", _wake_relays, once=True)
-    producers.add(event.producer)
+    session.add(row)
+    session.info.setdefault(_ADDED, []).append(row)
 
 
-def _wake_relays(session: Session) -> None:
-    """After the commit (in whatever thread ran it): the rows are visible, so their relays look now."""
-    for producer in session.info.pop("outbox_producers", ()):
-        for relay in _RUNNING.get(producer, ()):
-            relay.wake_threadsafe()
+@sa_event.listens_for(Session, "after_flush_postexec")
+def _capture_flushed(session: Session, _context: object) -> None:
+    """Rows have their ids once flushed; read them now, while their attributes are loaded."""
+    added: list[OutboxRow] | None = session.info.get(_ADDED)
+    if not added:
+        return
+    flushed: list[Pending] = session.info.setdefault(_FLUSHED, [])
+    waiting = []
+    for row in added:
+        if row.id is None:
+            waiting.append(row)
+            continue
+        flushed.append(Pending(row.id, row.producer, row.topic, row.key, row.payload, row.headers, row.created_at))
+    session.info[_ADDED] = waiting
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _hand_over(session: Session) -> None:
+    """After the commit (in whatever thread ran it): the rows are durable, so their relay may publish them."""
+    if session.in_nested_transaction():
+        return  # a savepoint released: the transaction around it may still roll back
+    session.info.pop(_ADDED, None)
+    flushed: list[Pending] | None = session.info.pop(_FLUSHED, None)
+    if not flushed:
+        return
+    by_producer: dict[str, list[Pending]] = {}
+    for row in flushed:
+        by_producer.setdefault(row.producer, []).append(row)
+    # After a savepoint rolled back, some captured rows may not exist: the relays read the table instead.
+    uncertain = session.info.pop(_SAVEPOINT_ROLLED_BACK, False)
+    for producer, rows in by_producer.items():
+        relays = _RUNNING.get(producer)
+        if relays and uncertain:
+            relays[0].wake_threadsafe()
+        elif relays:
+            relays[0].hand_over_threadsafe(rows)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    if session.in_nested_transaction():
+        session.info[_SAVEPOINT_ROLLED_BACK] = True
+        return
+    _clear(session)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    # Whatever ended the outermost transaction, the next one starts with nothing captured.
+    if transaction.parent is None:
+        _clear(session)
+
+
+def _clear(session: Session) -> None:
+    for key in (_ADDED, _FLUSHED, _SAVEPOINT_ROLLED_BACK):
+        session.info.pop(key, None)
 
 
 class OutboxRelay:
-    """Publishes a producer's unpublished rows in insertion order, then marks them published.
+    """Publishes a producer's rows in commit order, then marks them published.
 
-    A crash between publish and mark republishes the row: consumers dedup by event id.
+    Rows come from the commits of this process (handed over, not read back) or, when none are waiting,
+    from the table. After a failed publish the relay reads only from the table until it has caught up,
+    so a row that failed is never overtaken by a later one. A crash between publish and mark
+    republishes the row: consumers dedup by event id.
     """
 
     def __init__(
@@ -77,16 +148,25 @@ class OutboxRelay:
         producer: str,
         poll_seconds: float = 0.5,
         drain_seconds: float = 5.0,
+        batch: int = 100,
     ) -> None:
         self.engine = engine
         self.broker = broker
         self.producer = producer
         self.poll_seconds = poll_seconds
         self.drain_seconds = drain_seconds
+        self.batch = batch
         self.wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._handed: collections.deque[Pending] = collections.deque()
+        # Set by a failure: handed rows are in the table too, in order with the ones that failed.
+        self._catching_up = False
+        # Ids published lately, so a row both handed over and read from the table goes out once.
+        self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._unmarked: list[int] = []
+        self._read_table = False  # whether the last batch came from the table (which may hold more)
         # created_at of the oldest row seen unpublished; the gauge reads its age at scrape time, so a
         # relay stuck on a broker or database failure shows a growing age rather than a frozen one.
         self._oldest_pending: datetime | None = None
@@ -99,56 +179,99 @@ class OutboxRelay:
             oldest = oldest.replace(tzinfo=UTC)
         return max(0.0, (datetime.now(UTC) - oldest).total_seconds())
 
-    def _pending(self, limit: int = 100) -> list[OutboxRow]:
-        with session_scope(self.engine) as session:
-            query = (
-                select(OutboxRow)
-                .where(OutboxRow.producer == self.producer, col(OutboxRow.published_at).is_(None))
-                .order_by(col(OutboxRow.id))
-                .limit(limit)
-            )
-            return list(session.exec(query))
+    def _pending(self) -> list[Pending]:
+        table = OutboxRow.__table__  # type: ignore[attr-defined]
+        query = (
+            sa_select(table.c.id, table.c.producer, table.c.topic, table.c.key, table.c.payload, table.c.headers)
+            .add_columns(table.c.created_at)
+            .where(table.c.producer == self.producer, table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(self.batch)
+        )
+        with self.engine.connect() as connection:
+            return [Pending(*row) for row in connection.execute(query)]
 
     def _mark(self, ids: list[int]) -> None:
-        with session_scope(self.engine) as session:
-            for row in session.exec(select(OutboxRow).where(col(OutboxRow.id).in_(ids))):
-                row.published_at = datetime.now(UTC)
-                session.add(row)
+        table = OutboxRow.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as connection:
+            connection.execute(update(table).where(table.c.id.in_(ids)).values(published_at=datetime.now(UTC)))
+
+    async def _next_rows(self) -> list[Pending]:
+        if self._handed and not self._catching_up:
+            rows = [self._handed.popleft() for _ in range(min(self.batch, len(self._handed)))]
+            self._read_table = False
+        else:
+            self._handed.clear()  # committed, so the table holds them, in order with the rest
+            rows = await in_thread(self._pending)
+            self._read_table = True
+            self._catching_up = len(rows) == self.batch and self._catching_up
+        return [row for row in rows if row.id not in self._published]
 
     async def relay_once(self) -> int:
-        rows = await in_thread(self._pending)
+        rows = await self._next_rows()
         self._oldest_pending = rows[0].created_at if rows else None
-        for row in rows:
-            headers = json.loads(row.headers)
-            await self.broker.publish(
-                row.payload.encode(),
-                topic=row.topic,
-                key=row.key.encode(),
-                headers=headers,
-                correlation_id=headers.get("correlation_id"),
-            )
-        if rows:
-            await in_thread(self._mark, [r.id for r in rows if r.id is not None])
-            OUTBOX_PUBLISHED.labels(self.producer).inc(len(rows))
+        done: list[int] = []
+        try:
+            for row in rows:
+                headers = json.loads(row.headers)
+                await self.broker.publish(
+                    row.payload.encode(),
+                    topic=row.topic,
+                    key=row.key.encode(),
+                    headers=headers,
+                    correlation_id=headers.get("correlation_id"),
+                )
+                done.append(row.id)
+                self._remember(row.id)
+        except BaseException:
+            self._catching_up = True
+            raise
+        finally:
+            if done:
+                OUTBOX_PUBLISHED.labels(self.producer).inc(len(done))
+                self._unmarked.extend(done)
+            await self._mark_published()
+        self._oldest_pending = None
         return len(rows)
+
+    async def _mark_published(self) -> None:
+        """Marks what went out; ids a failed mark left behind go with the next one (until then they are skipped)."""
+        if not self._unmarked:
+            return
+        ids, self._unmarked = self._unmarked, []
+        try:
+            await in_thread(self._mark, ids)
+        except BaseException:
+            self._unmarked = ids + self._unmarked
+            raise
+
+    def _remember(self, row_id: int) -> None:
+        self._published[row_id] = None
+        if len(self._published) > PUBLISHED_MEMORY:
+            self._published.popitem(last=False)
 
     async def run(self) -> None:
         current_handler.set(f"outbox/{self.producer}")
         while True:
+            self.wakeup.clear()
+            published = 0
             try:
-                if await self.relay_once():
-                    continue
+                published = await self.relay_once()
             except Exception:
                 log.exception("outbox relay failed; retrying", extra={"producer": self.producer})
                 if self._stopping:
                     return
                 await asyncio.sleep(1.0)
-            # Once stopping, return as soon as nothing is pending.
+                continue
+            # Handed rows need no second look at the table; a batch read from it may have left more.
+            if self._handed or (published and self._read_table):
+                continue
             if self._stopping:
-                return
+                if self._read_table:
+                    return  # the table had nothing left
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
-            self.wakeup.clear()
 
     def start(self) -> None:
         OUTBOX_OLDEST_AGE.labels(self.producer).set_function(self.oldest_age_seconds)
@@ -156,10 +279,20 @@ class OutboxRelay:
         _RUNNING.setdefault(self.producer, []).append(self)
         self._task = asyncio.create_task(self.run(), name=f"outbox-{self.producer}")
 
+    def hand_over_threadsafe(self, rows: list[Pending]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._take, rows)
+
     def wake_threadsafe(self) -> None:
+        """Look at the table now (rows were committed that could not be handed over)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.wakeup.set)
+
+    def _take(self, rows: list[Pending]) -> None:
+        self._handed.extend(rows)
+        self.wakeup.set()
 
     async def stop(self) -> None:
         """Publish what is pending, within `drain_seconds`, then stop.
@@ -177,3 +310,4 @@ class OutboxRelay:
         self._task = None
         self._stopping = False
         self._oldest_pending = None
+        self._handed.clear()

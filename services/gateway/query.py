@@ -8,9 +8,61 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapper, object_session
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
+from sellmesh.readcache import ReadCache
 from services.gateway.store import ChannelAccount, Tenant
+
+# Tenants and channel accounts are read for nearly every message (routing, sending, the agent's prompt,
+# handoff rules) and change rarely. A change committed here clears the cache at once; other processes
+# see it within this many seconds.
+SETTINGS_TTL_SECONDS = 5.0
+_ACCOUNTS: ReadCache["ChannelAccountView"] = ReadCache(ttl_seconds=SETTINGS_TTL_SECONDS)
+_TENANTS: ReadCache["TenantView"] = ReadCache(ttl_seconds=SETTINGS_TTL_SECONDS)
+_CHANGED = "gateway_settings_changed"
+
+
+def _changed(_mapper: Mapper[object], _connection: object, target: object) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info[_CHANGED] = True
+    _ACCOUNTS.clear()
+    _TENANTS.clear()
+
+
+for _model in (Tenant, ChannelAccount):
+    for _when in ("after_insert", "after_update", "after_delete"):
+        sa_event.listen(_model, _when, _changed)
+
+
+@sa_event.listens_for(OrmSession, "after_commit")
+def _clear_after_commit(session: OrmSession) -> None:
+    # Cleared again once committed: a reader between the flush and the commit may have cached the old row.
+    if session.info.pop(_CHANGED, False):
+        _ACCOUNTS.clear()
+        _TENANTS.clear()
+
+
+@dataclass(frozen=True)
+class TenantView:
+    name: str
+    training: str  # JSON text: parsed per call, so no caller can change what the next one reads
+    notify_secret: str
+
+    def __repr__(self) -> str:
+        return f"TenantView(name={self.name!r})"
+
+
+def _tenant(engine: Engine, tenant_id: uuid.UUID) -> TenantView | None:
+    def load() -> TenantView | None:
+        with Session(engine) as session:
+            row = session.get(Tenant, tenant_id)
+            return TenantView(row.name, row.training or "{}", row.notify_secret) if row else None
+
+    return _TENANTS.get(engine, tenant_id, load)
 
 
 @dataclass(frozen=True)
@@ -40,12 +92,15 @@ def _view(row: ChannelAccount) -> ChannelAccountView:
 
 
 def find_channel_account(engine: Engine, *, channel: str, external_id: str) -> ChannelAccountView | None:
-    with Session(engine) as session:
-        query = select(ChannelAccount).where(
-            ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
-        )
-        row = session.exec(query).first()
-        return _view(row) if row else None
+    def load() -> ChannelAccountView | None:
+        with Session(engine) as session:
+            query = select(ChannelAccount).where(
+                ChannelAccount.channel == channel, ChannelAccount.external_id == external_id
+            )
+            row = session.exec(query).first()
+            return _view(row) if row else None
+
+    return _ACCOUNTS.get(engine, (channel, external_id), load)
 
 
 def verify_token_known(engine: Engine, token: str) -> bool:
@@ -58,12 +113,11 @@ def verify_token_known(engine: Engine, token: str) -> bool:
 
 def tenant_training(engine: Engine, tenant_id: uuid.UUID) -> dict[str, Any]:
     """The tenant's training controls (tone, language, FAQ, policies); empty for an unknown tenant."""
-    with Session(engine) as session:
-        tenant = session.get(Tenant, tenant_id)
-        if tenant is None:
-            return {}
-        data = json.loads(tenant.training or "{}")
-        return data if isinstance(data, dict) else {}
+    tenant = _tenant(engine, tenant_id)
+    if tenant is None:
+        return {}
+    data = json.loads(tenant.training)
+    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -96,15 +150,17 @@ def payment_settings(engine: Engine, tenant_id: uuid.UUID) -> PaymentSettingsVie
 
 
 def tenant_name(engine: Engine, tenant_id: uuid.UUID) -> str | None:
-    with Session(engine) as session:
-        tenant = session.get(Tenant, tenant_id)
-        return tenant.name if tenant else None
+    tenant = _tenant(engine, tenant_id)
+    return tenant.name if tenant else None
 
 
 def account_by_id(engine: Engine, account_id: uuid.UUID) -> ChannelAccountView | None:
-    with Session(engine) as session:
-        row = session.get(ChannelAccount, account_id)
-        return _view(row) if row else None
+    def load() -> ChannelAccountView | None:
+        with Session(engine) as session:
+            row = session.get(ChannelAccount, account_id)
+            return _view(row) if row else None
+
+    return _ACCOUNTS.get(engine, account_id, load)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -172,12 +228,11 @@ def _business_hours(value: object) -> tuple[tuple[int, str, str], ...]:
 def handoff_settings(engine: Engine, tenant_id: uuid.UUID) -> HandoffSettings:
     """`{"handoff": {"first_response_seconds", "business_hours", "timezone", "quiet_return_seconds",
     "on_quiet", "notify_url"}}` in the training JSON, plus the tenant's `notify_secret`."""
-    with Session(engine) as session:
-        tenant = session.get(Tenant, tenant_id)
-        if tenant is None:
-            return HandoffSettings()
-        data = json.loads(tenant.training or "{}")
-        secret = tenant.notify_secret
+    tenant = _tenant(engine, tenant_id)
+    if tenant is None:
+        return HandoffSettings()
+    data = json.loads(tenant.training)
+    secret = tenant.notify_secret
     handoff = data.get("handoff") if isinstance(data, dict) else None
     if not isinstance(handoff, dict):
         return HandoffSettings(notify_secret=secret)

@@ -6,6 +6,7 @@ so a crash never leaves a failed send that nobody hears about.
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -17,7 +18,7 @@ from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.db import session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
-from services.ingest.store import MessageLog, OutboundSend
+from services.ingest.store import MessageLog, OutboundSend, last_inbound_at
 
 FINISHED = frozenset({"sent", "refused", "failed"})
 
@@ -38,26 +39,38 @@ def part_id(message: OutboundMessage, index: int) -> uuid.UUID:
     return derived_id(message.event_id, "part", index)
 
 
-def send_status(engine: Engine, event_id: uuid.UUID) -> str | None:
-    with Session(engine) as session:
-        row = session.get(OutboundSend, event_id)
-        return row.status if row else None
+@dataclass(frozen=True)
+class Attempt:
+    """What is known before posting: when the customer last wrote, and which requests went out on an earlier try."""
+
+    last_inbound_at: datetime | None
+    sent_parts: frozenset[int]
 
 
-def sent_parts(engine: Engine, message: OutboundMessage, count: int) -> set[int]:
+def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> Attempt | None:
+    """One transaction before the Graph call: None when the message is finished (sent, refused, failed);
+    otherwise claims it ("sending") and reads the window's start and which of its `parts` requests went out."""
+    with session_scope(engine) as session:
+        row = session.get(OutboundSend, message.event_id)
+        if row is not None and row.status in FINISHED:
+            return None
+        if row is None:
+            session.add(_row(message, message.event_id, "sending"))
+        return Attempt(
+            last_inbound_at=last_inbound_at(
+                session, tenant_id=message.tenant_id, conversation_id=message.conversation_id
+            ),
+            sent_parts=_sent_parts(session, message, parts),
+        )
+
+
+def _sent_parts(session: Session, message: OutboundMessage, count: int) -> frozenset[int]:
     """Which of the first `count` requests already went out on an earlier attempt."""
     ids = {part_id(message, index): index for index in range(count)}
     if not ids:
-        return set()
-    with Session(engine) as session:
-        query = select(OutboundSend.event_id).where(col(OutboundSend.event_id).in_(list(ids)))
-        return {ids[event_id] for event_id in session.exec(query)}
-
-
-def claim(engine: Engine, message: OutboundMessage) -> None:
-    with session_scope(engine) as session:
-        if session.get(OutboundSend, message.event_id) is None:
-            session.add(_row(message, message.event_id, "sending"))
+        return frozenset()
+    query = select(OutboundSend.event_id).where(col(OutboundSend.event_id).in_(list(ids)))
+    return frozenset(ids[event_id] for event_id in session.exec(query))
 
 
 def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str, provider_id: str | None) -> None:

@@ -24,16 +24,7 @@ from services.handoff.query import conversation_mode
 from services.ingest.graph_client import RejectKind, SendRejected, SendTarget, post
 from services.ingest.graph_request import GraphRequest, build_requests
 from services.ingest.ratelimit import SendRateLimiter
-from services.ingest.send_log import (
-    FINISHED,
-    Outcome,
-    claim,
-    record_outcome,
-    record_part,
-    send_status,
-    sent_parts,
-)
-from services.ingest.store import last_inbound_at
+from services.ingest.send_log import Attempt, Outcome, begin_attempt, record_outcome, record_part
 from services.ingest.window import Refuse, SendWithTag, decide_send
 
 log = logging.getLogger(__name__)
@@ -63,16 +54,19 @@ class Sender:
         self.clock = clock
 
     async def on_outbound(self, message: OutboundMessage) -> None:
-        if await in_thread(send_status, self.engine, message.event_id) in FINISHED:
-            return
-        outcome = await self._attempt(message)
+        # Requests after the first go out as parts of their own; their count does not depend on the tag.
+        parts = len(build_requests(message)) - 1
+        attempt = await in_thread(lambda: begin_attempt(self.engine, message, parts=parts))
+        if attempt is None:
+            return  # finished on an earlier delivery of this event
+        outcome = await self._attempt(message, attempt)
         # The Graph API may already have the message: a database blip must not make a retry send it again.
         await record_durably(record_outcome, self.engine, message, outcome)
         INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
 
-    async def _attempt(self, message: OutboundMessage) -> Outcome:
+    async def _attempt(self, message: OutboundMessage, attempt: Attempt) -> Outcome:
         # Second lock of two (the agent is the first): a person owns this conversation.
         if (
             message.author is Author.AI
@@ -82,11 +76,10 @@ class Sender:
         account = await in_thread(account_by_id, self.engine, uuid.UUID(message.channel_account_id))
         if account is None or account.tenant_id != message.tenant_id:
             return Outcome("failed", "channel account not found for tenant")
-        last_inbound = await in_thread(self._last_inbound, message)
         decision = decide_send(
             channel=message.channel,
             author=message.author,
-            last_inbound_at=last_inbound,
+            last_inbound_at=attempt.last_inbound_at,
             now=self.clock(),
             has_template=message.template is not None,
         )
@@ -96,7 +89,7 @@ class Sender:
             )
         requests = build_requests(message, tag=decision.tag if isinstance(decision, SendWithTag) else None)
         try:
-            provider_id = await self._deliver(message, account, requests)
+            provider_id = await self._deliver(message, account, requests, attempt.sent_parts)
         except SendRejected as exc:
             return Outcome(
                 "failed",
@@ -106,16 +99,11 @@ class Sender:
             )
         return Outcome("sent", provider_id=provider_id, kind=requests[-1].kind)
 
-    def _last_inbound(self, message: OutboundMessage) -> datetime | None:
-        return last_inbound_at(self.engine, tenant_id=message.tenant_id, conversation_id=message.conversation_id)
-
     async def _deliver(
-        self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest]
+        self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest], done: frozenset[int]
     ) -> str | None:
         """Post every request not already sent on an earlier attempt; returns the last one's message id."""
-        await in_thread(claim, self.engine, message)
         last = len(requests) - 1
-        done = await in_thread(sent_parts, self.engine, message, last)
         target = SendTarget(
             channel=message.channel,
             account_external_id=account.external_id,

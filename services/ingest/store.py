@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, Text, UniqueConstraint, func
+from sqlalchemy import Text, UniqueConstraint, func
 from sqlmodel import Column, Field, Session, SQLModel, select
 
 
@@ -47,15 +47,14 @@ class OutboundSend(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
-def last_inbound_at(engine: Engine, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
+def last_inbound_at(session: Session, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
     """When the customer last wrote in this conversation (echoes and our sends don't count); None if never."""
-    with Session(engine) as session:
-        query = select(func.max(MessageLog.created_at)).where(
-            MessageLog.tenant_id == tenant_id,
-            MessageLog.conversation_id == conversation_id,
-            MessageLog.direction == "in",
-        )
-        value = session.exec(query).one()
+    query = select(func.max(MessageLog.created_at)).where(
+        MessageLog.tenant_id == tenant_id,
+        MessageLog.conversation_id == conversation_id,
+        MessageLog.direction == "in",
+    )
+    value = session.exec(query).one()
     if value is None:
         return None
     # SQLite keeps no offset; every time here was written in UTC.

@@ -1,0 +1,53 @@
+"""A short-lived cache for rows read on every message's path but rarely changed (tenants, channel accounts).
+
+Each value is kept `ttl_seconds` per engine. The owner of the cached tables clears it on every commit that
+changes them, so a change made in this process is seen at once; another process sees it within the TTL.
+Nothing is cached for a missing row: a channel account connected a moment ago must be found.
+"""
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from sqlalchemy import Engine
+
+V = TypeVar("V")
+
+
+class ReadCache(Generic[V]):
+    def __init__(self, *, ttl_seconds: float, max_entries: int = 10_000) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        # Per engine, so tests on several databases in one process never see each other's rows.
+        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[Hashable, tuple[float, V]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()  # readers run in worker threads
+        # Bumped by clear(): a value loaded before a clear may predate the change that caused it, so it is not kept.
+        self._generation = 0
+
+    def get(self, engine: Engine, key: Hashable, load: Callable[[], V | None]) -> V | None:
+        now = time.monotonic()
+        with self._lock:
+            entries = self._by_engine.setdefault(engine, {})
+            hit = entries.get(key)
+            generation = self._generation
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        if value is not None:
+            with self._lock:
+                if generation != self._generation:
+                    return value
+                if len(entries) >= self.max_entries:
+                    entries.clear()
+                entries[key] = (now + self.ttl_seconds, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            for entries in self._by_engine.values():
+                entries.clear()

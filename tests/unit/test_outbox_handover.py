@@ -1,0 +1,347 @@
+"""A commit hands its outbox rows to the relay, which publishes each one once, in order, without reading it back."""
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from faststream.kafka import KafkaBroker
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from schemas.orders import CreateDraft
+from schemas.topics import ORDERS_EVENTS
+from sellmesh import outbox
+from sellmesh.db import in_thread, make_engine, session_scope
+from sellmesh.outbox import OutboxRelay, OutboxRow, Pending, add_to_outbox
+from tests.builders import order_command
+
+# Far longer than any wait below: a row that goes out in time was handed over, not polled for.
+POLL_SECONDS = 120.0
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A file, not memory: the relay reads from a worker thread, which an in-memory SQLite would not share."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
+    SQLModel.metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def producer() -> str:
+    """A producer of its own, so no relay another test left registered can take this test's rows."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+class Broker:
+    """Records what it publishes; fails the next `failures` publishes first."""
+
+    def __init__(self, *, failures: int = 0) -> None:
+        self.failures = failures
+        self.published: list[bytes] = []
+
+    async def publish(self, message: bytes, **_: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+        self.published.append(message)
+
+    def event_ids(self) -> list[uuid.UUID]:
+        return [uuid.UUID(json.loads(message)["event_id"]) for message in self.published]
+
+
+def make_relay(engine: Engine, broker: Broker, producer: str, *, batch: int = 100) -> OutboxRelay:
+    return OutboxRelay(
+        engine=engine, broker=cast(KafkaBroker, broker), producer=producer, poll_seconds=POLL_SECONDS, batch=batch
+    )
+
+
+def attach(relay: OutboxRelay, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registers `relay` as `start` would, but runs no task: the test drives it with `relay_once`."""
+    relay._loop = asyncio.get_running_loop()
+    monkeypatch.setitem(outbox._RUNNING, relay.producer, [relay])
+
+
+def new_event(producer: str) -> CreateDraft:
+    event: CreateDraft = order_command(CreateDraft, uuid.uuid4(), uuid.uuid4())
+    return event.model_copy(update={"producer": producer})
+
+
+def queue(session: Session, producer: str) -> uuid.UUID:
+    event = new_event(producer)
+    add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(event.order_id))
+    return event.event_id
+
+
+def commit(engine: Engine, producer: str, *, count: int = 1) -> list[uuid.UUID]:
+    """Commits `count` rows in one transaction; returns their event ids in insertion order."""
+    with session_scope(engine) as session:
+        return [queue(session, producer) for _ in range(count)]
+
+
+def event_ids(rows: list[Pending]) -> list[uuid.UUID]:
+    return [uuid.UUID(json.loads(row.payload)["event_id"]) for row in rows]
+
+
+def unmarked(engine: Engine, producer: str) -> list[int]:
+    """Ids of the producer's rows still waiting to be marked published."""
+    with Session(engine) as session:
+        query = select(OutboxRow).where(OutboxRow.producer == producer, col(OutboxRow.published_at).is_(None))
+        return [row.id for row in session.exec(query.order_by(col(OutboxRow.id))) if row.id is not None]
+
+
+def row_count(engine: Engine, producer: str) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(OutboxRow).where(OutboxRow.producer == producer)).all())
+
+
+async def handed_over() -> None:
+    """Lets the loop run the hand-over a commit on this thread scheduled with `call_soon_threadsafe`."""
+    await asyncio.sleep(0)
+
+
+async def drain(relay: OutboxRelay) -> None:
+    """Runs the relay until a look finds nothing to publish; a look that keeps finding rows fails the test."""
+    for _ in range(20):
+        if await relay.relay_once() == 0:
+            return
+    pytest.fail("the relay never ran out of rows")
+
+
+async def eventually(condition: Callable[[], bool], *, seconds: float = 3.0) -> bool:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+async def test_a_committed_row_is_published_and_marked_without_reading_the_table(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    reads = 0
+    read_table = relay._pending
+
+    def counted() -> list[Pending]:
+        nonlocal reads
+        rows = read_table()
+        reads += 1  # after the SELECT: a commit from here on cannot be in this read
+        return rows
+
+    monkeypatch.setattr(relay, "_pending", counted)
+    relay.start()
+    try:
+        assert await eventually(lambda: reads == 1), "the relay's first look at the table never finished"
+        expected = await in_thread(lambda: commit(engine, producer, count=2))
+        assert await eventually(lambda: len(broker.published) == 2)
+        assert await eventually(lambda: not unmarked(engine, producer)), "published rows were never marked"
+        assert broker.event_ids() == expected
+        assert reads == 1, "the relay read handed-over rows back from the table"
+    finally:
+        await relay.stop()
+    assert row_count(engine, producer) == 2
+
+
+async def test_a_row_read_from_the_table_while_its_hand_over_arrives_is_published_once(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = [*commit(engine, producer), *commit(engine, producer), *commit(engine, producer)]
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    relay._loop = asyncio.get_running_loop()
+    read_table = relay._pending
+
+    def read_while_commits_hand_over() -> list[Pending]:
+        rows = read_table()
+        relay.hand_over_threadsafe(rows)  # the commits' after_commit lands while the read is in flight
+        return rows
+
+    monkeypatch.setattr(relay, "_pending", read_while_commits_hand_over)
+    assert await relay.relay_once() == 3
+    assert len(relay._handed) == 3, "the hand-over was not queued: this test no longer covers the overlap"
+    monkeypatch.setattr(relay, "_pending", read_table)
+    assert await relay.relay_once() == 0
+    assert not relay._handed
+    assert await relay.relay_once() == 0
+    assert broker.event_ids() == expected
+    assert unmarked(engine, producer) == []
+
+
+async def test_a_row_handed_over_after_it_was_published_from_the_table_is_not_published_again(
+    engine: Engine, producer: str
+) -> None:
+    expected = commit(engine, producer, count=2)
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    late = relay._pending()
+    assert await relay.relay_once() == 2
+    relay._take(late)
+    assert await relay.relay_once() == 0
+    await drain(relay)
+    assert broker.event_ids() == expected
+    assert unmarked(engine, producer) == []
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+async def test_a_row_whose_publish_failed_is_never_overtaken_by_a_later_row(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    broker = Broker(failures=1)
+    relay = make_relay(engine, broker, producer, batch=batch)
+    attach(relay, monkeypatch)
+    first = commit(engine, producer)
+    await handed_over()
+    assert event_ids(list(relay._handed)) == first
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    later = commit(engine, producer)
+    await handed_over()
+    assert event_ids(list(relay._handed)) == later
+    assert await relay.relay_once() >= 1
+    assert broker.event_ids()[:1] == first
+    last = commit(engine, producer)  # handed over while the relay is still catching up (batch=1)
+    await handed_over()
+    await drain(relay)
+    assert broker.event_ids() == [*first, *later, *last]
+    assert unmarked(engine, producer) == []
+    assert not relay._handed
+
+
+async def test_a_row_whose_mark_failed_is_not_republished_and_is_marked_with_the_next_batch(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    attach(relay, monkeypatch)
+    failures = 2
+    mark = relay._mark
+
+    def flaky_mark(ids: list[int]) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionError("database went away")
+        mark(ids)
+
+    monkeypatch.setattr(relay, "_mark", flaky_mark)
+    first = commit(engine, producer)
+    await handed_over()
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert broker.event_ids() == first
+    [first_id] = unmarked(engine, producer)
+    assert relay._unmarked == [first_id]
+    # Nothing handed over: the relay reads the table, where the row still looks unpublished.
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    assert broker.event_ids() == first
+    assert unmarked(engine, producer) == [first_id]
+    later = commit(engine, producer)
+    await handed_over()
+    assert await relay.relay_once() == 1
+    assert broker.event_ids() == [*first, *later]
+    assert unmarked(engine, producer) == []
+    assert relay._unmarked == []
+    await drain(relay)
+    assert broker.event_ids() == [*first, *later]
+
+
+async def test_a_rolled_back_transaction_hands_nothing_over_and_leaves_nothing_for_the_next_one(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    attach(relay, monkeypatch)
+    with Session(engine) as session:
+        queue(session, producer)
+        session.flush()
+        queue(session, producer)
+        session.rollback()
+        await handed_over()
+        assert not relay._handed
+        # SQLite gives the next row the id the rolled-back one had: a leftover would look like it.
+        expected = [queue(session, producer)]
+        session.commit()
+    await handed_over()
+    assert event_ids(list(relay._handed)) == expected
+    await drain(relay)
+    assert broker.event_ids() == expected
+    assert row_count(engine, producer) == 1
+    assert unmarked(engine, producer) == []
+
+
+async def test_rows_flushed_earlier_in_the_transaction_are_handed_over_once_at_commit(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    attach(relay, monkeypatch)
+    with Session(engine) as session:
+        expected = [queue(session, producer)]
+        session.flush()
+        await handed_over()
+        assert not relay._handed, "a flushed row was handed over before its transaction committed"
+        expected.append(queue(session, producer))
+        session.flush()
+        session.flush()
+        expected.append(queue(session, producer))
+        session.commit()
+    await handed_over()
+    assert event_ids(list(relay._handed)) == expected
+    reads = 0
+
+    def no_read() -> list[Pending]:
+        nonlocal reads
+        reads += 1
+        return []
+
+    monkeypatch.setattr(relay, "_pending", no_read)
+    assert await relay.relay_once() == 3
+    assert reads == 0
+    assert broker.event_ids() == expected
+    assert unmarked(engine, producer) == []
+
+
+async def test_rows_of_a_transaction_rolled_back_after_a_savepoint_are_never_handed_over(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = make_relay(engine, Broker(), producer)
+    attach(relay, monkeypatch)
+    with Session(engine) as session:
+        queue(session, producer)
+        with session.begin_nested():
+            queue(session, producer)
+        session.rollback()
+    await handed_over()
+    assert row_count(engine, producer) == 0
+    assert not relay._handed
+
+
+async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_from_the_table(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = make_relay(engine, Broker(), producer)
+    attach(relay, monkeypatch)
+    with Session(engine) as session:
+        expected = [queue(session, producer)]
+        session.flush()
+        savepoint = session.begin_nested()
+        queue(session, producer)
+        savepoint.rollback()
+        session.commit()
+    await handed_over()
+    assert row_count(engine, producer) == 1
+    # Which captured rows survived is unknown, so none is handed over; the relay is woken to read the table.
+    assert not relay._handed
+    assert relay.wakeup.is_set()
+    broker = cast(Broker, relay.broker)
+    assert await relay.relay_once() == 1
+    assert broker.event_ids() == expected
