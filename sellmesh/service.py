@@ -16,7 +16,7 @@ from sellmesh.broker import MeshBroker
 from sellmesh.infra import Endpoints
 from sellmesh.outbox import OutboxRelay
 from sellmesh.settings import MeshSettings
-from sellmesh.subscriber import Dedup, Handler, RetryPolicy, Subscription, subscribe
+from sellmesh.subscriber import Dedup, Handler, NoDedup, RetryPolicy, Subscription, subscribe
 
 
 @dataclass
@@ -32,17 +32,21 @@ class MeshContext:
     retry: RetryPolicy
     http: httpx.AsyncClient
 
-    def subscribe(self, topic: str, *, group: str, name: str, handler: Handler) -> Subscription:
+    def subscribe(
+        self, topic: str, *, group: str, name: str, handler: Handler, idempotent: bool = False
+    ) -> Subscription:
+        """`idempotent`: the handler's own unique keys make a redelivery a no-op, so the Redis dedup is skipped."""
         return subscribe(
             self.broker,
             topic,
             group=group,
             name=name,
             handler=handler,
-            dedup=self.dedup,
+            dedup=NoDedup() if idempotent else self.dedup,
             retry=self.retry,
             consumers=self.settings.kafka_consumers_per_subscription,
             session_timeout_ms=self.settings.kafka_session_timeout_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
         )
 
     def relay(self, producer: str) -> OutboxRelay:

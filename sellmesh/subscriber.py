@@ -100,6 +100,16 @@ class RedisDedup:
         await self.redis.set(f"dedup:{key}", "1", ex=self.ttl_seconds)
 
 
+class NoDedup:
+    """For handlers that are idempotent by their own unique keys: two Redis round trips per message saved."""
+
+    async def seen(self, key: str) -> bool:
+        return False
+
+    async def mark(self, key: str) -> None:
+        return None
+
+
 Handler = Callable[[Any], Awaitable[None]]
 
 
@@ -235,6 +245,7 @@ def subscribe(
     retry: RetryPolicy,
     consumers: int = 1,
     session_timeout_ms: int = 10_000,
+    fetch_max_wait_ms: int = 500,
 ) -> Subscription:
     """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ."""
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
@@ -268,6 +279,7 @@ def subscribe(
         max_workers=consumers if consumers > 1 else None,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=session_timeout_ms // 3,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
     subscriber(on_message)
     listener.subscriber = subscriber

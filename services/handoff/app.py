@@ -27,7 +27,6 @@ def build(ctx: MeshContext) -> ServiceParts:
 
     async def on_command(command: HandoffCommand) -> None:
         await on_handoff_command(command, engine=ctx.engine, redis=ctx.redis)
-        relay.wakeup.set()
 
     async def rebuild_mirror() -> None:
         await rebuild_mode_mirror(engine=ctx.engine, redis=ctx.redis)
@@ -39,9 +38,12 @@ def build(ctx: MeshContext) -> ServiceParts:
         await in_thread(record_outbound, ctx.engine, message)
 
     ctx.subscribe(HANDOFF_COMMANDS, group="handoff", name="handoff_command", handler=on_command)
-    # The inbox read model: what a person working the queue sees of each conversation.
-    ctx.subscribe(CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=on_inbound)
-    ctx.subscribe(CHANNEL_OUTBOUND, group="handoff-inbox-outbound", name="inbox_outbound", handler=on_outbound)
+    # The inbox read model: what a person working the queue sees of each conversation. Its rows are unique by
+    # event id, so a redelivered message changes nothing and needs no dedup lookup.
+    ctx.subscribe(CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=on_inbound, idempotent=True)
+    ctx.subscribe(
+        CHANNEL_OUTBOUND, group="handoff-inbox-outbound", name="inbox_outbound", handler=on_outbound, idempotent=True
+    )
     return ServiceParts(
         name="handoff",
         relays=[relay],

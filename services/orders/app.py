@@ -11,7 +11,7 @@ GROUP = "orders"
 
 def build(ctx: MeshContext) -> ServiceParts:
     relay = ctx.relay(PRODUCER)
-    handlers = OrderHandlers(OrderStore(ctx.engine), wakeup=relay.wakeup)
+    handlers = OrderHandlers(OrderStore(ctx.engine))
     ctx.subscribe(ORDERS_COMMANDS, group=GROUP, name="order_command", handler=handlers.on_order_command)
     ctx.subscribe(PAYMENTS_EVENTS, group=GROUP, name="payment_event", handler=handlers.on_payment_event)
     return ServiceParts(name="orders", relays=[relay])

@@ -1,6 +1,5 @@
 """Subscribers: order and catalog commands and payment facts in; decision, audit and events out in one transaction."""
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -71,23 +70,18 @@ TRANSITIONS = Counter(
 class OrderHandlers:
     """The orders subscribers. DB work is sync, so it runs off the event loop in one transaction."""
 
-    def __init__(
-        self, store: OrderStore, *, clock: Callable[[], datetime] = now, wakeup: asyncio.Event | None = None
-    ) -> None:
+    def __init__(self, store: OrderStore, *, clock: Callable[[], datetime] = now) -> None:
         self.store = store
         self.clock = clock
-        self.wakeup = wakeup  # the outbox relay's, so a new event goes out without waiting for its poll
 
     async def on_order_command(self, command: Incoming) -> None:
         await in_thread(self.handle_command, command)
-        self._wake()
 
     async def on_payment_event(self, event: PaymentMessage) -> None:
         fact = PAYMENT_FACTS.get(event.type)
         if fact is None:
             return
         await in_thread(self.handle_payment, event, fact)
-        self._wake()
 
     def handle_command(self, command: Incoming) -> Outcome | None:
         """Decide and persist one command; a duplicate returns the first outcome and changes nothing."""
@@ -186,10 +180,6 @@ class OrderHandlers:
             except Conflict as exc:
                 log.info("conflict; deciding again on fresh state", extra={"conflict": str(exc)})
         return _counted(*attempt())
-
-    def _wake(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup.set()
 
 
 def _parse(outcome: str | None) -> Outcome | None:

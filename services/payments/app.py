@@ -25,7 +25,7 @@ def build(ctx: MeshContext) -> ServiceParts:
         api_key=settings.stripe_secret_key.get_secret_value(), base_url=settings.stripe_base_url, http=ctx.http
     )
     relay = ctx.relay("payments")
-    reconciler = Reconciler(stripe=gateway, engine=ctx.engine, wakeup=relay.wakeup)
+    reconciler = Reconciler(stripe=gateway, engine=ctx.engine)
     sweep = Sweep(
         reconciler=reconciler,
         stripe=gateway,
@@ -37,7 +37,6 @@ def build(ctx: MeshContext) -> ServiceParts:
 
     async def on_order(event: OrderEvent) -> None:
         await on_order_event(event, gateway=gateway, engine=ctx.engine, reconciler=reconciler)
-        relay.wakeup.set()
 
     async def on_stripe(event: StripeEventReceived) -> None:
         await on_stripe_event(event, reconciler=reconciler)

@@ -1,6 +1,5 @@
 """The one reconcile path for webhooks, the sweep and checkout: re-read Stripe, decide, commit steps and events."""
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -82,13 +81,11 @@ class Reconciler:
         stripe: StripeGateway,
         engine: Engine,
         clock: Callable[[], datetime] = now,
-        wakeup: asyncio.Event | None = None,
         handoff_for: HandoffFinder | None = None,
     ) -> None:
         self.stripe = stripe
         self.engine = engine
         self.clock = clock
-        self.wakeup = wakeup  # the outbox relay's, so a payment fact goes out without waiting for its poll
         self.handoff_for = handoff_for or self._order_handoff
 
     async def reconcile(self, signal: StripeSignal, *, cause: Cause, tenant_id: uuid.UUID | None) -> Outcome:
@@ -140,8 +137,6 @@ class Reconciler:
             except Conflict:
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
-        if self.wakeup is not None and applied:
-            self.wakeup.set()
         return _count(cause, Outcome.APPLIED if applied else Outcome.UNCHANGED)
 
     async def _locate(self, signal: StripeSignal) -> PaymentAttemptRow | None:
