@@ -19,6 +19,9 @@ class HandoffReason(StrEnum):
     PAYMENT_MISMATCH = "payment_mismatch"
     CHANNEL_WINDOW_CLOSED = "channel_window_closed"
     HUMAN_REPLIED_ON_CHANNEL = "human_replied_on_channel"
+    # A send stopped mid-way (the worker died after claiming it, or the answer never came back): it may have
+    # reached the customer, so it is not sent again and a person takes the conversation.
+    DELIVERY_IN_DOUBT = "delivery_in_doubt"
 
 
 class HandoffCommandBase(Envelope):

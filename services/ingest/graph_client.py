@@ -37,6 +37,14 @@ class SendUnavailable(DependencyUnavailable):
     """Rate limited, Meta down or unreachable: the subscriber waits it out rather than dead-lettering."""
 
 
+class SendInDoubt(SendUnavailable):
+    """The request left but no answer came back (a read timeout, a dropped connection): Meta may have the message."""
+
+
+# Failures that happen before the request is complete on the wire: Meta cannot have acted on it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout)
+
+
 class SendRejected(Exception):
     """Meta refused the message for good: retrying sends the same refusal."""
 
@@ -94,8 +102,10 @@ async def post(client: httpx.AsyncClient, *, base_url: str, target: SendTarget, 
     headers = {"Authorization": f"Bearer {target.access_token}"}
     try:
         response = await client.post(send_url(base_url, target), json=request.body, headers=headers)
-    except httpx.HTTPError as exc:
+    except NOT_SENT as exc:
         raise SendUnavailable(f"graph api unreachable: {type(exc).__name__}") from exc
+    except httpx.HTTPError as exc:
+        raise SendInDoubt(f"graph api gave no answer: {type(exc).__name__}") from exc
     try:
         data: object = response.json()
     except ValueError:

@@ -30,6 +30,18 @@ def build_requests(message: OutboundMessage, *, tag: str | None = None) -> list[
     return _messaging(message, tag)
 
 
+def with_send_id(request: GraphRequest, channel: Channel, send_id: str) -> GraphRequest:
+    """The request naming the send it belongs to, in the field Meta hands back: `message.metadata` comes back on
+    the Messenger/Instagram echo, `biz_opaque_callback_data` on WhatsApp's statuses. A copy of what reached
+    the channel can then be matched to its `ingest_sends` row."""
+    if channel is Channel.WHATSAPP:
+        return GraphRequest(request.kind, {**request.body, "biz_opaque_callback_data": send_id})
+    message = request.body.get("message")
+    if not isinstance(message, dict):
+        return request
+    return GraphRequest(request.kind, {**request.body, "message": {**message, "metadata": send_id}})
+
+
 def _whatsapp(message: OutboundMessage) -> GraphRequest:
     head: Body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": message.customer_id}
     if message.template is not None:

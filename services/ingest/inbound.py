@@ -2,6 +2,7 @@
 
 import json
 import logging
+import uuid
 
 from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
@@ -113,7 +114,7 @@ class Normalizer:
                 )
                 session.flush()
                 if item.is_echo:
-                    if not self._sent_by_us(session, item.message_id):
+                    if not self._sent_by_us(session, account.tenant_id, item.message_id, item.send_id):
                         add_to_outbox(
                             session,
                             topic=HANDOFF_COMMANDS,
@@ -141,11 +142,17 @@ class Normalizer:
             log.info("duplicate channel message ignored", extra={"channel": item.channel.value})
 
     @staticmethod
-    def _sent_by_us(session: Session, message_id: str) -> bool:
-        return (
-            session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first()
-            is not None
-        )
+    def _sent_by_us(session: Session, tenant_id: uuid.UUID, message_id: str, send_id: str | None) -> bool:
+        """Our send, by the message id Meta gave back, or by the send id it carried: a send that stopped
+        mid-way never learned its message id, and its echo must not read as a person taking over."""
+        if session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first():
+            return True
+        try:
+            send = uuid.UUID(send_id) if send_id else None
+        except ValueError:
+            return False
+        row = session.get(OutboundSend, send) if send is not None else None
+        return row is not None and row.tenant_id == tenant_id
 
     @staticmethod
     def _takeover(

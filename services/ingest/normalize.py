@@ -34,6 +34,8 @@ class ParsedMessage:
     content: Content
     # True for the business's own messages echoed back: never shown to the AI.
     is_echo: bool = False
+    # On an echo of our own send: the `metadata` it carried, the id of its `ingest_sends` row.
+    send_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ def _messaging_event(channel: Channel, account: str, event: Mapping[str, Any]) -
             sent_at=at,
             content=_messaging_content(message),
             is_echo=echo,
+            send_id=str(message["metadata"])[:64] if echo and message.get("metadata") else None,
         )
     elif isinstance(event.get("postback"), dict):
         postback = event["postback"]

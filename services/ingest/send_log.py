@@ -30,8 +30,9 @@ class Outcome:
     error_code: str | None = None
     provider_id: str | None = None
     kind: str = "text"
-    # When set, a person is asked to take the conversation over, with this note.
+    # When set, a person is asked to take the conversation over, with this note and reason.
     handoff_note: str | None = None
+    handoff_reason: HandoffReason = HandoffReason.CHANNEL_WINDOW_CLOSED
 
 
 def part_id(message: OutboundMessage, index: int) -> uuid.UUID:
@@ -41,27 +42,44 @@ def part_id(message: OutboundMessage, index: int) -> uuid.UUID:
 
 @dataclass(frozen=True)
 class Attempt:
-    """What is known before posting: when the customer last wrote, and which requests went out on an earlier try."""
+    """What is known before posting: when the customer last wrote, which requests went out on an earlier try,
+    and whether an earlier try stopped mid-send (its claim is still `sending`), so it may have gone out."""
 
     last_inbound_at: datetime | None
     sent_parts: frozenset[int]
+    in_doubt: bool = False
 
 
 def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> Attempt | None:
-    """One transaction before the Graph call: None when the message is finished (sent, refused, failed);
-    otherwise claims it ("sending") and reads the window's start and which of its `parts` requests went out."""
+    """One transaction before the Graph call: None when the message is finished (sent, refused, failed); in
+    doubt when an earlier attempt's claim is still `sending`; otherwise claims it (`sending`) and reads the
+    window's start and which of its `parts` requests went out."""
     with session_scope(engine) as session:
         row = session.get(OutboundSend, message.event_id)
         if row is not None and row.status in FINISHED:
             return None
+        if row is not None and row.status == "sending":
+            return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
         if row is None:
-            session.add(_row(message, message.event_id, "sending"))
+            row = _row(message, message.event_id, "sending")
+        row.status, row.updated_at = "sending", now()
+        session.add(row)
         return Attempt(
             last_inbound_at=last_inbound_at(
                 session, tenant_id=message.tenant_id, conversation_id=message.conversation_id
             ),
             sent_parts=_sent_parts(session, message, parts),
         )
+
+
+def release(engine: Engine, message: OutboundMessage) -> None:
+    """An attempt ended knowing nothing reached the channel (refused at connect, rate limited, an answer
+    saying no): the claim goes back to `retrying`, so the next attempt sends instead of calling it in doubt."""
+    with session_scope(engine) as session:
+        row = session.get(OutboundSend, message.event_id)
+        if row is not None and row.status == "sending":
+            row.status, row.updated_at = "retrying", now()
+            session.add(row)
 
 
 def _sent_parts(session: Session, message: OutboundMessage, count: int) -> frozenset[int]:
@@ -97,7 +115,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
             add_to_outbox(
                 session,
                 topic=HANDOFF_COMMANDS,
-                event=_handoff(message, outcome.handoff_note),
+                event=_handoff(message, outcome.handoff_note, outcome.handoff_reason),
                 key=message.conversation_id,
             )
 
@@ -149,14 +167,14 @@ def _delivery(message: OutboundMessage, outcome: Outcome) -> DeliveryStatus:
     )
 
 
-def _handoff(message: OutboundMessage, note: str) -> RequestHandoff:
-    # The closest existing reason for every "this channel cannot carry the message" case, token
-    # errors included: a person must reach the customer (and, for a token, reconnect the account).
+def _handoff(message: OutboundMessage, note: str, reason: HandoffReason) -> RequestHandoff:
+    # CHANNEL_WINDOW_CLOSED is the closest reason for every "this channel cannot carry the message" case,
+    # token errors included: a person must reach the customer (and, for a token, reconnect the account).
     return RequestHandoff(
         **caused_by(message, "handoff", producer="ingest"),
         conversation_id=message.conversation_id,
         actor=Actor(kind=ActorKind.SYSTEM, id="ingest"),
-        reason=HandoffReason.CHANNEL_WINDOW_CLOSED,
+        reason=reason,
         channel=message.channel,
         channel_account_id=message.channel_account_id,
         customer_id=message.customer_id,

@@ -6,6 +6,7 @@ with backoff; a permanent refusal becomes a `failed` delivery, and when a person
 to reach the customer (window closed, token refused) a handoff request too.
 """
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -16,18 +17,35 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from schemas.channel import Author, OutboundMessage
+from schemas.handoff import HandoffReason
 from sellmesh.db import in_thread, record_durably
 from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
 from services.gateway.query import ChannelAccountView, account_by_id
 from services.handoff.query import conversation_mode
-from services.ingest.graph_client import RejectKind, SendRejected, SendTarget, post
-from services.ingest.graph_request import GraphRequest, build_requests
+from services.ingest.graph_client import RejectKind, SendInDoubt, SendRejected, SendTarget, post
+from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
 from services.ingest.ratelimit import SendRateLimiter
-from services.ingest.send_log import Attempt, Outcome, begin_attempt, record_outcome, record_part
+from services.ingest.send_log import (
+    Attempt,
+    Outcome,
+    begin_attempt,
+    part_id,
+    record_outcome,
+    record_part,
+    release,
+)
 from services.ingest.window import Refuse, SendWithTag, decide_send
 
 log = logging.getLogger(__name__)
+
+# Sending again could give the customer the same message twice; a person decides instead.
+IN_DOUBT = Outcome(
+    "failed",
+    "delivery in doubt: an earlier attempt stopped after the request may have reached the channel",
+    handoff_note="a reply may or may not have reached the customer (the send stopped mid-way): please check and answer",
+    handoff_reason=HandoffReason.DELIVERY_IN_DOUBT,
+)
 
 HANDOFF_NOTES = {
     RejectKind.TOKEN: "the channel refused the account's access token: reconnect the account",
@@ -59,7 +77,19 @@ class Sender:
         attempt = await in_thread(lambda: begin_attempt(self.engine, message, parts=parts))
         if attempt is None:
             return  # finished on an earlier delivery of this event
-        outcome = await self._attempt(message, attempt)
+        if attempt.in_doubt:
+            outcome = IN_DOUBT
+        else:
+            try:
+                outcome = await self._attempt(message, attempt)
+            except SendInDoubt:
+                raise  # the claim stays `sending`: the retry finds it in doubt and brings a person in
+            except asyncio.CancelledError:
+                raise  # stopped mid-way, perhaps mid-post: the same
+            except Exception:
+                # Nothing reached the channel on this try, so the retry may send.
+                await record_durably(release, self.engine, message)
+                raise
         # The Graph API may already have the message: a database blip must not make a retry send it again.
         await record_durably(record_outcome, self.engine, message, outcome)
         INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
@@ -115,7 +145,9 @@ class Sender:
             if index in done:
                 continue
             await self.limiter.acquire(str(account.id))
-            provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=request)
+            send_id = message.event_id if index == last else part_id(message, index)
+            tagged = with_send_id(request, message.channel, str(send_id))
+            provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=tagged)
             if index < last:
                 await record_durably(record_part, self.engine, message, index, request.kind, provider_id)
         return provider_id

@@ -41,7 +41,7 @@ class OutboundSend(SQLModel, table=True):
     tenant_id: uuid.UUID = Field(index=True)
     conversation_id: str = Field(max_length=64)
     author: str = Field(max_length=8)
-    status: str = Field(max_length=16)  # sending, sent, refused, failed
+    status: str = Field(max_length=16)  # sending (a post may be under way), retrying, sent, refused, failed
     provider_message_id: str | None = Field(default=None, max_length=256, index=True)
     error: str = Field(default="", max_length=500)
     updated_at: datetime = Field(default_factory=_now)

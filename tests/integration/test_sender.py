@@ -19,9 +19,9 @@ from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.logging import JsonFormatter
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff.mode import set_mode
-from services.ingest.graph_client import SendUnavailable
+from services.ingest.graph_client import SendInDoubt, SendUnavailable
 from services.ingest.ratelimit import SendRateLimiter
-from services.ingest.send_log import part_id
+from services.ingest.send_log import begin_attempt, part_id
 from services.ingest.sender import Sender
 from tests.fakes import (
     MESSENGER_WINDOW_CLOSED,
@@ -88,7 +88,8 @@ async def test_a_rate_limit_raises_for_a_retry_and_the_retry_sends_exactly_once(
     shop.graph.script(RATE_LIMITED)
     with pytest.raises(SendUnavailable):
         await shop.sender.on_outbound(message)
-    assert shop.row(message.event_id).status == "sending"
+    # Meta said no, so nothing went out: the claim is released and the retry sends.
+    assert shop.row(message.event_id).status == "retrying"
     await shop.sender.on_outbound(message)
     await shop.sender.on_outbound(message)
     assert [r.status for r in shop.graph.to(message.customer_id)] == [429, 200]
@@ -246,3 +247,80 @@ async def test_the_access_token_never_reaches_a_log_record(shop: Shop, caplog: p
     for record in caplog.records:
         assert token not in formatter.format(record)
         assert token not in repr(record.__dict__)
+
+
+async def test_a_send_whose_earlier_attempt_stopped_mid_way_is_not_sent_again_and_a_person_is_asked(
+    shop: Shop,
+) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    # A worker claimed it and died before recording what the Graph API said: it may have reached the customer.
+    assert begin_attempt(shop.engine, message, parts=0) is not None
+    await shop.sender.on_outbound(message)
+    await shop.sender.on_outbound(message)
+    assert shop.graph.to(message.customer_id) == []
+    row = shop.row(message.event_id)
+    assert (row.status, row.error.startswith("delivery in doubt")) == ("failed", True)
+    [delivery] = shop.outbox(message, CHANNEL_DELIVERY)
+    assert delivery["state"] == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (handoff["type"], handoff["reason"], handoff["customer_id"]) == (
+        "request",
+        "delivery_in_doubt",
+        message.customer_id,
+    )
+
+
+async def test_a_request_that_got_no_answer_is_in_doubt_and_never_posted_again(shop: Shop, redis: Redis) -> None:
+    posts: list[httpx.Request] = []
+
+    def no_answer(request: httpx.Request) -> httpx.Response:
+        posts.append(request)
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    message = shop.outbound(Channel.MESSENGER)
+    shop.customer_wrote(message, hours_ago=1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(no_answer)) as http:
+        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+        sender = Sender(engine=shop.engine, redis=redis, http=http, graph_base_url="http://graph.test", limiter=limiter)
+        with pytest.raises(SendInDoubt):
+            await sender.on_outbound(message)
+        assert shop.row(message.event_id).status == "sending"
+        await sender.on_outbound(message)
+    assert len(posts) == 1
+    assert shop.row(message.event_id).status == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert handoff["reason"] == "delivery_in_doubt"
+
+
+async def test_a_connection_refused_releases_the_claim_so_the_retry_sends(shop: Shop, redis: Redis) -> None:
+    message = shop.outbound(Channel.INSTAGRAM)
+    shop.customer_wrote(message, hours_ago=1)
+    async with httpx.AsyncClient() as http:
+        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+        # Nothing listens on port 9 here: the request never leaves, so Meta cannot have it.
+        sender = Sender(
+            engine=shop.engine, redis=redis, http=http, graph_base_url="http://127.0.0.1:9", limiter=limiter
+        )
+        with pytest.raises(SendUnavailable) as raised:
+            await sender.on_outbound(message)
+        assert not isinstance(raised.value, SendInDoubt)
+    assert shop.row(message.event_id).status == "retrying"
+    await shop.sender.on_outbound(message)
+    assert len(shop.graph.accepted(message.customer_id)) == 1
+    assert shop.row(message.event_id).status == "sent"
+
+
+async def test_every_request_names_the_send_it_belongs_to(shop: Shop) -> None:
+    whatsapp = shop.outbound(Channel.WHATSAPP)
+    messenger = shop.outbound(Channel.MESSENGER, image_url=PICTURE)
+    for message in (whatsapp, messenger):
+        shop.customer_wrote(message, hours_ago=1)
+        await shop.sender.on_outbound(message)
+    [wa] = shop.graph.accepted(whatsapp.customer_id)
+    assert wa.json["biz_opaque_callback_data"] == str(whatsapp.event_id)
+    image, text = shop.graph.accepted(messenger.customer_id)
+    # Each request carries the id of its own `ingest_sends` row: the image is a part, the text the message.
+    assert image.json["message"]["metadata"] == str(part_id(messenger, 0))
+    assert text.json["message"]["metadata"] == str(messenger.event_id)
+    assert (shop.row(part_id(messenger, 0)).status, shop.row(messenger.event_id).status) == ("sent", "sent")

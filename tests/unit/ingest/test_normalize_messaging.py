@@ -172,3 +172,15 @@ def test_an_instagram_unsend_without_content_is_unsupported_not_a_crash() -> Non
         _body(_event(sender=IGSID, recipient=IG_ACCOUNT, message={"mid": "m7", "is_deleted": True}), obj="instagram")
     )
     assert item.content == UnsupportedContent(raw_type="message")
+
+
+def test_an_echo_carries_the_send_id_our_request_put_in_its_metadata() -> None:
+    event = _event(
+        sender=PAGE, recipient=PSID, message={"mid": "m_e2", "text": "hi", "is_echo": True, "metadata": "abc"}
+    )
+    assert _only(_body(event)).send_id == "abc"
+
+
+def test_metadata_on_a_customers_message_is_not_taken_for_a_send_id() -> None:
+    event = _event(message={"mid": "m_c", "text": "hi", "metadata": "abc"})
+    assert _only(_body(event)).send_id is None

@@ -1,0 +1,50 @@
+"""An echo is ours when Meta's message id or the send id it carried names one of this tenant's sends."""
+
+import uuid
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from services.ingest.inbound import Normalizer
+from services.ingest.store import OutboundSend
+
+TENANT = uuid.uuid4()
+
+
+def _send(engine: Engine, *, tenant_id: uuid.UUID = TENANT, provider_id: str | None = None) -> uuid.UUID:
+    send_id = uuid.uuid4()
+    with Session(engine) as session:
+        session.add(
+            OutboundSend(
+                event_id=send_id,
+                tenant_id=tenant_id,
+                conversation_id="c",
+                author="ai",
+                status="sending" if provider_id is None else "sent",
+                provider_message_id=provider_id,
+            )
+        )
+        session.commit()
+    return send_id
+
+
+def test_an_echo_is_ours_by_the_message_id_meta_gave_back(engine: Engine) -> None:
+    _send(engine, provider_id="m_known")
+    with Session(engine) as session:
+        assert Normalizer._sent_by_us(session, TENANT, "m_known", None)
+
+
+def test_an_echo_of_a_send_that_stopped_mid_way_is_ours_by_its_send_id(engine: Engine) -> None:
+    # The worker died before it learned the message id: only the metadata ties the echo to the send.
+    send_id = _send(engine)
+    with Session(engine) as session:
+        assert Normalizer._sent_by_us(session, TENANT, "m_unknown", str(send_id))
+
+
+def test_an_echo_naming_another_tenants_send_or_garbage_is_not_ours(engine: Engine) -> None:
+    other = _send(engine, tenant_id=uuid.uuid4())
+    with Session(engine) as session:
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", str(other))
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", "not-a-uuid")
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", str(uuid.uuid4()))
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", None)
