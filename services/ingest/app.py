@@ -17,5 +17,8 @@ def build(ctx: MeshContext) -> ServiceParts:
         engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url, limiter=limiter
     )
     ctx.subscribe(CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook)
-    ctx.subscribe(CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound)
+    # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup.
+    ctx.subscribe(
+        CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound, idempotent=True
+    )
     return ServiceParts(name="ingest", routers=[webhook_router(ctx)], relays=[ctx.relay("ingest")])

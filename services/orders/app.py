@@ -12,6 +12,11 @@ GROUP = "orders"
 def build(ctx: MeshContext) -> ServiceParts:
     relay = ctx.relay(PRODUCER)
     handlers = OrderHandlers(OrderStore(ctx.engine))
-    ctx.subscribe(ORDERS_COMMANDS, group=GROUP, name="order_command", handler=handlers.on_order_command)
-    ctx.subscribe(PAYMENTS_EVENTS, group=GROUP, name="payment_event", handler=handlers.on_payment_event)
+    # `orders_processed_commands` makes a redelivered command or payment fact return its first outcome.
+    ctx.subscribe(
+        ORDERS_COMMANDS, group=GROUP, name="order_command", handler=handlers.on_order_command, idempotent=True
+    )
+    ctx.subscribe(
+        PAYMENTS_EVENTS, group=GROUP, name="payment_event", handler=handlers.on_payment_event, idempotent=True
+    )
     return ServiceParts(name="orders", relays=[relay])

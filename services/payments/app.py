@@ -41,8 +41,10 @@ def build(ctx: MeshContext) -> ServiceParts:
     async def on_stripe(event: StripeEventReceived) -> None:
         await on_stripe_event(event, reconciler=reconciler)
 
-    ctx.subscribe(ORDERS_EVENTS, group="payments", name="order_event", handler=on_order)
-    ctx.subscribe(PAYMENTS_STRIPE, group="payments-reconciler", name="stripe_event", handler=on_stripe)
+    # Redeliveries are no-ops by design: the checkout by its `payments_attempts` key and Stripe idempotency key,
+    # a Stripe event by its recorded id and the status compare-and-set.
+    ctx.subscribe(ORDERS_EVENTS, group="payments", name="order_event", handler=on_order, idempotent=True)
+    ctx.subscribe(PAYMENTS_STRIPE, group="payments-reconciler", name="stripe_event", handler=on_stripe, idempotent=True)
     webhook = stripe_webhook_router(
         secret=secret,
         max_body_bytes=settings.stripe_webhook_max_body_bytes,
