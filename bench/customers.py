@@ -27,11 +27,16 @@ def recipient_of(body: Any) -> str:
     return str(body.get("recipient", {}).get("id")) if isinstance(body, dict) else ""
 
 
+class HandedOver(Exception):
+    """A person took the customer over: the replies still awaited will not come from the mesh."""
+
+
 class Inbox:
     """What the fake channel API accepted, per recipient, with a wake-up for customers waiting on it."""
 
     def __init__(self, api: FakeGraphApi, loop: asyncio.AbstractEventLoop) -> None:
         self.by_recipient: dict[str, list[Recorded]] = defaultdict(list)
+        self.handed_over: set[str] = set()
         self._changed: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._any = asyncio.Event()
         self._loop = loop
@@ -57,10 +62,18 @@ class Inbox:
             self._any.clear()
             await self._any.wait()
 
+    def stand_down(self, recipient: str) -> None:
+        """`recipient` was handed to a person; call from the event loop. Their waits end with `HandedOver`."""
+        self.handed_over.add(recipient)
+        self._changed[recipient].set()
+
     async def wait(self, recipient: str, count: int, *, within: float) -> list[Recorded]:
-        """The first `count` arrivals for `recipient`; raises TimeoutError when they do not come in time."""
+        """The first `count` arrivals for `recipient`; raises TimeoutError when they do not come in time, and
+        `HandedOver` once the recipient is stood down without them (replies that did arrive still count)."""
         async with asyncio.timeout(within):
             while len(self.by_recipient[recipient]) < count:
+                if recipient in self.handed_over:
+                    raise HandedOver(recipient)
                 event = self._changed[recipient]
                 event.clear()
                 await event.wait()
@@ -90,6 +103,10 @@ class Tally:
     stripe_webhooks: int = 0
     webhook_retries: int = 0
     timeouts: list[str] = field(default_factory=list)
+    # Customers a person took over mid-script: they stop writing, so fewer replies is expected of them.
+    handed_over: list[str] = field(default_factory=list)
+    # Customers whose Stripe payment was delivered (one handed over before paying never pays).
+    paid: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +153,10 @@ async def play(
     """One customer's whole script; `duplicate` delivers every webhook twice, as Meta and Stripe sometimes do."""
     expected = 0
     for step in customer.steps:
+        if customer.customer_id in inbox.handed_over:
+            # A person has the conversation: the script's next line would be written to them, not the mesh.
+            tally.handed_over.append(customer.customer_id)
+            return
         await pacer.turn()
         body, signature = customer.webhook(step.text)
         accepted = await post_until_accepted(http, edges.meta, body, {"x-hub-signature-256": signature}, tally)
@@ -148,9 +169,18 @@ async def play(
         except TimeoutError:
             tally.timeouts.append(f"{customer.customer_id} ({customer.script}): no reply to {step.text!r}")
             return
+        except HandedOver:
+            tally.handed_over.append(customer.customer_id)
+            return
         tally.latencies_ms.append((got[expected - step.replies].at - accepted) * 1000)
-    if customer.pays:
-        await pay(customer, http=http, edges=edges, inbox=inbox, tally=tally, paid_after=expected, within=within)
+    if customer.customer_id in inbox.handed_over:
+        # The person who has the conversation now settles the order, not the script.
+        tally.handed_over.append(customer.customer_id)
+    elif customer.pays:
+        try:
+            await pay(customer, http=http, edges=edges, inbox=inbox, tally=tally, paid_after=expected, within=within)
+        except HandedOver:
+            tally.handed_over.append(customer.customer_id)
 
 
 async def pay(
@@ -164,7 +194,8 @@ async def pay(
     within: float,
     duplicate: bool = True,
 ) -> None:
-    """Pay the session in the last link at the Stripe sandbox, then deliver Stripe's signed event (twice)."""
+    """Pay the session in the last link at the Stripe sandbox, then deliver Stripe's signed event (twice);
+    raises `HandedOver` when a person takes the customer over before the thanks arrives."""
     links = [m for r in inbox.by_recipient[customer.customer_id] if (m := SESSION_IN_LINK.search(text_of(r)))]
     if not links:
         tally.timeouts.append(f"{customer.customer_id}: no payment link")
@@ -182,6 +213,7 @@ async def pay(
     for _ in range(2 if duplicate else 1):
         await post_until_accepted(http, edges.stripe, body, {"stripe-signature": signature}, tally)
         tally.stripe_webhooks += 1
+    tally.paid.append(customer.customer_id)
     try:
         await inbox.wait(customer.customer_id, paid_after + 1, within=within)
     except TimeoutError:

@@ -392,7 +392,7 @@ class FakeContext:
         self.engine = engine
         self.subscriptions: list[tuple[str, str, str]] = []
 
-    def subscribe(self, topic: str, *, group: str, name: str, handler: Any) -> None:
+    def subscribe(self, topic: str, *, group: str, name: str, handler: Any, idempotent: bool = False) -> None:
         self.subscriptions.append((topic, group, name))
 
     def relay(self, producer: str) -> OutboxRelay:
