@@ -19,15 +19,23 @@ from typing import IO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.load import Result
+from sellmesh.settings import MeshSettings
 
 PADDING = "x" * 900  # about the size of an enveloped inbound message
+# The mesh's own default (KAFKA_FETCH_MAX_WAIT_MS), so the ceiling's hops wait on the broker as the mesh's do.
+FETCH_MAX_WAIT_MS = MeshSettings.model_fields["kafka_fetch_max_wait_ms"].default
 
 
 async def relay(bootstrap: str, source: str, target: str, group: str) -> None:
     """Consume `source`, produce each record to `target`, commit after the batch is acknowledged."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await producer.start()
     await consumer.start()
@@ -102,7 +110,11 @@ async def relay_ceiling(
     relays = _start_relays(bootstrap, topics, group=f"relay-{run}", log=log)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     sink = AIOKafkaConsumer(
-        topics[-1], bootstrap_servers=bootstrap, group_id=f"sink-{run}", auto_offset_reset="earliest"
+        topics[-1],
+        bootstrap_servers=bootstrap,
+        group_id=f"sink-{run}",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     )
     await producer.start()
     await sink.start()

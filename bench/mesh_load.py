@@ -171,6 +171,7 @@ async def mesh_load(
     replicas: list[int],
     consumers: list[int],
     shops: int = 6,
+    conversations: int = 64,
 ) -> list[Row]:
     """The ceilings, the mesh at `rate`, then the mesh as fast as it goes with each count of `scale` replicas.
 
@@ -197,6 +198,7 @@ async def mesh_load(
             replicas=replicas,
             consumers=consumers,
             shops=shops,
+            conversations=conversations,
         )
     rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
     return ratio_rows(
@@ -214,6 +216,7 @@ async def mesh_runs(
     replicas: list[int],
     consumers: list[int],
     shops: int,
+    conversations: int,
 ) -> list[Run]:
     runs: list[Run] = []
     with fresh_schema() as database_url:
@@ -227,7 +230,7 @@ async def mesh_runs(
             (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate)), env),
         ]
         plans += [
-            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, 64, env)
+            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, conversations, env)
             for n in replicas
         ]
         # Consumers per subscription inside one process: partitions handled concurrently, no extra processes.
@@ -236,13 +239,13 @@ async def mesh_runs(
                 f"mesh: as fast as it goes, {n} consumers per subscription",
                 one_each,
                 None,
-                64,
+                conversations,
                 {**env, "KAFKA_CONSUMERS_PER_SUBSCRIPTION": str(n)},
             )
             for n in consumers
             if n > 1
         ]
-        for name, layout, pace, conversations, run_env in plans:
+        for name, layout, pace, at_once, run_env in plans:
             runs.append(
                 await play_run(
                     name=name,
@@ -252,7 +255,7 @@ async def mesh_runs(
                     replicas=layout,
                     count=customers_per_run,
                     rate=pace,
-                    conversations=conversations,
+                    conversations=at_once,
                 )
             )
     return runs
@@ -281,6 +284,9 @@ def main() -> None:
     parser.add_argument(
         "--consumers", type=int, nargs="+", default=[4], help="consumers per subscription to try besides 1"
     )
+    parser.add_argument(
+        "--conversations", type=int, default=64, help="customers at a time in the as-fast-as-it-goes runs"
+    )
     args = parser.parse_args()
     work_dir = Path("var/bench/mesh")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -292,6 +298,7 @@ def main() -> None:
             scale=args.scale,
             replicas=args.replicas,
             consumers=args.consumers,
+            conversations=args.conversations,
         )
     )
     print(table(rows))

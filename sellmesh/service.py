@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 import httpx
 from fastapi import APIRouter
@@ -82,13 +82,24 @@ def derived_id(*parts: object) -> uuid.UUID:
     return uuid.uuid5(_DERIVED, "|".join(str(p) for p in parts))
 
 
-def caused_by(cause: Envelope, tag: str, *, producer: str, at: datetime | None = None) -> dict[str, Any]:
+class EnvelopeFields(TypedDict):
+    """The envelope of a message, to spread into its constructor."""
+
+    event_id: uuid.UUID
+    tenant_id: uuid.UUID
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None
+    occurred_at: datetime
+    producer: str
+
+
+def caused_by(cause: Envelope, tag: str, *, producer: str, at: datetime | None = None) -> EnvelopeFields:
     """The envelope fields of a message `cause` led to; its id derives from the cause and `tag`."""
-    return {
-        "event_id": derived_id(cause.event_id, tag),
-        "tenant_id": cause.tenant_id,
-        "correlation_id": cause.correlation_id,
-        "causation_id": cause.event_id,
-        "occurred_at": at if at is not None else now(),
-        "producer": producer,
-    }
+    return EnvelopeFields(
+        event_id=derived_id(cause.event_id, tag),
+        tenant_id=cause.tenant_id,
+        correlation_id=cause.correlation_id,
+        causation_id=cause.event_id,
+        occurred_at=at if at is not None else now(),
+        producer=producer,
+    )

@@ -1,6 +1,5 @@
 """What handoff publishes for each outcome, and how it is queued: outbox rows plus webhook notifications."""
 
-import uuid
 from datetime import datetime
 from typing import TypedDict
 
@@ -22,7 +21,7 @@ from schemas.handoff import (
 )
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_EVENTS
 from sellmesh.outbox import add_to_outbox
-from sellmesh.service import derived_id
+from sellmesh.service import EnvelopeFields, caused_by, derived_id
 from services.handoff.domain import Assigned, Opened, Outcome, Replied, Resolved, Ticket
 from services.handoff.notification import queue_notification
 from services.handoff.roster import CommandRefused
@@ -32,30 +31,14 @@ PRODUCER = "handoff"
 Queued = list[tuple[str, Envelope]]
 
 
-class _Meta(TypedDict):
-    event_id: uuid.UUID
-    tenant_id: uuid.UUID
-    correlation_id: uuid.UUID
-    causation_id: uuid.UUID | None
-    occurred_at: datetime
-    producer: str
-
-
-def command_meta(command: HandoffCommand, kind: str, at: datetime) -> _Meta:
+def command_meta(command: HandoffCommand, kind: str, at: datetime) -> EnvelopeFields:
     # Ids derive from the command, so a re-run after a crash emits the same event ids.
-    return _Meta(
-        event_id=derived_id(command.event_id, kind),
-        tenant_id=command.tenant_id,
-        correlation_id=command.correlation_id,
-        causation_id=command.event_id,
-        occurred_at=at,
-        producer=PRODUCER,
-    )
+    return caused_by(command, kind, producer=PRODUCER, at=at)
 
 
-def ticket_meta(ticket: Ticket, kind: str, at: datetime) -> _Meta:
+def ticket_meta(ticket: Ticket, kind: str, at: datetime) -> EnvelopeFields:
     """For what the sweep decides on its own: derived from the ticket, so two sweeps emit one event."""
-    return _Meta(
+    return EnvelopeFields(
         event_id=derived_id(ticket.id, kind),
         tenant_id=ticket.tenant_id,
         correlation_id=ticket.correlation_id or derived_id(ticket.id, "correlation"),
@@ -74,7 +57,7 @@ def _ids(ticket: Ticket) -> _Ids:
     return _Ids(conversation_id=ticket.conversation_id, ticket_id=ticket.id)
 
 
-def escalated(ticket: Ticket, meta: _Meta, reason: EscalationReason) -> HandoffEscalated:
+def escalated(ticket: Ticket, meta: EnvelopeFields, reason: EscalationReason) -> HandoffEscalated:
     return HandoffEscalated(**meta, **_ids(ticket), reason=reason)
 
 

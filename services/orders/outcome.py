@@ -1,13 +1,13 @@
 """The messages a decision makes orders publish: its outcome event, and the handoff a refused payment needs."""
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from schemas.envelope import Actor, ActorKind, Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderCommandBase, UpsertProduct
 from schemas.payments import PaymentEventBase
-from sellmesh.service import caused_by
+from sellmesh.service import EnvelopeFields, caused_by
 from services.orders.catalog import CatalogAccepted, CatalogDecision
 from services.orders.domain import Action
 from services.orders.order import Accepted, Decision, Order, Rejected
@@ -19,7 +19,7 @@ Outcome = OrderChanged | CommandRejected | CatalogChanged
 Source = OrderCommandBase | PaymentEventBase
 
 
-def _envelope(source: Envelope, tag: str, at: datetime) -> dict[str, Any]:
+def _envelope(source: Envelope, tag: str, at: datetime) -> EnvelopeFields:
     # Ids derive from the source, so a re-run after a lost commit yields the same messages.
     return caused_by(source, tag, producer=PRODUCER, at=at)
 

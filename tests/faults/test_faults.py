@@ -4,7 +4,8 @@ The mesh runs as separate `sellmesh run` processes (two agent replicas) on a bro
 schema of its own, while scripted customers of two shops write on WhatsApp, Messenger and Instagram and pay
 through Stripe. Meanwhile workers (ingest among them, mid-send) are killed with SIGKILL and restarted, Redis
 restarts, every PostgreSQL connection of the mesh is cut, the channel API answers 5xx then 429 for a while,
-and a third of the webhooks and every Stripe event arrive twice. Afterwards the database, the topics and the fake channel API must agree.
+and a third of the webhooks and every Stripe event arrive twice. Afterwards the database, the topics and the
+fake channel API must agree.
 """
 
 import asyncio

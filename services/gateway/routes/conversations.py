@@ -1,12 +1,13 @@
 """Conversations and the handoff inbox: read them, take one over, reply, resolve, and say who is available."""
 
 import dataclasses
+import uuid
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from schemas.envelope import Channel
+from schemas.envelope import Channel, Envelope
 from schemas.handoff import (
     AssignHandoff,
     HandoffReason,
@@ -56,6 +57,11 @@ def router(gw: Gateway) -> APIRouter:
         """Open handoff tickets with their recent messages, unread counts and waiting time."""
         entries = await in_thread(lambda: open_inbox(gw.engine, principal.tenant_id, now=now()))
         return Inbox(tickets=[InboxTicket.model_validate(dataclasses.asdict(entry)) for entry in entries])
+
+    async def to_handoff(command: Envelope, *, about: str) -> uuid.UUID:
+        """Handoff commands are keyed by what they are about (a conversation, or a person's availability),
+        which is also the target their outcome is recorded under."""
+        return await gw.bus.send(HANDOFF_COMMANDS, command, key=about, target=about)
 
     @api.get("/conversations", response_model=ConversationPage)
     async def conversations(
@@ -107,8 +113,8 @@ def router(gw: Gateway) -> APIRouter:
         )
         assign = AssignHandoff(**envelope_for(principal), conversation_id=conversation_id, staff_id=principal.actor_id)
         # Same key, sent in order: handoff sees the request before the assignment.
-        first = await gw.bus.send(HANDOFF_COMMANDS, request, key=conversation_id, target=conversation_id)
-        second = await gw.bus.send(HANDOFF_COMMANDS, assign, key=conversation_id, target=conversation_id)
+        first = await to_handoff(request, about=conversation_id)
+        second = await to_handoff(assign, about=conversation_id)
         return TakeOver(request_command_id=first, assign_command_id=second)
 
     @api.post("/conversations/{conversation_id}/reply", response_model=Accepted, status_code=202)
@@ -120,9 +126,7 @@ def router(gw: Gateway) -> APIRouter:
         """Send a message as a person; handoff refuses it unless the conversation has an open ticket."""
         await existing(principal, conversation_id)
         command = ReplyHandoff(**envelope_for(principal), conversation_id=conversation_id, text=body.text)
-        return Accepted(
-            command_id=await gw.bus.send(HANDOFF_COMMANDS, command, key=conversation_id, target=conversation_id)
-        )
+        return Accepted(command_id=await to_handoff(command, about=conversation_id))
 
     @api.post("/conversations/{conversation_id}/resolve", response_model=Accepted, status_code=202)
     async def resolve(
@@ -133,9 +137,7 @@ def router(gw: Gateway) -> APIRouter:
         """Close the open ticket with a note; the conversation goes back to the AI."""
         await existing(principal, conversation_id)
         command = ResolveHandoff(**envelope_for(principal), conversation_id=conversation_id, note=body.note)
-        return Accepted(
-            command_id=await gw.bus.send(HANDOFF_COMMANDS, command, key=conversation_id, target=conversation_id)
-        )
+        return Accepted(command_id=await to_handoff(command, about=conversation_id))
 
     @api.put("/me/availability", response_model=Accepted, status_code=202)
     async def availability(
@@ -143,7 +145,6 @@ def router(gw: Gateway) -> APIRouter:
     ) -> Accepted:
         """Whether new handoff tickets may be assigned to the caller."""
         command = SetAvailability(**envelope_for(principal), staff_id=principal.actor_id, available=body.available)
-        staff = principal.actor_id
-        return Accepted(command_id=await gw.bus.send(HANDOFF_COMMANDS, command, key=staff, target=staff))
+        return Accepted(command_id=await to_handoff(command, about=principal.actor_id))
 
     return api
