@@ -104,11 +104,13 @@ def _hand_over(session: Session) -> None:
     # After a savepoint rolled back, some captured rows may not exist: the relays read the table instead.
     uncertain = session.info.pop(_SAVEPOINT_ROLLED_BACK, False)
     for producer, rows in by_producer.items():
-        relays = _RUNNING.get(producer)
-        if relays and uncertain:
-            relays[0].wake_threadsafe()
-        elif relays:
-            relays[0].hand_over_threadsafe(rows)
+        # Only a relay on the database this session wrote to: another engine's relay would publish rows
+        # its own table does not hold.
+        relay = next((r for r in _RUNNING.get(producer, ()) if r.engine is session.bind), None)
+        if relay is not None and uncertain:
+            relay.wake_threadsafe()
+        elif relay is not None:
+            relay.hand_over_threadsafe(rows)
 
 
 @sa_event.listens_for(Session, "after_rollback")

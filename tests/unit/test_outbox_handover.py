@@ -345,3 +345,21 @@ async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_
     broker = cast(Broker, relay.broker)
     assert await relay.relay_once() == 1
     assert broker.event_ids() == expected
+
+
+async def test_a_commit_on_another_database_is_not_handed_to_this_relay(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    relay = make_relay(engine, Broker(), producer)
+    attach(relay, monkeypatch)
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    SQLModel.metadata.create_all(other)
+    try:
+        commit(other, producer)
+        await handed_over()
+        # This relay's table does not hold that row: publishing it from here would be publishing a stranger's.
+        assert not relay._handed
+        assert await relay.relay_once() == 0
+        assert cast(Broker, relay.broker).event_ids() == []
+    finally:
+        other.dispose()
