@@ -16,7 +16,11 @@ def build(ctx: MeshContext) -> ServiceParts:
     sender = Sender(
         engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url, limiter=limiter
     )
-    ctx.subscribe(CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook)
+    # Each channel message is recorded once by its Redis seen key and the `uq_ingest_message` key, and a
+    # status becomes an event with a derived id: a redelivered webhook changes nothing, so no Redis dedup.
+    ctx.subscribe(
+        CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook, idempotent=True
+    )
     # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup.
     ctx.subscribe(
         CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound, idempotent=True
