@@ -89,9 +89,10 @@ async def play_run(
     count: int,
     rate: float | None,
     conversations: int,
+    graph_latency: float = 0.0,
 ) -> Run:
     """Start the mesh with `replicas`, warm it up, then play `count` customers at `rate` and stop it."""
-    graph = FakeGraphApi().start()
+    graph = FakeGraphApi(latency_seconds=graph_latency).start()
     mesh = MeshProcesses(env={**env, "META_GRAPH_BASE_URL": graph.base_url}, work_dir=work_dir, replicas=replicas)
     try:
         await asyncio.to_thread(mesh.start)
@@ -172,6 +173,7 @@ async def mesh_load(
     consumers: list[int],
     shops: int = 6,
     conversations: int = 64,
+    graph_latency: float = 0.0,
 ) -> list[Row]:
     """The ceilings, the mesh at `rate`, then the mesh as fast as it goes with each count of `scale` replicas.
 
@@ -199,6 +201,7 @@ async def mesh_load(
             consumers=consumers,
             shops=shops,
             conversations=conversations,
+            graph_latency=graph_latency,
         )
     rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
     return ratio_rows(
@@ -217,6 +220,7 @@ async def mesh_runs(
     consumers: list[int],
     shops: int,
     conversations: int,
+    graph_latency: float,
 ) -> list[Run]:
     runs: list[Run] = []
     with fresh_schema() as database_url:
@@ -256,6 +260,7 @@ async def mesh_runs(
                     count=customers_per_run,
                     rate=pace,
                     conversations=at_once,
+                    graph_latency=graph_latency,
                 )
             )
     return runs
@@ -287,6 +292,12 @@ def main() -> None:
     parser.add_argument(
         "--conversations", type=int, default=64, help="customers at a time in the as-fast-as-it-goes runs"
     )
+    parser.add_argument(
+        "--graph-latency-ms",
+        type=float,
+        default=0.0,
+        help="how long the fake channel API takes to answer each send (shows replicas scaling a waiting service)",
+    )
     args = parser.parse_args()
     work_dir = Path("var/bench/mesh")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +310,7 @@ def main() -> None:
             replicas=args.replicas,
             consumers=args.consumers,
             conversations=args.conversations,
+            graph_latency=args.graph_latency_ms / 1000,
         )
     )
     print(table(rows))

@@ -1,6 +1,7 @@
 """A Graph API stand-in on its own port, for tests and benchmarks: records every send with its arrival
 time, answers scripted failures, and can be taken down (every send refused) for a while."""
 
+import asyncio
 import json
 import threading
 import time
@@ -66,6 +67,8 @@ class FakeGraphApi:
     requests: list[Recorded] = field(default_factory=list)
     # Called in the server's thread after each request is recorded (benchmarks wake waiting customers).
     on_arrival: Callable[[Recorded], None] | None = None
+    # How long each answer takes, as a slow Graph API would: benchmarks use it to make sends wait.
+    latency_seconds: float = 0.0
     _script: deque[Scripted | None] = field(default_factory=deque)
     _down: Scripted | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,6 +107,8 @@ class FakeGraphApi:
 
     async def _send(self, request: Request) -> JSONResponse:
         body = json.loads(await request.body())
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
         with self._lock:
             scripted = self._down or (self._script.popleft() if self._script else None)
             reply = scripted or Scripted(200, _success(body))
