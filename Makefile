@@ -38,7 +38,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy schemas sellmesh services
+	$(BIN)/mypy schemas sellmesh services bench
 	$(BIN)/lint-imports
 
 fmt: $(STAMP)

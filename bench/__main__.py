@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ from sellmesh.localbroker import LocalBroker
 from sellmesh.localredis import LocalRedis
 
 OUT = Path("var/bench")
-Bench = Callable[[dict[str, str], Path], Awaitable[list[Result] | list[dict[str, Any]]]]
+Rows = list[Result] | list[dict[str, Any]]
+Bench = Callable[[dict[str, str], Path], Coroutine[Any, Any, Rows]]
 
 
 def _benches() -> dict[str, Bench]:
@@ -62,9 +63,15 @@ def _benches() -> dict[str, Bench]:
             module = __import__(module_name, fromlist=[function_name])
         except ImportError:
             continue
-        function = getattr(module, function_name)
-        benches[title] = lambda env, wd, f=function, kw=kwargs: f(infra_env=env, work_dir=wd, **kw)
+        benches[title] = _optional_bench(getattr(module, function_name), kwargs)
     return benches
+
+
+def _optional_bench(function: Callable[..., Coroutine[Any, Any, Rows]], kwargs: dict[str, int]) -> Bench:
+    def bench(env: dict[str, str], work_dir: Path) -> Coroutine[Any, Any, Rows]:
+        return function(infra_env=env, work_dir=work_dir, **kwargs)
+
+    return bench
 
 
 def _rows(results: list[Result] | list[dict[str, Any]]) -> list[dict[str, Any]]:
