@@ -1,9 +1,11 @@
 """The sender: channel.outbound.v1 → the Graph API, within Meta's window, rate limits and conversation mode.
 
 An outbound event id is sent at most once: a finished one (sent, refused, failed) is skipped
-on replay. Rate limits, 5xx and network errors raise to the subscriber wrapper, which retries
-with backoff; a permanent refusal becomes a `failed` delivery, and when a person is needed
-to reach the customer (window closed, token refused) a handoff request too.
+on replay, and one whose earlier attempt stopped mid-send is never posted again (it may have
+arrived; a person is asked instead). Rate limits, 5xx and refused connections raise to the
+subscriber wrapper, which retries with backoff; a permanent refusal becomes a `failed` delivery,
+and when a person is needed to reach the customer (window closed, token refused) a handoff
+request too.
 """
 
 import asyncio
