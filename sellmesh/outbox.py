@@ -163,8 +163,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._handed: collections.deque[Pending] = collections.deque()
-        # Set by a failure: handed rows are in the table too, in order with the ones that failed.
-        self._catching_up = False
+        # Set at start and by a failure: handed rows are in the table too, behind older unpublished ones
+        # (a backlog left by the last run, rows that failed), so the table is read until it is drained.
+        self._catching_up = True
         # Ids published lately, so a row both handed over and read from the table goes out once.
         self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._unmarked: list[int] = []

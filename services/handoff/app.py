@@ -37,8 +37,9 @@ def build(ctx: MeshContext) -> ServiceParts:
     async def on_outbound(message: OutboundMessage) -> None:
         await in_thread(record_outbound, ctx.engine, message)
 
-    # `handoff_processed_commands` makes a redelivered command a no-op.
-    ctx.subscribe(HANDOFF_COMMANDS, group="handoff", name="handoff_command", handler=on_command, idempotent=True)
+    # Keeps the Redis dedup: a `request` writes `human` to the mode mirror before its transaction, so a
+    # redelivered old request would silence the AI for a moment before its duplicate check.
+    ctx.subscribe(HANDOFF_COMMANDS, group="handoff", name="handoff_command", handler=on_command)
     # The inbox read model: what a person working the queue sees of each conversation. Its rows are unique by
     # event id, so a redelivered message changes nothing and needs no dedup lookup.
     ctx.subscribe(CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=on_inbound, idempotent=True)

@@ -151,5 +151,9 @@ class Sender:
             tagged = with_send_id(request, message.channel, str(send_id))
             provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=tagged)
             if index < last:
-                await record_durably(record_part, self.engine, message, index, request.kind, provider_id)
+                try:
+                    await record_durably(record_part, self.engine, message, index, request.kind, provider_id)
+                except Exception as exc:
+                    # The part went out; releasing the claim would let the retry post it again.
+                    raise SendInDoubt(f"part {index} sent but not recorded: {type(exc).__name__}") from exc
         return provider_id

@@ -19,6 +19,7 @@ from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.logging import JsonFormatter
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff.mode import set_mode
+from services.ingest import sender as sender_module
 from services.ingest.graph_client import SendInDoubt, SendUnavailable
 from services.ingest.ratelimit import SendRateLimiter
 from services.ingest.send_log import begin_attempt, part_id
@@ -324,3 +325,25 @@ async def test_every_request_names_the_send_it_belongs_to(shop: Shop) -> None:
     assert image.json["message"]["metadata"] == str(part_id(messenger, 0))
     assert text.json["message"]["metadata"] == str(messenger.event_id)
     assert (shop.row(part_id(messenger, 0)).status, shop.row(messenger.event_id).status) == ("sent", "sent")
+
+
+async def test_a_part_that_went_out_but_could_not_be_recorded_is_never_posted_again(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = shop.outbound(Channel.MESSENGER, image_url=PICTURE)
+    shop.customer_wrote(message, hours_ago=1)
+
+    def database_gone(*_: Any) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(sender_module, "record_part", database_gone)
+    with pytest.raises(SendInDoubt):
+        await shop.sender.on_outbound(message)
+    assert shop.row(message.event_id).status == "sending"
+    monkeypatch.undo()
+    await shop.sender.on_outbound(message)
+    # The image reached the customer once; the text after it is given to a person, not posted blind.
+    assert [r.json["message"].get("metadata") for r in shop.graph.to(message.customer_id)] == [str(part_id(message, 0))]
+    assert shop.row(message.event_id).status == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert handoff["reason"] == "delivery_in_doubt"

@@ -62,8 +62,10 @@ def make_relay(engine: Engine, broker: Broker, producer: str, *, batch: int = 10
 
 
 def attach(relay: OutboxRelay, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Registers `relay` as `start` would, but runs no task: the test drives it with `relay_once`."""
+    """Registers `relay` as `start` would, but runs no task: the test drives it with `relay_once`. It is
+    left as after a first look that found the table empty, so handed rows go out without a read."""
     relay._loop = asyncio.get_running_loop()
+    relay._catching_up = False
     monkeypatch.setitem(outbox._RUNNING, relay.producer, [relay])
 
 
@@ -363,3 +365,20 @@ async def test_a_commit_on_another_database_is_not_handed_to_this_relay(
         assert cast(Broker, relay.broker).event_ids() == []
     finally:
         other.dispose()
+
+
+async def test_at_start_a_backlog_in_the_table_goes_out_before_rows_handed_over_later(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows a previous run of the process left unpublished, more than one batch of them.
+    backlog = commit(engine, producer, count=3)
+    broker = Broker()
+    relay = make_relay(engine, broker, producer, batch=2)
+    relay._loop = asyncio.get_running_loop()
+    monkeypatch.setitem(outbox._RUNNING, relay.producer, [relay])
+    assert await relay.relay_once() == 2  # the first look reads the table
+    later = commit(engine, producer)  # handed over while the backlog is not yet drained
+    await handed_over()
+    await drain(relay)
+    assert broker.event_ids() == [*backlog, *later]
+    assert unmarked(engine, producer) == []
