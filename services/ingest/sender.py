@@ -72,6 +72,8 @@ class Sender:
         self.graph_base_url = graph_base_url
         self.limiter = limiter
         self.clock = clock
+        # Sends whose first post has begun: a cancellation before that releases the claim.
+        self._posting: set[uuid.UUID] = set()
 
     async def on_outbound(self, message: OutboundMessage) -> None:
         # Requests after the first go out as parts of their own; their count does not depend on the tag.
@@ -87,11 +89,16 @@ class Sender:
             except SendInDoubt:
                 raise  # the claim stays `sending`: the retry finds it in doubt and brings a person in
             except asyncio.CancelledError:
-                raise  # stopped mid-way, perhaps mid-post: the same
+                # Stopped mid-way: in doubt only if a post had begun; before that, nothing can have left.
+                if message.event_id not in self._posting:
+                    await asyncio.shield(record_durably(release, self.engine, message))
+                raise
             except Exception:
                 # Nothing reached the channel on this try, so the retry may send.
                 await record_durably(release, self.engine, message)
                 raise
+            finally:
+                self._posting.discard(message.event_id)
         # The Graph API may already have the message: a database blip must not make a retry send it again.
         await record_durably(record_outcome, self.engine, message, outcome)
         INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
@@ -147,6 +154,7 @@ class Sender:
             if index in done:
                 continue
             await self.limiter.acquire(str(account.id))
+            self._posting.add(message.event_id)
             send_id = message.event_id if index == last else part_id(message, index)
             tagged = with_send_id(request, message.channel, str(send_id))
             provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=tagged)

@@ -62,10 +62,13 @@ class Shop:
             )
 
     def row(self, event_id: uuid.UUID) -> OutboundSend:
+        row = self.row_or_none(event_id)
+        assert row is not None
+        return row
+
+    def row_or_none(self, event_id: uuid.UUID) -> OutboundSend | None:
         with Session(self.engine) as session:
-            row = session.get(OutboundSend, event_id)
-            assert row is not None
-            return row
+            return session.get(OutboundSend, event_id)
 
     def outbox(self, message: OutboundMessage, topic: str) -> list[dict[str, Any]]:
         with Session(self.engine) as session:

@@ -1,11 +1,12 @@
 """The sender against a fake Graph API over HTTP, real Redis, and migrated SQLite and PostgreSQL."""
 
+import asyncio
 import json
 import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -347,3 +348,36 @@ async def test_a_part_that_went_out_but_could_not_be_recorded_is_never_posted_ag
     assert shop.row(message.event_id).status == "failed"
     [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
     assert handoff["reason"] == "delivery_in_doubt"
+
+
+class Stuck:
+    """A rate limiter with no tokens left: `acquire` waits until the task is cancelled."""
+
+    async def acquire(self, _account: str) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_send_cancelled_before_its_post_is_released_not_left_in_doubt(shop: Shop, redis: Redis) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    async with httpx.AsyncClient() as http:
+        stuck = Sender(
+            engine=shop.engine,
+            redis=redis,
+            http=http,
+            graph_base_url=shop.graph.base_url,
+            limiter=cast(SendRateLimiter, Stuck()),
+        )
+        task = asyncio.create_task(stuck.on_outbound(message))
+        for _ in range(200):  # until the claim is taken and the send waits for a token
+            await asyncio.sleep(0.01)
+            if shop.row_or_none(message.event_id) is not None:
+                break
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert shop.row(message.event_id).status == "retrying"
+    await shop.sender.on_outbound(message)
+    assert len(shop.graph.accepted(message.customer_id)) == 1
+    assert shop.row(message.event_id).status == "sent"
