@@ -3,7 +3,7 @@
 import asyncio
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,12 +24,8 @@ POLL_SECONDS = 120.0
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A file, not memory: the relay reads from a worker thread, which an in-memory SQLite would not share."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(file_engine: Engine) -> Engine:
+    return file_engine
 
 
 @pytest.fixture

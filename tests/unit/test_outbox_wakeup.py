@@ -2,18 +2,15 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
 
 from schemas.orders import CreateDraft
 from schemas.topics import ORDERS_EVENTS
-from sellmesh.db import in_thread, make_engine, session_scope
+from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import OutboxRelay, add_to_outbox
 from tests.builders import order_command
 
@@ -22,11 +19,8 @@ POLL_SECONDS = 120.0
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(file_engine: Engine) -> Engine:
+    return file_engine
 
 
 class Recorder:

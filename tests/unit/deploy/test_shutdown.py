@@ -2,29 +2,23 @@
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Engine
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from schemas.orders import CreateDraft
 from schemas.topics import ORDERS_EVENTS
-from sellmesh.db import make_engine, session_scope
+from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow, add_to_outbox
 from tests.builders import order_command
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A file, not memory: the relay reads from worker threads, and each would get its own memory database."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(file_engine: Engine) -> Engine:
+    return file_engine
 
 
 class SlowBroker:

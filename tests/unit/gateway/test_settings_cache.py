@@ -2,18 +2,16 @@
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, insert, update
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 import sellmesh.tables  # noqa: F401  (registers every table on the metadata)
 from sellmesh import readcache
-from sellmesh.db import make_engine, session_scope
+from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRow
 from services.gateway.query import (
     SETTINGS_TTL_SECONDS,
@@ -36,12 +34,8 @@ NOTIFY_SECRET = "whsec_do-not-log-44d1"
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    # A file, not memory: a reader needs its own connection to see the committed row while a writer is mid-flush.
-    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(file_engine: Engine) -> Engine:
+    return file_engine
 
 
 class StatementCounter:

@@ -1,25 +1,18 @@
 """The outbox gauge shows how long the oldest unpublished row has waited, and keeps growing while the relay is stuck."""
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import SQLModel
 
-from sellmesh.db import make_engine, session_scope
+from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    """A file, not memory: the relay reads from a worker thread, which an in-memory SQLite would not share."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'outbox.db'}")
-    SQLModel.metadata.create_all(engine)
-    yield engine
-    engine.dispose()
+def engine(file_engine: Engine) -> Engine:
+    return file_engine
 
 
 class Broker:
