@@ -289,9 +289,7 @@ class OutboxRelay:
 
     def wake_threadsafe(self) -> None:
         """Look at the table now (rows were committed that could not be handed over)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.wakeup.set)
+        self.hand_over_threadsafe([])
 
     def _take(self, rows: list[Pending]) -> None:
         self._handed.extend(rows)
