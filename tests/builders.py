@@ -1,6 +1,8 @@
 """Tiny builders for wire messages with random ids, so tests on shared infrastructure never collide."""
 
 import json
+import secrets
+import string
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +17,12 @@ from schemas.orders import ChannelAddress, OrderCommandBase, UpsertProduct
 from schemas.payments import PaymentEventBase
 from sellmesh.outbox import OutboxRow
 from services.orders.tables import AuditRow
+
+
+def unique_label(prefix: str) -> str:
+    """A fresh name for something that becomes a metric label (a consumer group, a producer): random letters,
+    never digits, so it can not look like an id to the label policy test (seven digits in a row), whatever the draw."""
+    return f"{prefix}-{''.join(secrets.choice(string.ascii_lowercase) for _ in range(10))}"
 
 
 def random_tenant_id() -> uuid.UUID:

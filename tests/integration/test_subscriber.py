@@ -17,7 +17,7 @@ from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS, dlq_of
 from sellmesh.broker import MeshBroker, make_broker, publish
 from sellmesh.subscriber import PermanentError, RedisDedup, RetryPolicy, subscribe
-from tests.builders import random_tenant_id, resolve_command
+from tests.builders import random_tenant_id, resolve_command, unique_label
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -64,7 +64,7 @@ async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def harness(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Harness]:
-    group = f"test-{uuid.uuid4().hex[:8]}"
+    group = unique_label("test")
     redis: Redis = Redis.from_url(redis_url, decode_responses=True)
     broker = make_broker(
         bootstrap_servers=kafka_bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group

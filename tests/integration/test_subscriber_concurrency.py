@@ -15,7 +15,7 @@ from sellmesh.broker import make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.rebalance import consumers_of
 from sellmesh.subscriber import RedisDedup, RetryPolicy, subscribe
-from tests.builders import random_tenant_id, resolve_command
+from tests.builders import random_tenant_id, resolve_command, unique_label
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ async def test_partitions_are_handled_concurrently_in_key_order_exactly_once(red
         subscribe(
             broker,
             HANDOFF_COMMANDS,
-            group=f"concurrency-{uuid.uuid4().hex[:8]}",
+            group=unique_label("concurrency"),
             name="tracker",
             handler=tracker,
             dedup=RedisDedup(redis, ttl_seconds=600),

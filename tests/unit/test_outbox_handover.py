@@ -1,7 +1,6 @@
 """A commit hands its outbox rows to the relay, which publishes each one once, in order, without reading it back."""
 
 import asyncio
-import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from schemas.topics import ORDERS_EVENTS
 from sellmesh import outbox
 from sellmesh.db import in_thread, make_engine, session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow, Pending, add_to_outbox
-from tests.builders import order_command
+from tests.builders import order_command, unique_label
 
 # Far longer than any wait below: a row that goes out in time was handed over, not polled for.
 POLL_SECONDS = 120.0
@@ -29,14 +28,10 @@ def engine(file_engine: Engine) -> Engine:
     return file_engine
 
 
-_PRODUCERS = itertools.count(1)
-
-
 @pytest.fixture
 def producer() -> str:
-    """A producer of its own, so no relay another test left registered can take this test's rows. Counted, not
-    random: it becomes a metric label, and the label policy test refuses id-shaped ones."""
-    return f"handover-test-{next(_PRODUCERS)}"
+    """A producer of its own, so no relay another test left registered can take this test's rows."""
+    return unique_label("handover-test")
 
 
 class Broker:
