@@ -1,21 +1,22 @@
 """The one subscriber wrapper every handler runs in: decode, dedup, retry with backoff, dead-letter.
 
 Offsets are committed only after the handler's work is done (or the message is safely in
-the DLQ), one message at a time, so a rebalance never leaves finished work uncommitted and
-never commits unfinished work.
+the DLQ): once per fetched batch, after every record of it is finished or rewound for redelivery,
+and on a rebalance for what is finished so far, so a rebalance never leaves finished work
+uncommitted and never commits unfinished work.
 """
 
 import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -234,6 +235,14 @@ def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
         MESSAGES_DEAD_LETTERED.labels(group, topic, handler, kind)
 
 
+# A fetched batch: at most this many records, and how long an empty poll waits before polling again (also the
+# most a message that lands in that pause waits). One FastStream call and one offset commit serve the batch.
+BATCH_MAX_RECORDS = 100
+BATCH_POLL_MS = 10
+# Pause before a message left unfinished (Redis or the DLQ publish is down) is delivered again, so it does not spin.
+UNFINISHED_PAUSE_SECONDS = 1.0
+
+
 def subscribe(
     broker: KafkaBroker,
     topic: str,
@@ -247,40 +256,94 @@ def subscribe(
     session_timeout_ms: int = 10_000,
     fetch_max_wait_ms: int = 500,
 ) -> Subscription:
-    """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ."""
+    """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ.
+
+    With one consumer (the default) records are fetched in batches and each partition of a batch is handled
+    in a task of its own: partitions at once, each in order. With `consumers` > 1 FastStream runs that many
+    consumers in the group, one record at a time each.
+    """
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
     initialize_metrics(group=group, topic=topic, handler=name)
-
     in_hand = InHand()
 
-    async def on_message(msg: KafkaMessage) -> None:
+    async def finish(record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record; False when it was left unfinished and must be delivered again."""
         try:
-            with in_hand.holding(msg.raw_message):
-                await subscription.consume(msg.raw_message)
+            with in_hand.holding(record):
+                await subscription.consume(record)
         except Exception:
-            # Only infrastructure failures get here (Redis or the DLQ publish is down). Pause so
-            # the redelivery that NACK_ON_ERROR causes does not spin, then let it happen.
+            # Only infrastructure failures get here (Redis or the DLQ publish is down).
             MESSAGES_FAILED.labels(group, topic, name).inc()
             log.exception("message not finished; it will be redelivered")
-            await asyncio.sleep(1.0)
-            raise
+            return False
+        return True
 
-    on_message.__name__ = f"on_{name}"
     # Bounded like a graceful stop: a handler waiting out an outage must not hold the whole group's rebalance.
     listener = FinishBeforeRevoke(in_hand, group=group, wait_seconds=10.0)
-    subscriber = broker.subscriber(
-        topic,
-        group_id=group,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        title=f"{group}/{name}",
-        listener=listener,
+    options: dict[str, Any] = {
+        "group_id": group,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "auto_offset_reset": "earliest",
+        "title": f"{group}/{name}",
+        "listener": listener,
+        "session_timeout_ms": session_timeout_ms,
+        "heartbeat_interval_ms": session_timeout_ms // 3,
+        "fetch_max_wait_ms": fetch_max_wait_ms,
+    }
+    if consumers > 1:
+
+        async def on_message(msg: KafkaMessage) -> None:
+            record: ConsumerRecord[bytes, bytes] = msg.raw_message
+            if not await finish(record):
+                await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
+                # NACK_ON_ERROR rewinds the partition to this record.
+                raise MessageUnfinished(f"{topic} offset {record.offset}")
+
+        on_message.__name__ = f"on_{name}"
         # Several workers with manual commits make FastStream run one consumer per worker in the group.
-        max_workers=consumers if consumers > 1 else None,
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=session_timeout_ms // 3,
-        fetch_max_wait_ms=fetch_max_wait_ms,
-    )
-    subscriber(on_message)
+        subscriber = broker.subscriber(topic, max_workers=consumers, **options)
+        subscriber(on_message)
+    else:
+
+        async def on_batch(msg: KafkaMessage) -> None:
+            records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
+            by_partition = partitions_of(records)
+            outcomes = await asyncio.gather(*(_in_order(part, finish) for part in by_partition.values()))
+            unfinished = {tp: offset for tp, offset in zip(by_partition, outcomes, strict=True) if offset is not None}
+            if unfinished:
+                await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
+                for tp, offset in unfinished.items():
+                    msg.consumer.seek(tp, offset)
+            # Returning acks the batch: the commit takes the consumer's positions, and a rewound partition's
+            # position is its first unfinished record, so nothing unfinished is committed past.
+
+        on_batch.__name__ = f"on_{name}"
+        subscriber = broker.subscriber(
+            topic, batch=True, max_records=BATCH_MAX_RECORDS, batch_timeout_ms=BATCH_POLL_MS, **options
+        )
+        subscriber(on_batch)
     listener.subscriber = subscriber
     return subscription
+
+
+class MessageUnfinished(Exception):
+    """A record was left unfinished; raised so FastStream rewinds its partition for redelivery."""
+
+
+def partitions_of(
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    by_partition: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+    for record in records:
+        by_partition.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+    return by_partition
+
+
+async def _in_order(
+    records: list[ConsumerRecord[bytes, bytes]], finish: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]]
+) -> int | None:
+    """One partition's records in order; stops at the first unfinished one and returns its offset."""
+    for record in records:
+        if not await finish(record):
+            return int(record.offset)
+    return None

@@ -1,0 +1,190 @@
+"""Batches of the subscriber wrapper over the real broker: partitions at once, each key in order, exactly once,
+a record left unfinished delivered again without losing the rest of its batch, and finished batches committed."""
+
+import asyncio
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import CollectorRegistry
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from schemas.handoff import ResolveHandoff
+from schemas.topics import HANDOFF_COMMANDS
+from sellmesh.broker import MeshBroker, make_broker, publish
+from sellmesh.localbroker import LocalBroker
+from sellmesh.subscriber import RetryPolicy, subscribe
+from tests.builders import random_tenant_id, resolve_command, unique_label
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+KEYS = 16
+PER_KEY = 3
+
+
+class Tracker:
+    """Records what each key saw, in order, and the most messages that were ever in hand at once."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[str]] = defaultdict(list)
+        self.in_hand = 0
+        self.most_in_hand = 0
+
+    async def __call__(self, command: ResolveHandoff) -> None:
+        self.in_hand += 1
+        self.most_in_hand = max(self.most_in_hand, self.in_hand)
+        try:
+            await asyncio.sleep(0.01)
+            self.seen[command.conversation_id].append(command.note)
+        finally:
+            self.in_hand -= 1
+
+    @property
+    def handled(self) -> int:
+        return sum(map(len, self.seen.values()))
+
+
+class FlakyDedup:
+    """An in-memory dedup whose lookup fails (as Redis does when it is down) for chosen event ids, `failures` times."""
+
+    def __init__(self, failing: set[uuid.UUID], *, failures: int) -> None:
+        self.failing = failing
+        self.failures: dict[uuid.UUID, int] = dict.fromkeys(failing, failures)
+        self.marked: set[str] = set()
+
+    async def seen(self, key: str) -> bool:
+        event_id = uuid.UUID(key.rsplit(":", 1)[1])
+        if self.failures.get(event_id, 0) > 0:
+            self.failures[event_id] -= 1
+            raise RedisConnectionError("redis is down")
+        return key in self.marked
+
+    async def mark(self, key: str) -> None:
+        self.marked.add(key)
+
+
+@pytest_asyncio.fixture
+async def bootstrap() -> AsyncIterator[str]:
+    with LocalBroker() as local:
+        admin = AIOKafkaAdminClient(bootstrap_servers=local.bootstrap_servers)
+        await admin.start()
+        await admin.create_topics([NewTopic(HANDOFF_COMMANDS, num_partitions=PARTITIONS, replication_factor=1)])
+        await admin.close()
+        yield local.bootstrap_servers
+
+
+def subscribed(bootstrap: str, group: str, tracker: Tracker, dedup: FlakyDedup) -> MeshBroker:
+    broker = make_broker(
+        bootstrap_servers=bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
+    )
+    subscribe(
+        broker,
+        HANDOFF_COMMANDS,
+        group=group,
+        name="tracker",
+        handler=tracker,
+        dedup=dedup,
+        retry=RetryPolicy(attempts=1, base_seconds=0.01),
+    )
+    return broker
+
+
+async def publish_steps(broker: MeshBroker, keys: list[str]) -> list[ResolveHandoff]:
+    tenant = random_tenant_id()
+    sent = []
+    for step in range(PER_KEY):
+        for key in keys:
+            command = resolve_command(tenant, key, note=str(step))
+            await publish(broker, HANDOFF_COMMANDS, command, key=key)
+            sent.append(command)
+    return sent
+
+
+async def until(check: Callable[[], bool], within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        partitions = [TopicPartition(HANDOFF_COMMANDS, p) for p in range(PARTITIONS)]
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp: max(0, meta.offset) for tp, meta in offsets.items()}
+
+
+async def test_one_consumer_handles_partitions_at_once_each_key_in_order_exactly_once(bootstrap: str) -> None:
+    tracker = Tracker()
+    group = unique_label("batches")
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    await broker.connect()
+    # Published before the consumer joins, so its first fetches hold records of several partitions.
+    await publish_steps(broker, keys)
+    await broker.start()
+    try:
+        await until(lambda: tracker.handled >= KEYS * PER_KEY)
+        await asyncio.sleep(0.3)  # anything handled twice would show up by now
+    finally:
+        await broker.stop()
+    assert {key: tracker.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}
+    assert 1 < tracker.most_in_hand <= PARTITIONS
+
+
+async def test_a_record_left_unfinished_is_delivered_again_and_the_rest_of_the_batch_is_not_lost(
+    bootstrap: str,
+) -> None:
+    tracker = Tracker()
+    group = unique_label("unfinished")
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    producer = subscribed(bootstrap, unique_label("producer"), Tracker(), FlakyDedup(set(), failures=0))
+    await producer.connect()
+    sent = await publish_steps(producer, keys)
+    await producer.stop()
+    # The first step of one key cannot be finished twice in a row; its later steps must wait for it.
+    victim = sent[0]
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup({victim.event_id}, failures=2))
+    await broker.start()
+    try:
+        await until(lambda: tracker.handled >= KEYS * PER_KEY)
+        await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert {key: tracker.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}
+
+
+async def test_finished_batches_are_committed_and_a_restart_redelivers_nothing(bootstrap: str) -> None:
+    tracker = Tracker()
+    group = unique_label("commits")
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
+    await broker.start()
+    try:
+        await publish_steps(broker, keys)
+        await until(lambda: tracker.handled >= KEYS * PER_KEY)
+        # Each batch commits once it is finished.
+        deadline = asyncio.get_running_loop().time() + 15
+        while sum((await committed_offsets(bootstrap, group)).values()) < KEYS * PER_KEY:
+            assert asyncio.get_running_loop().time() < deadline, "finished offsets were not committed"
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.stop()
+    again = Tracker()
+    # A fresh dedup: only the committed offsets stand between a restart and handling everything twice.
+    restarted = subscribed(bootstrap, group, again, FlakyDedup(set(), failures=0))
+    await restarted.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        await restarted.stop()
+    assert again.handled == 0
