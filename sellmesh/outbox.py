@@ -55,6 +55,9 @@ class Pending:
 # process, or written where no relay runs) and keeps an idle worker from querying twenty times a second.
 _RUNNING: dict[str, list["OutboxRelay"]] = {}
 PUBLISHED_MEMORY = 10_000
+# How long published rows may wait for more before they are marked. A crash in between publishes them again,
+# which consumers drop by event id; the memory of published ids keeps this relay from doing so itself.
+MARK_DELAY_SECONDS = 0.2
 _ADDED = "outbox_added"  # session.info: rows added, not yet flushed
 _FLUSHED = "outbox_flushed"  # session.info: rows flushed in this transaction, as Pending
 _SAVEPOINT_ROLLED_BACK = "outbox_savepoint_rolled_back"
@@ -205,15 +208,20 @@ class OutboxRelay:
             self._read_table = False
         else:
             self._handed.clear()  # committed, so the table holds them, in order with the rest
+            # Marked first, so a read never comes back full of rows that only wait for their mark.
+            await self._mark_published()
             rows = await in_thread(self._pending)
             self._read_table = True
             self._catching_up = len(rows) == self.batch and self._catching_up
         return [row for row in rows if row.id not in self._published]
 
-    async def relay_once(self) -> int:
+    async def relay_once(self, *, defer_mark: bool = False) -> int:
+        """Publish the next rows and mark them; with `defer_mark` (the run loop) marks wait for a full batch
+        while rows keep coming, so a steady stream costs one UPDATE per batch rather than one per commit."""
         rows = await self._next_rows()
         self._oldest_pending = rows[0].created_at if rows else None
         done: list[int] = []
+        failed = True
         try:
             for row in rows:
                 headers = json.loads(row.headers)
@@ -226,6 +234,7 @@ class OutboxRelay:
                 )
                 done.append(row.id)
                 self._remember(row.id)
+            failed = False
         except BaseException:
             self._catching_up = True
             raise
@@ -233,7 +242,8 @@ class OutboxRelay:
             if done:
                 OUTBOX_PUBLISHED.labels(self.producer).inc(len(done))
                 self._unmarked.extend(done)
-            await self._mark_published()
+            if not defer_mark or failed or not rows or len(self._unmarked) >= self.batch:
+                await self._mark_published()
         self._oldest_pending = None
         return len(rows)
 
@@ -259,7 +269,7 @@ class OutboxRelay:
             self.wakeup.clear()
             published = 0
             try:
-                published = await self.relay_once()
+                published = await self.relay_once(defer_mark=True)
             except Exception:
                 log.exception("outbox relay failed; retrying", extra={"producer": self.producer})
                 if self._stopping:
@@ -270,11 +280,25 @@ class OutboxRelay:
             if self._handed or (published and self._read_table):
                 continue
             if self._stopping:
-                if self._read_table:
+                if self._read_table and not self._unmarked:
                     return  # the table had nothing left
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wakeup.wait(), timeout=self.poll_seconds)
+            # Rows published but not yet marked: a commit arriving within the delay is marked with them.
+            if self._unmarked and not await self._woken_within(MARK_DELAY_SECONDS):
+                try:
+                    await self._mark_published()
+                except Exception:
+                    log.exception(
+                        "outbox relay could not mark rows published; retrying", extra={"producer": self.producer}
+                    )
+                await self._woken_within(self.poll_seconds)
+            elif not self._unmarked:
+                await self._woken_within(self.poll_seconds)
+
+    async def _woken_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
+        return self.wakeup.is_set()
 
     def start(self) -> None:
         OUTBOX_OLDEST_AGE.labels(self.producer).set_function(self.oldest_age_seconds)

@@ -378,3 +378,35 @@ async def test_at_start_a_backlog_in_the_table_goes_out_before_rows_handed_over_
     await drain(relay)
     assert broker.event_ids() == [*backlog, *later]
     assert unmarked(engine, producer) == []
+
+
+async def test_a_stream_of_commits_is_marked_in_one_update_and_a_lone_row_soon_after(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = Broker()
+    relay = make_relay(engine, broker, producer)
+    marks: list[list[int]] = []
+    mark = relay._mark
+
+    def counted(ids: list[int]) -> None:
+        marks.append(list(ids))
+        mark(ids)
+
+    monkeypatch.setattr(relay, "_mark", counted)
+    relay.start()
+    try:
+        assert await eventually(lambda: not relay._catching_up), "the relay's first look never finished"
+        expected: list[uuid.UUID] = []
+        for _ in range(5):
+            # Each commit lands well within the mark delay of the one before.
+            expected += await in_thread(lambda: commit(engine, producer))
+            await asyncio.sleep(outbox.MARK_DELAY_SECONDS / 10)
+        assert await eventually(lambda: len(broker.published) == 5)
+        assert await eventually(lambda: not unmarked(engine, producer)), "published rows were never marked"
+        assert marks == [sorted(marks[0])] and len(marks[0]) == 5, f"expected one mark of all five, got {marks}"
+        alone = await in_thread(lambda: commit(engine, producer))
+        assert await eventually(lambda: not unmarked(engine, producer), seconds=outbox.MARK_DELAY_SECONDS * 10)
+        assert len(marks) == 2
+        assert broker.event_ids() == expected + alone
+    finally:
+        await relay.stop()
