@@ -53,10 +53,7 @@ async def call_model(
         int(getattr(tokens, "prompt_tokens", 0) or 0),
         int(getattr(tokens, "completion_tokens", 0) or 0),
     )
-    try:
-        cost = float(litellm.completion_cost(completion_response=response))
-    except Exception:
-        cost = 0.0  # models litellm cannot price (the offline one, custom deployments)
+    cost = _cost(response)
     MODEL_TOKENS.labels(tier, "prompt").inc(prompt)
     MODEL_TOKENS.labels(tier, "completion").inc(completion)
     MODEL_COST.labels(tier).inc(cost)
@@ -65,3 +62,15 @@ async def call_model(
     usage.cost_usd += cost
     usage.calls += 1
     return response
+
+
+def _cost(response: Any) -> float:
+    """What litellm priced the call at. Its success logging already did the sum (None for a model it cannot
+    price: the offline one, custom deployments); pricing it again costs more CPU than the offline call itself."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if "response_cost" in hidden:
+        return float(hidden["response_cost"] or 0.0)
+    try:
+        return float(litellm.completion_cost(completion_response=response))
+    except Exception:
+        return 0.0
