@@ -63,6 +63,9 @@ def make_broker(
         allow_auto_create_topics=create_topics,
         middlewares=[KafkaPrometheusMiddleware(registry=registry, metrics_prefix="sellmesh"), PublishCounter],
         graceful_timeout=10.0,
+        # Every handler is the subscriber wrapper, which decodes and validates itself; FastDepends would resolve
+        # its message parameter in a worker thread, a thread hop per message for nothing.
+        apply_types=False,
         logger=logging.getLogger("sellmesh.broker"),
         # FastStream logs every message at this level; DEBUG keeps INFO for what people need to read.
         log_level=logging.DEBUG,

@@ -10,7 +10,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlmodel import Session, create_engine
 
@@ -69,6 +70,18 @@ def ping_when_idle(engine: Engine) -> None:
                 # The pool discards this connection and checks out another (a fresh one after a restart).
                 raise DisconnectionError(str(exc)) from exc
             raise
+
+
+def insert_new(engine: Engine, table: Table, values: dict[str, Any]) -> bool:
+    """Insert one row unless a unique key already holds it; True when it was new.
+
+    One statement in its own transaction (`ON CONFLICT DO NOTHING` on PostgreSQL and SQLite): for append-only
+    rows keyed by event id, where an ORM session, a flush and a caught IntegrityError would cost several times more.
+    """
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    with engine.begin() as connection:
+        return bool(connection.execute(statement).rowcount)
 
 
 def run_migrations(engine: Engine) -> None:

@@ -290,6 +290,7 @@ def subscribe(
         "heartbeat_interval_ms": session_timeout_ms // 3,
         "fetch_max_wait_ms": fetch_max_wait_ms,
     }
+    options["decoder"] = _the_message
     if consumers > 1:
 
         async def on_message(msg: KafkaMessage) -> None:
@@ -347,3 +348,8 @@ async def _in_order(
         if not await finish(record):
             return int(record.offset)
     return None
+
+
+async def _the_message(msg: KafkaMessage) -> KafkaMessage:
+    """The decoder: the handler gets FastStream's message itself (records, consumer), not a decoded body."""
+    return msg

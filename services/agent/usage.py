@@ -3,21 +3,19 @@
 from sqlalchemy import Engine
 
 from schemas.channel import InboundMessage
-from sellmesh.db import session_scope
+from sellmesh.db import insert_new
 from services.agent.model_call import Usage
 from services.agent.store import AgentUsage
 
 
 def record_usage(engine: Engine, message: InboundMessage, model: str, usage: Usage) -> None:
-    with session_scope(engine) as session:
-        session.add(
-            AgentUsage(
-                tenant_id=message.tenant_id,
-                conversation_id=message.conversation_id,
-                model=model[:128],
-                calls=usage.calls,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cost_usd=usage.cost_usd,
-            )
-        )
+    row = AgentUsage(
+        tenant_id=message.tenant_id,
+        conversation_id=message.conversation_id,
+        model=model[:128],
+        calls=usage.calls,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cost_usd=usage.cost_usd,
+    )
+    insert_new(engine, AgentUsage.__table__, row.model_dump(exclude={"id"}))  # type: ignore[attr-defined]

@@ -4,11 +4,10 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, Engine, Index, Text, UniqueConstraint
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
 from schemas.channel import InboundMessage, OutboundMessage, content_text
-from sellmesh.db import session_scope
+from sellmesh.db import insert_new
 
 TEXT_LIMIT = 1000
 
@@ -31,11 +30,9 @@ class InboxMessageRow(SQLModel, table=True):
 
 
 def _insert(engine: Engine, row: InboxMessageRow) -> None:
-    try:
-        with session_scope(engine) as session:
-            session.add(row)
-    except IntegrityError:
-        pass  # the same event again: the unique key keeps the inbox exact
+    # The same event again inserts nothing: the unique key keeps the inbox exact.
+    values = row.model_dump(exclude={"id"})
+    insert_new(engine, InboxMessageRow.__table__, values)  # type: ignore[attr-defined]
 
 
 def record_inbound(engine: Engine, message: InboundMessage) -> None:
