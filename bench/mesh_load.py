@@ -76,6 +76,11 @@ class Run:
             "busiest": f"{busiest} {self.cpu.get(busiest, 0.0) / self.seconds:.0%} cpu" if busiest else "",
             # All mesh processes' CPU per inbound message: what decides throughput once the cores are full.
             "mesh_cpu_ms": round(1000 * sum(self.cpu.values()) / max(1, self.tally.webhooks), 1),
+            # Where that CPU went, service by service: which stage to look at first.
+            "cpu_ms_by_service": " ".join(
+                f"{service} {1000 * used / max(1, self.tally.webhooks):.1f}"
+                for service, used in sorted(self.cpu.items())
+            ),
         }
 
 
@@ -222,38 +227,39 @@ async def mesh_runs(
     conversations: int,
     graph_latency: float,
 ) -> list[Run]:
+    one_each = dict.fromkeys(SERVICES, 1)
+    plans: list[tuple[str, dict[str, int], float | None, int, dict[str, str]]] = [
+        (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate)), {}),
+    ]
+    plans += [
+        (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, conversations, {})
+        for n in replicas
+    ]
+    # Consumers per subscription inside one process: partitions handled concurrently, no extra processes.
+    plans += [
+        (
+            f"mesh: as fast as it goes, {n} consumers per subscription",
+            one_each,
+            None,
+            conversations,
+            {"KAFKA_CONSUMERS_PER_SUBSCRIPTION": str(n)},
+        )
+        for n in consumers
+        if n > 1
+    ]
     runs: list[Run] = []
-    with fresh_schema() as database_url:
-        engine = make_engine(database_url)
-        await asyncio.to_thread(run_migrations, engine)
-        seeded = [await asyncio.to_thread(seed_shop, engine, name=f"Load Shop {i}") for i in range(shops)]
-        engine.dispose()
-        env = mesh_env(infra_env, database_url=database_url, graph_url="", work_dir=work_dir)
-        one_each = dict.fromkeys(SERVICES, 1)
-        plans: list[tuple[str, dict[str, int], float | None, int, dict[str, str]]] = [
-            (f"mesh: at {rate:g} msgs/s, 1 replica each", one_each, rate, max(16, int(rate)), env),
-        ]
-        plans += [
-            (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, conversations, env)
-            for n in replicas
-        ]
-        # Consumers per subscription inside one process: partitions handled concurrently, no extra processes.
-        plans += [
-            (
-                f"mesh: as fast as it goes, {n} consumers per subscription",
-                one_each,
-                None,
-                conversations,
-                {**env, "KAFKA_CONSUMERS_PER_SUBSCRIPTION": str(n)},
-            )
-            for n in consumers
-            if n > 1
-        ]
-        for name, layout, pace, at_once, run_env in plans:
+    for name, layout, pace, at_once, extra_env in plans:
+        # A schema of its own per run: tables that grew in an earlier run would make every later one slower.
+        with fresh_schema() as database_url:
+            engine = make_engine(database_url)
+            await asyncio.to_thread(run_migrations, engine)
+            seeded = [await asyncio.to_thread(seed_shop, engine, name=f"Load Shop {i}") for i in range(shops)]
+            engine.dispose()
+            env = mesh_env(infra_env, database_url=database_url, graph_url="", work_dir=work_dir)
             runs.append(
                 await play_run(
                     name=name,
-                    env=run_env,
+                    env={**env, **extra_env},
                     work_dir=work_dir,
                     shops=seeded,
                     replicas=layout,
@@ -277,6 +283,7 @@ def _plain_row(result: Result) -> Row:
         "p99_ms": round(result.percentile(0.99), 1),
         "busiest": "",
         "mesh_cpu_ms": "",
+        "cpu_ms_by_service": "",
     }
 
 
