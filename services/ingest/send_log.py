@@ -8,8 +8,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlalchemy import Connection, Engine
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
+from sqlmodel import Session
 
 from schemas.channel import DeliveryState, DeliveryStatus, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel
@@ -54,41 +57,47 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
     """One transaction before the Graph call: None when the message is finished (sent, refused, failed); in
     doubt when an earlier attempt's claim is still `sending`; otherwise claims it (`sending`) and reads the
     window's start and which of its `parts` requests went out."""
-    with session_scope(engine) as session:
-        row = session.get(OutboundSend, message.event_id)
-        if row is not None and row.status in FINISHED:
+    sends = OutboundSend.__table__  # type: ignore[attr-defined]
+    mine = sends.c.event_id == message.event_id
+    # Core statements: this runs for every outbound message, and an ORM session costs several times more.
+    with engine.begin() as connection:
+        status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one_or_none()
+        if status in FINISHED:
             return None
-        if row is not None and row.status == "sending":
+        if status == "sending":
             return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
-        if row is None:
-            row = _row(message, message.event_id, "sending")
-        row.status, row.updated_at = "sending", now()
-        session.add(row)
+        if status is None:
+            connection.execute(sa_insert(sends).values(**_row(message, message.event_id, "sending").model_dump()))
+        else:
+            connection.execute(sa_update(sends).where(mine).values(status="sending", updated_at=now()))
         return Attempt(
             last_inbound_at=last_inbound_at(
-                session, tenant_id=message.tenant_id, conversation_id=message.conversation_id
+                connection, tenant_id=message.tenant_id, conversation_id=message.conversation_id
             ),
-            sent_parts=_sent_parts(session, message, parts),
+            sent_parts=_sent_parts(connection, message, parts),
         )
 
 
 def release(engine: Engine, message: OutboundMessage) -> None:
     """An attempt ended knowing nothing reached the channel (refused at connect, rate limited, an answer
     saying no): the claim goes back to `retrying`, so the next attempt sends instead of calling it in doubt."""
-    with session_scope(engine) as session:
-        row = session.get(OutboundSend, message.event_id)
-        if row is not None and row.status == "sending":
-            row.status, row.updated_at = "retrying", now()
-            session.add(row)
+    sends = OutboundSend.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(
+            sa_update(sends)
+            .where(sends.c.event_id == message.event_id, sends.c.status == "sending")
+            .values(status="retrying", updated_at=now())
+        )
 
 
-def _sent_parts(session: Session, message: OutboundMessage, count: int) -> frozenset[int]:
+def _sent_parts(connection: Connection, message: OutboundMessage, count: int) -> frozenset[int]:
     """Which of the first `count` requests already went out on an earlier attempt."""
     ids = {part_id(message, index): index for index in range(count)}
     if not ids:
         return frozenset()
-    query = select(OutboundSend.event_id).where(col(OutboundSend.event_id).in_(list(ids)))
-    return frozenset(ids[event_id] for event_id in session.exec(query))
+    sends = OutboundSend.__table__  # type: ignore[attr-defined]
+    query = sa_select(sends.c.event_id).where(sends.c.event_id.in_(list(ids)))
+    return frozenset(ids[event_id] for event_id in connection.execute(query).scalars())
 
 
 def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str, provider_id: str | None) -> None:
@@ -100,11 +109,20 @@ def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str,
 
 
 def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -> None:
+    sends = OutboundSend.__table__  # type: ignore[attr-defined]
     with session_scope(engine) as session:
-        row = session.get(OutboundSend, message.event_id) or _row(message, message.event_id, outcome.status)
-        row.status, row.provider_message_id = outcome.status, outcome.provider_id
-        row.error, row.updated_at = outcome.error[:500], now()
-        session.add(row)
+        changes = {
+            "status": outcome.status,
+            "provider_message_id": outcome.provider_id,
+            "error": outcome.error[:500],
+            "updated_at": now(),
+        }
+        # An UPDATE by key rather than a load and a flush; the row is missing only if its claim was never written.
+        updated = session.execute(sa_update(sends).where(sends.c.event_id == message.event_id).values(**changes))
+        if not updated.rowcount:  # type: ignore[attr-defined]
+            row = _row(message, message.event_id, outcome.status)
+            row.provider_message_id, row.error = outcome.provider_id, outcome.error[:500]
+            session.add(row)
         if outcome.status == "sent":
             _log(session, message, message.event_id, outcome.kind, outcome.provider_id)
         if outcome.status != "refused":

@@ -3,8 +3,9 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Text, UniqueConstraint, func
-from sqlmodel import Column, Field, Session, SQLModel, select
+from sqlalchemy import Connection, Text, UniqueConstraint, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Column, Field, SQLModel
 
 
 def _now() -> datetime:
@@ -47,14 +48,13 @@ class OutboundSend(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
-def last_inbound_at(session: Session, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
+def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
     """When the customer last wrote in this conversation (echoes and our sends don't count); None if never."""
-    query = select(func.max(MessageLog.created_at)).where(
-        MessageLog.tenant_id == tenant_id,
-        MessageLog.conversation_id == conversation_id,
-        MessageLog.direction == "in",
+    log = MessageLog.__table__  # type: ignore[attr-defined]
+    query = sa_select(func.max(log.c.created_at)).where(
+        log.c.tenant_id == tenant_id, log.c.conversation_id == conversation_id, log.c.direction == "in"
     )
-    value = session.exec(query).one()
+    value: datetime | None = connection.execute(query).scalar_one()
     if value is None:
         return None
     # SQLite keeps no offset; every time here was written in UTC.
