@@ -24,7 +24,7 @@ from sellmesh.subscriber import ERROR_TEXT_LIMIT, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
-from services.ingest.store import MessageLog, OutboundSend
+from services.ingest.store import MessageLog, OutboundSend, log_message
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ class Normalizer:
         try:
             with session_scope(self.engine) as session:
                 direction = "echo" if item.is_echo else "in"
-                session.add(
+                log_message(
+                    session,
                     MessageLog(
                         tenant_id=account.tenant_id,
                         channel=item.channel.value,
@@ -110,9 +111,8 @@ class Normalizer:
                         event_id=event_id,
                         kind=item.content.kind,
                         text=content_text(item.content),
-                    )
+                    ),
                 )
-                session.flush()
                 if item.is_echo:
                     if not self._sent_by_us(session, account.tenant_id, item.message_id, item.send_id):
                         add_to_outbox(

@@ -21,7 +21,7 @@ from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.db import session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
-from services.ingest.store import MessageLog, OutboundSend, last_inbound_at
+from services.ingest.store import MessageLog, OutboundSend, last_inbound_at, log_message
 
 FINISHED = frozenset({"sent", "refused", "failed"})
 
@@ -152,7 +152,8 @@ def _log(session: Session, message: OutboundMessage, event_id: uuid.UUID, kind: 
     if provider_id is None:
         return
     image_alone = kind == "image" and message.channel is not Channel.WHATSAPP
-    session.add(
+    log_message(
+        session,
         MessageLog(
             tenant_id=message.tenant_id,
             channel=message.channel.value,
@@ -163,7 +164,7 @@ def _log(session: Session, message: OutboundMessage, event_id: uuid.UUID, kind: 
             event_id=event_id,
             kind=kind,
             text=(message.image_url or "") if image_alone else message.text,
-        )
+        ),
     )
 
 

@@ -4,8 +4,9 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Text, UniqueConstraint, func
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
-from sqlmodel import Column, Field, SQLModel
+from sqlmodel import Column, Field, Session, SQLModel
 
 
 def _now() -> datetime:
@@ -46,6 +47,13 @@ class OutboundSend(SQLModel, table=True):
     provider_message_id: str | None = Field(default=None, max_length=256, index=True)
     error: str = Field(default="", max_length=500)
     updated_at: datetime = Field(default_factory=_now)
+
+
+def log_message(session: Session, row: MessageLog) -> None:
+    """Write one message-log row now, as a Core INSERT in the session's transaction (no unit of work for an
+    append-only row); a message logged before raises IntegrityError here, not at commit."""
+    table = MessageLog.__table__  # type: ignore[attr-defined]
+    session.execute(sa_insert(table).values(**row.model_dump(exclude={"id"})))
 
 
 def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
