@@ -46,6 +46,13 @@ class ReadCache(Generic[V]):
                 entries[key] = (now + self.ttl_seconds, value)
         return value
 
+    def fresh(self, engine: Engine, key: Hashable) -> V | None:
+        """The cached value while it is fresh, else None (then `get` loads it): lets a caller on the event
+        loop skip the worker thread its load would need."""
+        with self._lock:
+            hit = self._by_engine.get(engine, {}).get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def clear(self) -> None:
         with self._lock:
             self._generation += 1

@@ -27,7 +27,7 @@ from services.agent.prompt import format_money, system_prompt, training_part
 from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
 from services.agent.usage import record_usage
-from services.gateway.query import tenant_name, tenant_training
+from services.gateway.query import tenant_name_async, tenant_training_async
 from services.handoff.query import conversation_mode
 from services.orders.query import get_order, list_products
 
@@ -99,7 +99,7 @@ class Responder:
         turn = await self._turn(message)
         if intent.is_complaint(text):
             return self._hand_over(turn, HandoffReason.COMPLAINT_OR_REFUND, COMPLAINT_REPLY, commands)
-        training = await in_thread(tenant_training, self.engine, message.tenant_id)
+        training = await tenant_training_async(self.engine, message.tenant_id)
         plan_ = plan_of(training)
         if isinstance(await self.quota.take(message.tenant_id, plan_, now()), QuotaSpent):
             return self._hand_over(turn, HandoffReason.QUOTA, QUOTA_REPLY, commands)
@@ -238,7 +238,7 @@ class Responder:
         )
 
     async def _system(self, tenant_id: uuid.UUID, turn: Turn, training: dict[str, Any]) -> str:
-        business = await in_thread(tenant_name, self.engine, tenant_id) or "our shop"
+        business = await tenant_name_async(self.engine, tenant_id) or "our shop"
         return system_prompt(
             business=business, training=training, products=list(turn.catalog.values()), order=turn.order
         )

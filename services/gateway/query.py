@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapper, object_session
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
+from sellmesh.db import in_thread
 from sellmesh.readcache import ReadCache
 from services.gateway.store import ChannelAccount, Tenant
 
@@ -103,6 +104,14 @@ def find_channel_account(engine: Engine, *, channel: str, external_id: str) -> C
     return _ACCOUNTS.get(engine, (channel, external_id), load)
 
 
+async def find_channel_account_async(engine: Engine, *, channel: str, external_id: str) -> ChannelAccountView | None:
+    """`find_channel_account` on the event loop: a fresh cached account costs no worker thread."""
+    cached = _ACCOUNTS.fresh(engine, (channel, external_id))
+    if cached is not None:
+        return cached
+    return await in_thread(lambda: find_channel_account(engine, channel=channel, external_id=external_id))
+
+
 def verify_token_known(engine: Engine, token: str) -> bool:
     """True when some connected account was configured with this webhook verify token."""
     if not token:
@@ -113,7 +122,10 @@ def verify_token_known(engine: Engine, token: str) -> bool:
 
 def tenant_training(engine: Engine, tenant_id: uuid.UUID) -> dict[str, Any]:
     """The tenant's training controls (tone, language, FAQ, policies); empty for an unknown tenant."""
-    tenant = _tenant(engine, tenant_id)
+    return _training(_tenant(engine, tenant_id))
+
+
+def _training(tenant: "TenantView | None") -> dict[str, Any]:
     if tenant is None:
         return {}
     data = json.loads(tenant.training)
@@ -161,6 +173,23 @@ def account_by_id(engine: Engine, account_id: uuid.UUID) -> ChannelAccountView |
             return _view(row) if row else None
 
     return _ACCOUNTS.get(engine, account_id, load)
+
+
+async def account_by_id_async(engine: Engine, account_id: uuid.UUID) -> ChannelAccountView | None:
+    """`account_by_id` on the event loop: a fresh cached account costs no worker thread."""
+    return _ACCOUNTS.fresh(engine, account_id) or await in_thread(account_by_id, engine, account_id)
+
+
+async def tenant_training_async(engine: Engine, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """`tenant_training` on the event loop: a fresh cached tenant costs no worker thread."""
+    cached = _TENANTS.fresh(engine, tenant_id)
+    return _training(cached) if cached is not None else await in_thread(tenant_training, engine, tenant_id)
+
+
+async def tenant_name_async(engine: Engine, tenant_id: uuid.UUID) -> str | None:
+    """`tenant_name` on the event loop: a fresh cached tenant costs no worker thread."""
+    cached = _TENANTS.fresh(engine, tenant_id)
+    return cached.name if cached is not None else await in_thread(tenant_name, engine, tenant_id)
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

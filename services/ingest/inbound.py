@@ -21,7 +21,7 @@ from sellmesh.metrics import INGEST_ITEMS_KEPT, INGEST_MESSAGES
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
 from sellmesh.subscriber import ERROR_TEXT_LIMIT, PermanentError
-from services.gateway.query import ChannelAccountView, find_channel_account
+from services.gateway.query import ChannelAccountView, find_channel_account_async
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
 from services.ingest.store import MessageLog, OutboundSend, log_message
@@ -52,7 +52,9 @@ class Normalizer:
             if isinstance(item, Unparsed):
                 problems.append(f"{item.channel.value}:{item.account_external_id}: {item.reason}")
                 continue
-            account = await in_thread(self._account, item.channel.value, item.account_external_id)
+            account = await find_channel_account_async(
+                self.engine, channel=item.channel.value, external_id=item.account_external_id
+            )
             if account is None:
                 problems.append(f"{item.channel.value}:{item.account_external_id}: unknown channel account")
                 continue
@@ -80,9 +82,6 @@ class Normalizer:
             headers=headers,
         )
         log.warning("webhook items kept in DLQ", extra={"problems": problems[:5]})
-
-    def _account(self, channel: str, external_id: str) -> ChannelAccountView | None:
-        return find_channel_account(self.engine, channel=channel, external_id=external_id)
 
     async def _message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
         seen_key = f"ingest:seen:{account.tenant_id}:{item.channel.value}:{item.message_id}"

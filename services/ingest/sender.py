@@ -23,7 +23,7 @@ from schemas.handoff import HandoffReason
 from sellmesh.db import in_thread, record_durably
 from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
-from services.gateway.query import ChannelAccountView, account_by_id
+from services.gateway.query import ChannelAccountView, account_by_id_async
 from services.handoff.query import conversation_mode
 from services.ingest.graph_client import RejectKind, SendInDoubt, SendRejected, SendTarget, post
 from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
@@ -112,7 +112,7 @@ class Sender:
             and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human"
         ):
             return Outcome("refused", "conversation is in human mode")
-        account = await in_thread(account_by_id, self.engine, uuid.UUID(message.channel_account_id))
+        account = await account_by_id_async(self.engine, uuid.UUID(message.channel_account_id))
         if account is None or account.tenant_id != message.tenant_id:
             return Outcome("failed", "channel account not found for tenant")
         decision = decide_send(

@@ -57,8 +57,14 @@ def tenant_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[str, list[tuple[An
     return snapshot
 
 
-async def settled(address: BrokerAddress) -> None:
-    """Wait until every consumer group has consumed everything on the replayed topics and orders' events."""
+def unmarked_outbox_rows(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sqlalchemy.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")).scalar_one())
+
+
+async def settled(address: BrokerAddress, engine: Engine) -> None:
+    """Wait until every consumer group has consumed everything on the replayed topics and orders' events, and
+    every relay has marked what it published (marks may wait a moment for more rows)."""
     async with Cluster(address) as cluster:
 
         async def behind() -> int:
@@ -66,6 +72,11 @@ async def settled(address: BrokerAddress) -> None:
             return sum(r.lag for r in rows if r.topic in REPLAYED or r.topic.startswith("orders.events"))
 
         await eventually(behind, lambda n: n == 0, within=20)
+
+    async def unmarked() -> int:
+        return await asyncio.to_thread(unmarked_outbox_rows, engine)
+
+    await eventually(unmarked, lambda n: n == 0, within=20)
 
 
 async def a_day_of_traffic(shop: Shop) -> tuple[str, str]:
@@ -99,7 +110,7 @@ async def test_replaying_commands_payments_and_outbound_changes_no_order_payment
     assert mesh.ctx is not None and mesh.settings.kafka_bootstrap_servers is not None
     address = BrokerAddress(mesh.settings.kafka_bootstrap_servers, False, "test")
     customer, _ = await a_day_of_traffic(shop)
-    await settled(address)
+    await settled(address, shop.engine)
     before_rows = await asyncio.to_thread(tenant_rows, shop.engine, shop.tenant_id)
     before_sends = await shop.replies(customer)
     assert before_rows["orders_orders"] and before_rows["payments_attempts"] and before_rows["orders_audit"]
@@ -123,7 +134,7 @@ async def test_replaying_commands_payments_and_outbound_changes_no_order_payment
         )
     assert published >= 6  # commands, the paid fact, and at least four messages to the customer
 
-    await settled(address)
+    await settled(address, shop.engine)
     assert [key async for key in mesh.ctx.redis.scan_iter(match="dedup:*")]  # the replay was consumed again
     assert await asyncio.to_thread(tenant_rows, shop.engine, shop.tenant_id) == before_rows
     assert await shop.replies(customer) == before_sends

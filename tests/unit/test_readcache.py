@@ -178,3 +178,17 @@ def test_a_full_cache_still_keeps_the_value_it_just_loaded(clock: Clock, engine:
     load = Loader("not loaded")
     assert cache.get(engine, "c", load) == "c"
     assert load.calls == 0
+
+
+def test_fresh_answers_from_the_cache_alone_until_the_value_expires_or_is_cleared(clock: Clock) -> None:
+    cache: ReadCache[str] = ReadCache(ttl_seconds=TTL)
+    engine = create_engine("sqlite://")
+    assert cache.fresh(engine, "k") is None
+    cache.get(engine, "k", Loader("v"))
+    assert cache.fresh(engine, "k") == "v"
+    assert cache.fresh(create_engine("sqlite://"), "k") is None, "another engine's value leaked"
+    clock.now += TTL + 0.1
+    assert cache.fresh(engine, "k") is None
+    cache.get(engine, "k", Loader("w"))
+    cache.clear()
+    assert cache.fresh(engine, "k") is None
