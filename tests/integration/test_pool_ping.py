@@ -40,9 +40,14 @@ def backend_pid(engine: Engine) -> int:
         return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def terminate(pid: int, other: Engine) -> None:
-    with other.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+def terminate(pid: int, url: str) -> None:
+    """Kills one backend from a connection of another engine, as a PostgreSQL restart would."""
+    other = make_engine(url)
+    try:
+        with other.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        other.dispose()
 
 
 def test_a_connection_used_a_moment_ago_is_not_pinged(engine: Engine, pings: list[int]) -> None:
@@ -55,11 +60,7 @@ def test_a_dead_connection_idle_past_the_limit_is_replaced_without_an_error(
     engine: Engine, pings: list[int], pg_schema_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = backend_pid(engine)
-    other = make_engine(pg_schema_url)
-    try:
-        terminate(first, other)
-    finally:
-        other.dispose()
+    terminate(first, pg_schema_url)
     monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)
     assert backend_pid(engine) != first
     assert pings
@@ -69,11 +70,7 @@ def test_a_busy_connection_killed_fails_once_and_the_pool_recovers(
     engine: Engine, pg_schema_url: str, pings: list[int]
 ) -> None:
     first = backend_pid(engine)
-    other = make_engine(pg_schema_url)
-    try:
-        terminate(first, other)
-    finally:
-        other.dispose()
+    terminate(first, pg_schema_url)
     with pytest.raises(OperationalError):
         backend_pid(engine)
     assert backend_pid(engine) != first

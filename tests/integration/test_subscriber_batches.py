@@ -3,7 +3,6 @@ a record left unfinished delivered again without losing the rest of its batch, a
 
 import asyncio
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -19,34 +18,13 @@ from sellmesh.broker import MeshBroker, make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.subscriber import RetryPolicy, subscribe
 from tests.builders import random_tenant_id, resolve_command, unique_label
+from tests.fakes import KeyOrderTracker
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 KEYS = 16
 PER_KEY = 3
-
-
-class Tracker:
-    """Records what each key saw, in order, and the most messages that were ever in hand at once."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, list[str]] = defaultdict(list)
-        self.in_hand = 0
-        self.most_in_hand = 0
-
-    async def __call__(self, command: ResolveHandoff) -> None:
-        self.in_hand += 1
-        self.most_in_hand = max(self.most_in_hand, self.in_hand)
-        try:
-            await asyncio.sleep(0.01)
-            self.seen[command.conversation_id].append(command.note)
-        finally:
-            self.in_hand -= 1
-
-    @property
-    def handled(self) -> int:
-        return sum(map(len, self.seen.values()))
 
 
 class FlakyDedup:
@@ -78,7 +56,7 @@ async def bootstrap() -> AsyncIterator[str]:
         yield local.bootstrap_servers
 
 
-def subscribed(bootstrap: str, group: str, tracker: Tracker, dedup: FlakyDedup) -> MeshBroker:
+def subscribed(bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: FlakyDedup) -> MeshBroker:
     broker = make_broker(
         bootstrap_servers=bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
     )
@@ -124,7 +102,7 @@ async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, 
 
 
 async def test_one_consumer_handles_partitions_at_once_each_key_in_order_exactly_once(bootstrap: str) -> None:
-    tracker = Tracker()
+    tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("batches")
     broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
@@ -144,10 +122,12 @@ async def test_one_consumer_handles_partitions_at_once_each_key_in_order_exactly
 async def test_a_record_left_unfinished_is_delivered_again_and_the_rest_of_the_batch_is_not_lost(
     bootstrap: str,
 ) -> None:
-    tracker = Tracker()
+    tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("unfinished")
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
-    producer = subscribed(bootstrap, unique_label("producer"), Tracker(), FlakyDedup(set(), failures=0))
+    producer = subscribed(
+        bootstrap, unique_label("producer"), KeyOrderTracker(delay=0.01), FlakyDedup(set(), failures=0)
+    )
     await producer.connect()
     sent = await publish_steps(producer, keys)
     await producer.stop()
@@ -164,7 +144,7 @@ async def test_a_record_left_unfinished_is_delivered_again_and_the_rest_of_the_b
 
 
 async def test_finished_batches_are_committed_and_a_restart_redelivers_nothing(bootstrap: str) -> None:
-    tracker = Tracker()
+    tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("commits")
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
     broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
@@ -179,7 +159,7 @@ async def test_finished_batches_are_committed_and_a_restart_redelivers_nothing(b
             await asyncio.sleep(0.1)
     finally:
         await broker.stop()
-    again = Tracker()
+    again = KeyOrderTracker(delay=0.01)
     # A fresh dedup: only the committed offsets stand between a restart and handling everything twice.
     restarted = subscribed(bootstrap, group, again, FlakyDedup(set(), failures=0))
     await restarted.start()

@@ -2,20 +2,19 @@
 
 import asyncio
 import uuid
-from collections import defaultdict
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
 from sellmesh.broker import make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.rebalance import consumers_of
 from sellmesh.subscriber import RedisDedup, RetryPolicy, subscribe
 from tests.builders import random_tenant_id, resolve_command, unique_label
+from tests.fakes import KeyOrderTracker
 
 pytestmark = pytest.mark.integration
 
@@ -25,27 +24,8 @@ KEYS = 24
 PER_KEY = 3
 
 
-class Tracker:
-    """Records what each key saw, and the most messages that were ever in hand at once."""
-
-    def __init__(self) -> None:
-        self.seen: dict[str, list[str]] = defaultdict(list)
-        self.in_hand = 0
-        self.most_in_hand = 0
-
-    async def __call__(self, command: ResolveHandoff) -> None:
-        self.in_hand += 1
-        self.most_in_hand = max(self.most_in_hand, self.in_hand)
-        try:
-            # Yield long enough that the other consumer's partitions get their turn if they can.
-            await asyncio.sleep(0.02)
-            self.seen[command.conversation_id].append(command.note)
-        finally:
-            self.in_hand -= 1
-
-
 async def test_partitions_are_handled_concurrently_in_key_order_exactly_once(redis_url: str) -> None:
-    tracker = Tracker()
+    tracker = KeyOrderTracker()
     redis: Redis = Redis.from_url(redis_url, decode_responses=True)
     with LocalBroker() as local:
         admin = AIOKafkaAdminClient(bootstrap_servers=local.bootstrap_servers)
@@ -78,7 +58,7 @@ async def test_partitions_are_handled_concurrently_in_key_order_exactly_once(red
                 for key in keys:
                     await publish(broker, HANDOFF_COMMANDS, resolve_command(tenant, key, note=str(step)), key=key)
             deadline = asyncio.get_running_loop().time() + 30
-            while sum(map(len, tracker.seen.values())) < KEYS * PER_KEY:
+            while tracker.handled < KEYS * PER_KEY:
                 assert asyncio.get_running_loop().time() < deadline, "not every message was handled"
                 await asyncio.sleep(0.05)
         finally:
