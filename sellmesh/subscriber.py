@@ -235,10 +235,10 @@ def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
         MESSAGES_DEAD_LETTERED.labels(group, topic, handler, kind)
 
 
-# A fetched batch: at most this many records, and how long one poll waits for the first of them (it returns as
-# soon as one is there). One FastStream call and one offset commit serve the batch.
+# A fetched batch: the next record and whatever else is already fetched, at most this many. One FastStream call
+# and one offset commit serve the batch.
 BATCH_MAX_RECORDS = 100
-BATCH_POLL_MS = 100
+BATCH_POLL_MS = 100  # FastStream's own poll timeout; unused, as `_batch_poll` replaces its poll
 # Pause before a message left unfinished (Redis or the DLQ publish is down) is delivered again, so it does not spin.
 UNFINISHED_PAUSE_SECONDS = 1.0
 
@@ -323,8 +323,8 @@ def subscribe(
             topic, batch=True, max_records=BATCH_MAX_RECORDS, batch_timeout_ms=BATCH_POLL_MS, **options
         )
         subscriber(on_batch)
-        # FastStream sleeps as long again after an empty poll, and a record arriving then waits it out: a poll
-        # that simply returns empty, to be polled again at once, keeps every hop as quick as the fetch itself.
+        # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
+        # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.
         subscriber.get_msg = _batch_poll
     listener.subscriber = subscriber
     return subscription
@@ -359,6 +359,12 @@ async def _the_message(msg: KafkaMessage) -> KafkaMessage:
 
 
 async def _batch_poll(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[bytes, bytes], ...]:
-    """Up to `BATCH_MAX_RECORDS` records, waiting at most `BATCH_POLL_MS` for the first; partitions in turn."""
-    batches = await consumer.getmany(timeout_ms=BATCH_POLL_MS, max_records=BATCH_MAX_RECORDS)
-    return tuple(record for records in batches.values() for record in records)
+    """The next record, then whatever else is already fetched, up to `BATCH_MAX_RECORDS` in all.
+
+    Waiting in `getone` and draining with a zero-timeout `getmany`: waiting in `getmany` itself added about
+    20 ms to the slowest replies at low load (p95 of a reply at 5 msgs/s, 126-133 ms against 104 ms).
+    """
+    first = await consumer.getone()
+    more = await consumer.getmany(timeout_ms=0, max_records=BATCH_MAX_RECORDS - 1)
+    # `first` is older than anything `more` holds of its partition, so each partition stays in order.
+    return (first, *(record for records in more.values() for record in records))
