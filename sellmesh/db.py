@@ -13,7 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -72,14 +72,21 @@ def ping_when_idle(engine: Engine) -> None:
             raise
 
 
-def insert_new(engine: Engine, table: Table, values: dict[str, Any]) -> bool:
+def row_values(row: SQLModel) -> dict[str, Any]:
+    """A table model's column values for a Core INSERT, leaving out a primary key the database assigns."""
+    table: Table = type(row).__table__  # type: ignore[attr-defined]
+    assigned = {column.name for column in table.primary_key.columns if getattr(row, column.name) is None}
+    return row.model_dump(exclude=assigned)
+
+
+def insert_new(engine: Engine, row: SQLModel) -> bool:
     """Insert one row unless a unique key already holds it; True when it was new.
 
     One statement in its own transaction (`ON CONFLICT DO NOTHING` on PostgreSQL and SQLite): for append-only
     rows keyed by event id, where an ORM session, a flush and a caught IntegrityError would cost several times more.
     """
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    statement = dialect.insert(type(row).__table__).values(**row_values(row)).on_conflict_do_nothing()  # type: ignore[attr-defined]
     with engine.begin() as connection:
         return bool(connection.execute(statement).rowcount)
 

@@ -283,17 +283,17 @@ class OutboxRelay:
                 if self._read_table and not self._unmarked:
                     return  # the table had nothing left
                 continue
-            # Rows published but not yet marked: a commit arriving within the delay is marked with them.
-            if self._unmarked and not await self._woken_within(MARK_DELAY_SECONDS):
+            if self._unmarked:
+                # Published but not yet marked: a commit arriving within the delay is marked with them.
+                if await self._woken_within(MARK_DELAY_SECONDS):
+                    continue
                 try:
                     await self._mark_published()
                 except Exception:
                     log.exception(
                         "outbox relay could not mark rows published; retrying", extra={"producer": self.producer}
                     )
-                await self._woken_within(self.poll_seconds)
-            elif not self._unmarked:
-                await self._woken_within(self.poll_seconds)
+            await self._woken_within(self.poll_seconds)
 
     async def _woken_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

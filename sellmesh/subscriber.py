@@ -238,7 +238,6 @@ def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
 # A fetched batch: the next record and whatever else is already fetched, at most this many. One FastStream call
 # and one offset commit serve the batch.
 BATCH_MAX_RECORDS = 100
-BATCH_POLL_MS = 100  # FastStream's own poll timeout; unused, as `_batch_poll` replaces its poll
 # Pause before a message left unfinished (Redis or the DLQ publish is down) is delivered again, so it does not spin.
 UNFINISHED_PAUSE_SECONDS = 1.0
 
@@ -289,8 +288,8 @@ def subscribe(
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": session_timeout_ms // 3,
         "fetch_max_wait_ms": fetch_max_wait_ms,
+        "decoder": _the_message,
     }
-    options["decoder"] = _the_message
     if consumers > 1:
 
         async def on_message(msg: KafkaMessage) -> None:
@@ -319,9 +318,7 @@ def subscribe(
             # position is its first unfinished record, so nothing unfinished is committed past.
 
         on_batch.__name__ = f"on_{name}"
-        subscriber = broker.subscriber(
-            topic, batch=True, max_records=BATCH_MAX_RECORDS, batch_timeout_ms=BATCH_POLL_MS, **options
-        )
+        subscriber = broker.subscriber(topic, batch=True, max_records=BATCH_MAX_RECORDS, **options)
         subscriber(on_batch)
         # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
         # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.

@@ -9,13 +9,15 @@ from services.agent.store import AgentUsage
 
 
 def record_usage(engine: Engine, message: InboundMessage, model: str, usage: Usage) -> None:
-    row = AgentUsage(
-        tenant_id=message.tenant_id,
-        conversation_id=message.conversation_id,
-        model=model[:128],
-        calls=usage.calls,
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        cost_usd=usage.cost_usd,
+    insert_new(
+        engine,
+        AgentUsage(
+            tenant_id=message.tenant_id,
+            conversation_id=message.conversation_id,
+            model=model[:128],
+            calls=usage.calls,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+        ),
     )
-    insert_new(engine, AgentUsage.__table__, row.model_dump(exclude={"id"}))  # type: ignore[attr-defined]

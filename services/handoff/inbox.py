@@ -31,8 +31,7 @@ class InboxMessageRow(SQLModel, table=True):
 
 def _insert(engine: Engine, row: InboxMessageRow) -> None:
     # The same event again inserts nothing: the unique key keeps the inbox exact.
-    values = row.model_dump(exclude={"id"})
-    insert_new(engine, InboxMessageRow.__table__, values)  # type: ignore[attr-defined]
+    insert_new(engine, row)
 
 
 def record_inbound(engine: Engine, message: InboundMessage) -> None:

@@ -18,7 +18,7 @@ from schemas.channel import DeliveryState, DeliveryStatus, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
-from sellmesh.db import session_scope
+from sellmesh.db import row_values, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
 from services.ingest.store import MessageLog, OutboundSend, last_inbound_at, log_message
@@ -67,7 +67,7 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
         if status == "sending":
             return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
         if status is None:
-            connection.execute(sa_insert(sends).values(**_row(message, message.event_id, "sending").model_dump()))
+            connection.execute(sa_insert(sends).values(**row_values(_row(message, message.event_id, "sending"))))
         else:
             connection.execute(sa_update(sends).where(mine).values(status="sending", updated_at=now()))
         return Attempt(

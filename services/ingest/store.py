@@ -8,6 +8,8 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Column, Field, Session, SQLModel
 
+from sellmesh.db import row_values
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -52,8 +54,7 @@ class OutboundSend(SQLModel, table=True):
 def log_message(session: Session, row: MessageLog) -> None:
     """Write one message-log row now, as a Core INSERT in the session's transaction (no unit of work for an
     append-only row); a message logged before raises IntegrityError here, not at commit."""
-    table = MessageLog.__table__  # type: ignore[attr-defined]
-    session.execute(sa_insert(table).values(**row.model_dump(exclude={"id"})))
+    session.execute(sa_insert(MessageLog.__table__).values(**row_values(row)))  # type: ignore[attr-defined]
 
 
 def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:

@@ -26,6 +26,7 @@ from sellmesh.service import derived_id
 from services.gateway.query import find_channel_account
 from services.orders.query import latest_order_for_conversation
 from tests.e2e.conftest import Shop, eventually, new_customer
+from tests.faults.quiet import unpublished_outbox_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="package")]
 
@@ -57,11 +58,6 @@ def tenant_rows(engine: Engine, tenant_id: uuid.UUID) -> dict[str, list[tuple[An
     return snapshot
 
 
-def unmarked_outbox_rows(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(sqlalchemy.text("SELECT count(*) FROM outbox WHERE published_at IS NULL")).scalar_one())
-
-
 async def settled(address: BrokerAddress, engine: Engine) -> None:
     """Wait until every consumer group has consumed everything on the replayed topics and orders' events, and
     every relay has marked what it published (marks may wait a moment for more rows)."""
@@ -74,7 +70,7 @@ async def settled(address: BrokerAddress, engine: Engine) -> None:
         await eventually(behind, lambda n: n == 0, within=20)
 
     async def unmarked() -> int:
-        return await asyncio.to_thread(unmarked_outbox_rows, engine)
+        return await asyncio.to_thread(unpublished_outbox_rows, engine)
 
     await eventually(unmarked, lambda n: n == 0, within=20)
 
