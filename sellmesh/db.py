@@ -1,13 +1,14 @@
 """The SQLModel engine (SQLite by default, PostgreSQL in production) and the migration runner."""
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, Table, event
@@ -112,9 +113,29 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             raise
 
 
+# Threads for blocking database work, as many as anyio's default limit. asyncio's own executor hop costs about
+# half the CPU of anyio's `to_thread` (measured: 38 against 93 us a call, 8 at a time), and every handler makes
+# several.
+DB_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="sellmesh-db")
+
+
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    """Run blocking database work off the event loop, so one slow query does not stall consumers."""
-    return await anyio.to_thread.run_sync(fn, *args)
+    """Run blocking database work off the event loop, so one slow query does not stall consumers.
+
+    The work sees the caller's context (log fields, the current handler). A cancelled caller still waits for the
+    work to end, since a thread cannot be stopped: clean-up that undoes the work must run after it, not beside it.
+    """
+    context = contextvars.copy_context()
+    work = asyncio.get_running_loop().run_in_executor(DB_THREADS, context.run, fn, *args)
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        while not work.done():
+            try:
+                await asyncio.wait({work})
+            except asyncio.CancelledError:
+                continue
+        raise
 
 
 async def record_durably(fn: Callable[..., T], *args: Any, within: float = 60.0) -> T:
