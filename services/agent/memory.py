@@ -26,10 +26,14 @@ def _summary_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
 
 async def context(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> tuple[str, list[dict[str, Any]]]:
     """(summary of what no longer fits, the recent turns that fit the token budget)."""
-    stored = [json.loads(raw) for raw in await redis.lrange(_key(tenant_id, conversation_id), 0, -1)]
+    # One round trip for both reads, and one snapshot: MULTI keeps a concurrent fold from splitting them.
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.lrange(_key(tenant_id, conversation_id), 0, -1)
+        pipe.get(_summary_key(tenant_id, conversation_id))
+        raw_turns, previous = await pipe.execute()
+    stored = [json.loads(raw) for raw in raw_turns]
     older, recent = fit_turns(stored, budget_tokens=BUDGET_TOKENS)
-    previous = await redis.get(_summary_key(tenant_id, conversation_id)) or ""
-    return summarize(older, str(previous)), recent
+    return summarize(older, str(previous or "")), recent
 
 
 async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> list[dict[str, Any]]:
@@ -41,13 +45,16 @@ async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *tu
     async with redis.pipeline(transaction=True) as pipe:
         pipe.rpush(key, *(json.dumps(turn) for turn in turns))
         pipe.expire(key, TTL_SECONDS)
-        await pipe.execute()
-    await _fold_overflow(redis, tenant_id, conversation_id)
+        length, _ = await pipe.execute()
+    # RPUSH answers with the new length: the overflow check needs no round trip of its own.
+    await _fold_overflow(redis, tenant_id, conversation_id, length=int(length))
 
 
-async def _fold_overflow(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> None:
+async def _fold_overflow(
+    redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *, length: int | None = None
+) -> None:
     key = _key(tenant_id, conversation_id)
-    overflow = int(await redis.llen(key)) - MAX_STORED_TURNS
+    overflow = (int(await redis.llen(key)) if length is None else length) - MAX_STORED_TURNS
     if overflow > 0:
         # Turns leaving the store are folded into the running summary, not forgotten.
         popped = await redis.lpop(key, overflow)
