@@ -7,6 +7,7 @@ is being written stays in the buffer and is answered in the next turn, never twi
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -74,6 +75,12 @@ class BurstBuffer:
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
+        # Told, after each add, how long until that conversation is due: a scheduler in this process wakes then
+        # instead of finding it on its next poll.
+        self._due_listeners: list[Callable[[float], None]] = []
+
+    def on_due(self, listener: Callable[[float], None]) -> None:
+        self._due_listeners.append(listener)
 
     async def add(self, message: InboundMessage) -> None:
         member = _member(message)
@@ -83,6 +90,8 @@ class BurstBuffer:
             # Every fragment pushes the answer back by the quiet period.
             pipe.zadd(DUE_KEY, {member: time.time() + self.quiet_seconds})
             await pipe.execute()
+        for listener in self._due_listeners:
+            listener(self.quiet_seconds)
 
     async def due(self, limit: int = 20) -> list[str]:
         members = await self.redis.zrangebyscore(DUE_KEY, "-inf", time.time(), start=0, num=limit)

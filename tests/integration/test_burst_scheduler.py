@@ -1,0 +1,97 @@
+"""The burst scheduler in real Redis: a burst this process buffered is answered when it falls due, not a poll later."""
+
+import asyncio
+import time
+import uuid
+from typing import cast
+
+import pytest
+from redis.asyncio import Redis
+
+from schemas.channel import InboundMessage, TextContent
+from schemas.envelope import Channel
+from sellmesh.service import now
+from services.agent.burst import Burst, BurstBuffer
+from services.agent.responder import Responder
+from services.agent.scheduler import BurstScheduler
+from tests.builders import envelope, random_tenant_id
+
+pytestmark = pytest.mark.integration
+
+# Far longer than any test waits: a burst answered within the test was woken for, not polled.
+POLL_SECONDS = 60.0
+
+
+class RecordingResponder:
+    def __init__(self) -> None:
+        self.answered: dict[str, float] = {}
+        self.bursts: dict[str, Burst] = {}
+        self.changed = asyncio.Event()
+
+    async def answer(self, burst: Burst) -> None:
+        self.answered[burst.last.conversation_id] = time.monotonic()
+        self.bursts[burst.last.conversation_id] = burst
+        self.changed.set()
+
+
+def message(tenant_id: uuid.UUID, conversation_id: str, text: str) -> InboundMessage:
+    return InboundMessage(
+        **envelope(tenant_id),
+        conversation_id=conversation_id,
+        channel=Channel.WHATSAPP,
+        channel_account_id=str(uuid.uuid4()),
+        customer_id="15550001111",
+        message_id=f"wamid.{uuid.uuid4().hex}",
+        sent_at=now(),
+        content=TextContent(text=text),
+    )
+
+
+async def answered(responder: RecordingResponder, conversation_id: str, *, within: float = 5.0) -> float:
+    deadline = time.monotonic() + within
+    while conversation_id not in responder.answered:
+        responder.changed.clear()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{conversation_id} was not answered within {within} s")
+        try:
+            await asyncio.wait_for(responder.changed.wait(), remaining)
+        except TimeoutError:
+            continue
+    return responder.answered[conversation_id]
+
+
+async def running(buffer: BurstBuffer) -> tuple[BurstScheduler, RecordingResponder]:
+    responder = RecordingResponder()
+    scheduler = BurstScheduler(buffer=buffer, responder=cast(Responder, responder), poll_seconds=POLL_SECONDS)
+    await scheduler.start()
+    await asyncio.sleep(0.05)  # its first poll is done: from here on only a wake-up can start a turn
+    return scheduler, responder
+
+
+async def test_a_burst_with_no_quiet_period_is_answered_at_once(redis: Redis) -> None:
+    scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=0))
+    try:
+        conversation = f"conv-{uuid.uuid4().hex}"
+        await scheduler.buffer.add(message(random_tenant_id(), conversation, "hi"))
+        await answered(responder, conversation)
+        assert [m.content.text for m in responder.bursts[conversation].messages] == ["hi"]
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_burst_is_answered_once_quiet_and_not_before(redis: Redis) -> None:
+    quiet = 0.3
+    scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=quiet))
+    try:
+        tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
+        await scheduler.buffer.add(message(tenant, conversation, "do you have"))
+        await scheduler.buffer.add(message(tenant, conversation, "the blue mug?"))
+        last_added = time.monotonic()
+        answered_at = await answered(responder, conversation)
+        # Both fragments in one turn, after the quiet period that the second fragment restarted.
+        assert answered_at - last_added >= quiet - 0.01
+        texts = [m.content.text for m in responder.bursts[conversation].messages]
+        assert texts == ["do you have", "the blue mug?"]
+    finally:
+        await scheduler.stop()
