@@ -14,6 +14,7 @@ import httpx
 import typer
 
 from schemas.envelope import Channel
+from sellmesh import event_loop
 from sellmesh.logging import configure_logging
 from sellmesh.ops.cli import dlq_app, groups_app, replay_app
 from sellmesh.settings import MeshSettings
@@ -74,7 +75,8 @@ def up(
 
     if port is not None:
         os.environ["SELLMESH_HTTP_PORT"] = str(port)
-    asyncio.run(_serve(_settings(), list(SERVICE_NAMES), demo=demo))
+    settings = _settings()
+    event_loop.run(_serve(settings, list(SERVICE_NAMES), demo=demo), loop=settings.sellmesh_event_loop)
 
 
 @app.command()
@@ -93,7 +95,7 @@ def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, paym
             err=True,
         )
         raise typer.Exit(2)
-    asyncio.run(_serve(settings, [service], demo=False))
+    event_loop.run(_serve(settings, [service], demo=False), loop=settings.sellmesh_event_loop)
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """Mesh-wide settings read from the environment; every variable is listed in the README."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,8 @@ class MeshSettings(BaseSettings):
     sellmesh_http_port: int = 8000
     sellmesh_var_dir: Path = Path("var")
     sellmesh_log_level: str = "INFO"
+    # The event loop of `sellmesh up` and `sellmesh run` (sellmesh/event_loop.py says why uvloop).
+    sellmesh_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     sellmesh_handler_attempts: int = 4
     sellmesh_retry_base_seconds: float = 0.2
     sellmesh_dedup_ttl_seconds: int = 8 * 24 * 3600
