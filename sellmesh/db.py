@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, event
+from sqlalchemy import Connection, Engine, Insert, Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlmodel import Session, SQLModel, create_engine
@@ -86,10 +86,18 @@ def insert_new(engine: Engine, row: SQLModel) -> bool:
     One statement in its own transaction (`ON CONFLICT DO NOTHING` on PostgreSQL and SQLite): for append-only
     rows keyed by event id, where an ORM session, a flush and a caught IntegrityError would cost several times more.
     """
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(type(row).__table__).values(**row_values(row)).on_conflict_do_nothing()  # type: ignore[attr-defined]
+    statement = insert_unless_present(engine, type(row).__table__, row_values(row))  # type: ignore[attr-defined]
     with engine.begin() as connection:
         return bool(connection.execute(statement).rowcount)
+
+
+def insert_unless_present(engine: Engine | Connection, table: Table, values: dict[str, Any]) -> Insert:
+    """`INSERT ... ON CONFLICT DO NOTHING` in the engine's dialect (PostgreSQL or SQLite): its rowcount says
+    whether the row was new, in one round trip instead of a read and then a write."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement: Insert = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    # SQLAlchemy reports an INSERT's rowcount only when asked (psycopg's -1 otherwise, which reads as "new").
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def run_migrations(engine: Engine) -> None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import Session
@@ -18,7 +17,7 @@ from schemas.channel import DeliveryState, DeliveryStatus, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
-from sellmesh.db import row_values, session_scope
+from sellmesh.db import insert_unless_present, row_values, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
 from services.ingest.store import MessageLog, OutboundSend, last_inbound_at, log_message
@@ -61,14 +60,15 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
     mine = sends.c.event_id == message.event_id
     # Core statements: this runs for every outbound message, and an ORM session costs several times more.
     with engine.begin() as connection:
-        status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one_or_none()
-        if status in FINISHED:
-            return None
-        if status == "sending":
-            return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
-        if status is None:
-            connection.execute(sa_insert(sends).values(**row_values(_row(message, message.event_id, "sending"))))
-        else:
+        # The claim first: a new message (nearly every one) needs no read of its status. When a row is there,
+        # its status says what the earlier attempt left.
+        claim = insert_unless_present(connection, sends, row_values(_row(message, message.event_id, "sending")))
+        if not connection.execute(claim).rowcount:
+            status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one()
+            if status in FINISHED:
+                return None
+            if status == "sending":
+                return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
             connection.execute(sa_update(sends).where(mine).values(status="sending", updated_at=now()))
         return Attempt(
             last_inbound_at=last_inbound_at(
