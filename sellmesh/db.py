@@ -94,10 +94,17 @@ def insert_new(engine: Engine, row: SQLModel) -> bool:
 def insert_unless_present(engine: Engine | Connection, table: Table, values: dict[str, Any]) -> Insert:
     """`INSERT ... ON CONFLICT DO NOTHING` in the engine's dialect (PostgreSQL or SQLite): its rowcount says
     whether the row was new, in one round trip instead of a read and then a write."""
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    statement: Insert = dialect.insert(table).values(**values).on_conflict_do_nothing()
+    statement = ignoring_conflicts(engine, table).values(**values)
     # SQLAlchemy reports an INSERT's rowcount only when asked (psycopg's -1 otherwise, which reads as "new").
     return statement.execution_options(preserve_rowcount=True)
+
+
+def ignoring_conflicts(engine: Engine | Connection, table: Table) -> Insert:
+    """`INSERT INTO table ... ON CONFLICT DO NOTHING` without values: pass one row's values, or a list of them
+    to insert many in one statement."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    statement: Insert = dialect.insert(table).on_conflict_do_nothing()
+    return statement
 
 
 def run_migrations(engine: Engine) -> None:

@@ -1,14 +1,12 @@
 """Composition of the handoff service: the command subscriber, the inbox read model, the sweep, webhook
 delivery, its outbox relay, and the mode mirror rebuild."""
 
-from schemas.channel import InboundMessage, OutboundMessage
 from schemas.handoff import HandoffCommand
 from schemas.topics import CHANNEL_INBOUND, CHANNEL_OUTBOUND, HANDOFF_COMMANDS
-from sellmesh.db import in_thread
 from sellmesh.service import MeshContext, ServiceParts
 from services.handoff.delivery import NotificationDelivery
 from services.handoff.handlers import on_handoff_command, rebuild_mode_mirror
-from services.handoff.inbox import record_inbound, record_outbound
+from services.handoff.inbox import InboxWriter
 from services.handoff.settings import HandoffServiceSettings
 from services.handoff.sweep import HandoffSweep
 
@@ -31,20 +29,23 @@ def build(ctx: MeshContext) -> ServiceParts:
     async def rebuild_mirror() -> None:
         await rebuild_mode_mirror(engine=ctx.engine, redis=ctx.redis)
 
-    async def on_inbound(message: InboundMessage) -> None:
-        await in_thread(record_inbound, ctx.engine, message)
-
-    async def on_outbound(message: OutboundMessage) -> None:
-        await in_thread(record_outbound, ctx.engine, message)
+    inbox = InboxWriter(ctx.engine)
 
     # Keeps the Redis dedup: a `request` writes `human` to the mode mirror before its transaction, so a
     # redelivered old request would silence the AI for a moment before its duplicate check.
     ctx.subscribe(HANDOFF_COMMANDS, group="handoff", name="handoff_command", handler=on_command)
     # The inbox read model: what a person working the queue sees of each conversation. Its rows are unique by
-    # event id, so a redelivered message changes nothing and needs no dedup lookup.
-    ctx.subscribe(CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=on_inbound, idempotent=True)
+    # event id, so a redelivered message changes nothing and needs no dedup lookup; the rows of messages handled
+    # at once, from both subscriptions, share a transaction (`sellmesh/group_insert.py`).
     ctx.subscribe(
-        CHANNEL_OUTBOUND, group="handoff-inbox-outbound", name="inbox_outbound", handler=on_outbound, idempotent=True
+        CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=inbox.on_inbound, idempotent=True
+    )
+    ctx.subscribe(
+        CHANNEL_OUTBOUND,
+        group="handoff-inbox-outbound",
+        name="inbox_outbound",
+        handler=inbox.on_outbound,
+        idempotent=True,
     )
     return ServiceParts(
         name="handoff",

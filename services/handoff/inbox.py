@@ -7,7 +7,8 @@ from sqlalchemy import Column, DateTime, Engine, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from schemas.channel import InboundMessage, OutboundMessage, content_text
-from sellmesh.db import insert_new
+from sellmesh.db import insert_new, row_values
+from sellmesh.group_insert import GroupInsert
 
 TEXT_LIMIT = 1000
 
@@ -29,36 +30,49 @@ class InboxMessageRow(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-def _insert(engine: Engine, row: InboxMessageRow) -> None:
-    # The same event again inserts nothing: the unique key keeps the inbox exact.
-    insert_new(engine, row)
+def inbound_row(message: InboundMessage) -> InboxMessageRow:
+    return InboxMessageRow(
+        tenant_id=message.tenant_id,
+        conversation_id=message.conversation_id,
+        event_id=message.event_id,
+        direction="in",
+        author="customer",
+        text=(content_text(message.content) or f"[{message.content.kind}]")[:TEXT_LIMIT],
+        at=message.sent_at,
+    )
+
+
+def outbound_row(message: OutboundMessage) -> InboxMessageRow:
+    return InboxMessageRow(
+        tenant_id=message.tenant_id,
+        conversation_id=message.conversation_id,
+        event_id=message.event_id,
+        direction="out",
+        author=message.author.value,
+        text=message.text[:TEXT_LIMIT],
+        at=message.occurred_at.astimezone(UTC),
+    )
+
+
+# The same event again inserts nothing: the unique key keeps the inbox exact.
 
 
 def record_inbound(engine: Engine, message: InboundMessage) -> None:
-    _insert(
-        engine,
-        InboxMessageRow(
-            tenant_id=message.tenant_id,
-            conversation_id=message.conversation_id,
-            event_id=message.event_id,
-            direction="in",
-            author="customer",
-            text=(content_text(message.content) or f"[{message.content.kind}]")[:TEXT_LIMIT],
-            at=message.sent_at,
-        ),
-    )
+    insert_new(engine, inbound_row(message))
 
 
 def record_outbound(engine: Engine, message: OutboundMessage) -> None:
-    _insert(
-        engine,
-        InboxMessageRow(
-            tenant_id=message.tenant_id,
-            conversation_id=message.conversation_id,
-            event_id=message.event_id,
-            direction="out",
-            author=message.author.value,
-            text=message.text[:TEXT_LIMIT],
-            at=message.occurred_at.astimezone(UTC),
-        ),
-    )
+    insert_new(engine, outbound_row(message))
+
+
+class InboxWriter:
+    """What the service's subscriptions use: the rows of messages handled at once go in one transaction."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.rows = GroupInsert(engine, InboxMessageRow.__table__)  # type: ignore[attr-defined]
+
+    async def on_inbound(self, message: InboundMessage) -> None:
+        await self.rows.insert(row_values(inbound_row(message)))
+
+    async def on_outbound(self, message: OutboundMessage) -> None:
+        await self.rows.insert(row_values(outbound_row(message)))
