@@ -31,26 +31,26 @@ class InboxMessageRow(SQLModel, table=True):
 
 
 def inbound_row(message: InboundMessage) -> InboxMessageRow:
-    return InboxMessageRow(
-        tenant_id=message.tenant_id,
-        conversation_id=message.conversation_id,
-        event_id=message.event_id,
-        direction="in",
-        author="customer",
-        text=(content_text(message.content) or f"[{message.content.kind}]")[:TEXT_LIMIT],
-        at=message.sent_at,
-    )
+    text = content_text(message.content) or f"[{message.content.kind}]"
+    return _row(message, direction="in", author="customer", text=text, at=message.sent_at)
 
 
 def outbound_row(message: OutboundMessage) -> InboxMessageRow:
+    at = message.occurred_at.astimezone(UTC)
+    return _row(message, direction="out", author=message.author.value, text=message.text, at=at)
+
+
+def _row(
+    message: InboundMessage | OutboundMessage, *, direction: str, author: str, text: str, at: datetime
+) -> InboxMessageRow:
     return InboxMessageRow(
         tenant_id=message.tenant_id,
         conversation_id=message.conversation_id,
         event_id=message.event_id,
-        direction="out",
-        author=message.author.value,
-        text=message.text[:TEXT_LIMIT],
-        at=message.occurred_at.astimezone(UTC),
+        direction=direction,
+        author=author,
+        text=text[:TEXT_LIMIT],
+        at=at,
     )
 
 
