@@ -28,7 +28,7 @@ class GroupInsert:
         self.max_rows = max_rows
         self._waiting: list[tuple[Row, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
-        self.transactions = 0  # groups written (tests and benches read it)
+        self.transactions = 0  # groups committed (the tests read it)
 
     async def insert(self, values: Row) -> None:
         """Returns once the row is committed (or a row with its key was already there)."""

@@ -1,10 +1,11 @@
 """Mesh-wide settings read from the environment; every variable is listed in the README."""
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sellmesh.event_loop import EventLoopName
 
 OFFLINE_MODEL = "sellmesh-offline/sales-demo"
 # The built-in Stripe sandbox's key and webhook signing secret: public by design, refused for real Stripe.
@@ -62,7 +63,7 @@ class MeshSettings(BaseSettings):
     sellmesh_var_dir: Path = Path("var")
     sellmesh_log_level: str = "INFO"
     # The event loop of `sellmesh up` and `sellmesh run` (sellmesh/event_loop.py says why uvloop).
-    sellmesh_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    sellmesh_event_loop: EventLoopName = "uvloop"
     sellmesh_handler_attempts: int = 4
     sellmesh_retry_base_seconds: float = 0.2
     sellmesh_dedup_ttl_seconds: int = 8 * 24 * 3600

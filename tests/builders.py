@@ -11,11 +11,14 @@ from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from schemas.channel import InboundMessage, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel, Money
 from schemas.handoff import HandoffReason, RequestHandoff, ResolveHandoff
 from schemas.orders import ChannelAddress, OrderCommandBase, UpsertProduct
 from schemas.payments import PaymentEventBase
+from sellmesh.db import insert_new
 from sellmesh.outbox import OutboxRow
+from services.handoff.inbox import inbound_row, outbound_row
 from services.orders.tables import AuditRow
 
 
@@ -130,3 +133,13 @@ def audited(engine: Engine, message_id: uuid.UUID) -> list[AuditRow]:
     """The audit rows written for the command or payment fact `message_id`."""
     with Session(engine) as session:
         return list(session.exec(select(AuditRow).where(col(AuditRow.message_id) == message_id)))
+
+
+def record_inbound(engine: Engine, message: InboundMessage) -> None:
+    """Seeds the handoff inbox with a customer's message, as the service's inbox subscription would."""
+    insert_new(engine, inbound_row(message))
+
+
+def record_outbound(engine: Engine, message: OutboundMessage) -> None:
+    """Seeds the handoff inbox with a reply, as the service's inbox subscription would."""
+    insert_new(engine, outbound_row(message))

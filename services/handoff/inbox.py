@@ -7,7 +7,7 @@ from sqlalchemy import Column, DateTime, Engine, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from schemas.channel import InboundMessage, OutboundMessage, content_text
-from sellmesh.db import insert_new, row_values
+from sellmesh.db import row_values
 from sellmesh.group_insert import GroupInsert
 
 TEXT_LIMIT = 1000
@@ -54,19 +54,9 @@ def _row(
     )
 
 
-# The same event again inserts nothing: the unique key keeps the inbox exact.
-
-
-def record_inbound(engine: Engine, message: InboundMessage) -> None:
-    insert_new(engine, inbound_row(message))
-
-
-def record_outbound(engine: Engine, message: OutboundMessage) -> None:
-    insert_new(engine, outbound_row(message))
-
-
 class InboxWriter:
-    """What the service's subscriptions use: the rows of messages handled at once go in one transaction."""
+    """What the service's subscriptions use: the rows of messages handled at once go in one transaction. The same
+    event again inserts nothing: the unique key keeps the inbox exact."""
 
     def __init__(self, engine: Engine) -> None:
         self.rows = GroupInsert(engine, InboxMessageRow.__table__)  # type: ignore[attr-defined]

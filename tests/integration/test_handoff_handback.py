@@ -23,8 +23,7 @@ from sellmesh.service import derived_id
 from services.agent import memory
 from services.agent.handback import Handback
 from services.handoff.handlers import on_handoff_command
-from services.handoff.inbox import record_inbound, record_outbound
-from tests.builders import envelope
+from tests.builders import envelope, record_inbound, record_outbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -10,10 +10,9 @@ from schemas.channel import Author, InboundMessage, OutboundMessage, TextContent
 from schemas.envelope import Channel
 from schemas.handoff import HandoffReason
 from sellmesh.db import session_scope
-from services.handoff.inbox import record_inbound, record_outbound
 from services.handoff.query import open_inbox
 from services.handoff.store import HandoffTicketRow
-from tests.builders import envelope
+from tests.builders import envelope, record_inbound, record_outbound
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -33,11 +33,11 @@ from services.agent.offline_model import register
 from services.agent.responder import Responder
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff import handlers
-from services.handoff.inbox import InboxMessageRow, record_inbound
+from services.handoff.inbox import InboxMessageRow
 from services.ingest.ratelimit import SendRateLimiter
 from services.ingest.sender import Sender
 from services.ingest.store import MessageLog, OutboundSend
-from tests.builders import envelope
+from tests.builders import envelope, record_inbound
 from tests.fakes import FakeGraphApi
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

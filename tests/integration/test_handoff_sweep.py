@@ -32,11 +32,10 @@ from services.gateway.admin import create_tenant
 from services.gateway.store import Tenant
 from services.handoff.domain import TicketStatus
 from services.handoff.handlers import on_handoff_command
-from services.handoff.inbox import record_inbound
 from services.handoff.mode import get_mode
 from services.handoff.store import HandoffStore, HandoffTicketRow
 from services.handoff.sweep import QUIET_NOTE, HandoffSweep
-from tests.builders import envelope
+from tests.builders import envelope, record_inbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
