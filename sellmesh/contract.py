@@ -19,7 +19,7 @@ from sellmesh.broker import MeshBroker, make_broker
 from sellmesh.db import make_engine
 from sellmesh.infra import Endpoints
 from sellmesh.redis import make_redis
-from sellmesh.service import MeshContext
+from sellmesh.service import MeshContext, build_services
 from sellmesh.settings import MeshSettings
 from sellmesh.subscriber import RedisDedup, RetryPolicy
 
@@ -51,8 +51,7 @@ def document_broker() -> MeshBroker:
         retry=RetryPolicy(),
         http=httpx.AsyncClient(),
     )
-    for name in SERVICE_NAMES:
-        load_service(name)(ctx)
+    build_services(ctx, [load_service(name) for name in SERVICE_NAMES])
     for topic, schema in TOPIC_SCHEMAS.items():
         broker.publisher(
             topic,

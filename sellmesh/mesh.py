@@ -21,7 +21,7 @@ from sellmesh.metrics import metrics_endpoint, registry
 from sellmesh.redis import make_redis
 from sellmesh.sandbox.graph import GraphSandbox
 from sellmesh.sandbox.stripe import StripeSandbox
-from sellmesh.service import MeshContext, ServiceParts
+from sellmesh.service import MeshContext, ServiceParts, build_services
 from sellmesh.settings import SANDBOX_STRIPE_WEBHOOK_SECRET, MeshSettings
 from sellmesh.subscriber import RedisDedup, RetryPolicy
 
@@ -119,7 +119,7 @@ class Mesh:
             http=http,
         )
         self.ctx = ctx
-        parts = [build(ctx) for build in builders]
+        parts = build_services(ctx, builders)
         # Every process serves the sandboxes it would otherwise call (their state is in Redis), so a
         # service run alone reaches them at its own port.
         self.health = health = Health(broker, [p.name for p in parts])

@@ -1,7 +1,7 @@
 """What a service gets from the runtime (MeshContext) and what it hands back (ServiceParts)."""
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypedDict
@@ -16,7 +16,7 @@ from sellmesh.broker import MeshBroker
 from sellmesh.infra import Endpoints
 from sellmesh.outbox import OutboxRelay
 from sellmesh.settings import MeshSettings
-from sellmesh.subscriber import Dedup, Handler, NoDedup, RetryPolicy, Subscription, subscribe
+from sellmesh.subscriber import Dedup, Handler, NoDedup, RetryPolicy, Subscription, consume
 
 
 @dataclass
@@ -32,28 +32,37 @@ class MeshContext:
     retry: RetryPolicy
     http: httpx.AsyncClient
 
+    # Consumer group -> its subscriptions, until `attach_consumers` gives each group its one consumer.
+    subscriptions: dict[str, list[Subscription]] = field(default_factory=dict)
+
     def subscribe(
         self, topic: str, *, group: str, name: str, handler: Handler, idempotent: bool = False
     ) -> Subscription:
-        """`idempotent`: the handler's own unique keys make a redelivery a no-op, so the Redis dedup is skipped."""
-        return subscribe(
-            self.broker,
-            topic,
-            group=group,
-            name=name,
-            handler=handler,
-            dedup=NoDedup() if idempotent else self.dedup,
-            retry=self.retry,
-            consumers=self.settings.kafka_consumers_per_subscription,
-            session_timeout_ms=self.settings.kafka_session_timeout_ms,
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-        )
+        """`idempotent`: the handler's own unique keys make a redelivery a no-op, so the Redis dedup is skipped.
+
+        Subscriptions of one group share one consumer over all their topics (`subscriber.consume`)."""
+        dedup = NoDedup() if idempotent else self.dedup
+        subscription = Subscription(self.broker, topic, group, name, handler, dedup, self.retry)
+        self.subscriptions.setdefault(group, []).append(subscription)
+        return subscription
+
+    def attach_consumers(self) -> None:
+        for subscriptions in self.subscriptions.values():
+            consume(
+                self.broker,
+                subscriptions,
+                consumers=self.settings.kafka_consumers_per_subscription,
+                session_timeout_ms=self.settings.kafka_session_timeout_ms,
+                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            )
+        self.subscriptions = {}
 
     def relay(self, producer: str) -> OutboxRelay:
         return OutboxRelay(engine=self.engine, broker=self.broker, producer=producer)
 
 
 Hook = Callable[[], Awaitable[None]]
+Builder = Callable[[MeshContext], "ServiceParts"]
 
 
 @dataclass
@@ -63,6 +72,13 @@ class ServiceParts:
     relays: list[OutboxRelay] = field(default_factory=list)
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+
+
+def build_services(ctx: MeshContext, builders: Iterable[Builder]) -> list[ServiceParts]:
+    """Each service's parts, then one consumer per consumer group over what its subscriptions read."""
+    parts = [build(ctx) for build in builders]
+    ctx.attach_consumers()
+    return parts
 
 
 def now() -> datetime:

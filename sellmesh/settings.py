@@ -24,8 +24,9 @@ class MeshSettings(BaseSettings):
     # Whether a worker creates a missing topic it subscribes to (with one partition). Deployments turn
     # it off: topics come from `sellmesh topics` with the layout in sellmesh/topology.py.
     kafka_create_topics: bool = True
-    # aiokafka consumers per subscription in one process. Each gets its share of the topic's partitions and
-    # handles them one message at a time, so partitions proceed concurrently and order holds per key.
+    # aiokafka consumers per consumer group in one process (a group's subscriptions share its consumers). Each
+    # gets its share of the partitions and handles them one message at a time, so partitions proceed
+    # concurrently and order holds per key. With 1, the one consumer fetches batches instead.
     kafka_consumers_per_subscription: int = Field(default=1, ge=1, le=32)
     # How long the group waits for a silent consumer before moving its partitions. The broker also holds a
     # join for about half of it, so a shorter session starts workers faster at the cost of tolerating shorter
@@ -35,8 +36,8 @@ class MeshSettings(BaseSettings):
     # records in a held fetch only once half of this wait has passed, so a record arriving d ms into it waits
     # about wait/2 - d ms (measured: 54, 43, 23, 8.5 ms at d = 0, 10, 30, 70 with 100; 254 to 103 ms with
     # 500). Kafka answers at once. The price of a short wait is idle fetching, about two fetches per wait per
-    # consumer: idle, the five-process mesh (13 consumers) costs 12 % of a core and the broker 21 % at 100,
-    # 30 % and 56 % at 20.
+    # consumer: idle, the five-process mesh with 13 consumers (before one consumer per group) cost 12 % of a
+    # core and the broker 21 % at 100, 30 % and 56 % at 20.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=10, le=5_000)
     database_url: str | None = None
     redis_url: str | None = None

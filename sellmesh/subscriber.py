@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -255,25 +255,75 @@ def subscribe(
     session_timeout_ms: int = 10_000,
     fetch_max_wait_ms: int = 500,
 ) -> Subscription:
-    """Register `handler` for `topic` in consumer group `group`, wrapped in decode/dedup/retry/DLQ.
+    """One handler on one topic with a consumer group of its own (`consume` with one subscription)."""
+    subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
+    consume(
+        broker,
+        [subscription],
+        consumers=consumers,
+        session_timeout_ms=session_timeout_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms,
+    )
+    return subscription
+
+
+def consume(
+    broker: KafkaBroker,
+    subscriptions: Sequence[Subscription],
+    *,
+    consumers: int = 1,
+    session_timeout_ms: int = 10_000,
+    fetch_max_wait_ms: int = 500,
+) -> None:
+    """Run `subscriptions`, all of one consumer group, on one consumer over all their topics.
+
+    Each record goes to every subscription of its topic and counts as finished once all of them finished it;
+    each subscription keeps its own dedup marks, retries and dead letters. One consumer per group, not per
+    subscription: every idle consumer is a held fetch the broker answers several times a second.
 
     With one consumer (the default) records are fetched in batches and each partition of a batch is handled
     in a task of its own: partitions at once, each in order. With `consumers` > 1 FastStream runs that many
     consumers in the group, one record at a time each.
     """
-    subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
-    initialize_metrics(group=group, topic=topic, handler=name)
+    if not subscriptions:
+        raise ValueError("a consumer needs at least one subscription")
+    group = subscriptions[0].group
+    if any(s.group != group for s in subscriptions):
+        raise ValueError(f"one consumer runs one group: {sorted({s.group for s in subscriptions})}")
+    names = [s.name for s in subscriptions]
+    if len(set(names)) != len(names):
+        # The name is part of each dedup mark and metric series: two alike would share them.
+        raise ValueError(f"subscriptions of group {group} need distinct names: {names}")
+    by_topic: dict[str, list[Subscription]] = {}
+    for subscription in subscriptions:
+        initialize_metrics(group=group, topic=subscription.topic, handler=subscription.name)
+        by_topic.setdefault(subscription.topic, []).append(subscription)
+    topics = list(by_topic)
     in_hand = InHand()
 
-    async def finish(record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Handle one record; False when it was left unfinished and must be delivered again."""
+    async def finish_one(subscription: Subscription, record: ConsumerRecord[bytes, bytes]) -> bool:
         try:
-            with in_hand.holding(record):
-                await subscription.consume(record)
+            await subscription.consume(record)
         except Exception:
             # Only infrastructure failures get here (Redis or the DLQ publish is down).
-            MESSAGES_FAILED.labels(group, topic, name).inc()
+            MESSAGES_FAILED.labels(group, subscription.topic, subscription.name).inc()
             log.exception("message not finished; it will be redelivered")
+            return False
+        return True
+
+    async def finished(record: ConsumerRecord[bytes, bytes]) -> bool:
+        """Handle one record in every subscription of its topic; False when it must be delivered again (the
+        subscriptions that did finish it skip it then, by their dedup marks or their own unique keys)."""
+        handlers = by_topic[record.topic]
+        try:
+            with in_hand.holding(record):
+                if len(handlers) == 1:  # the common case, without a task per handler
+                    done = await finish_one(handlers[0], record)
+                else:
+                    done = all(await asyncio.gather(*(finish_one(s, record) for s in handlers)))
+                if not done:
+                    raise _Unfinished
+        except _Unfinished:
             return False
         return True
 
@@ -283,32 +333,33 @@ def subscribe(
         "group_id": group,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
-        "title": f"{group}/{name}",
+        "title": group,
         "listener": listener,
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": session_timeout_ms // 3,
         "fetch_max_wait_ms": fetch_max_wait_ms,
         "decoder": _the_message,
     }
+    handler_name = f"on_{group.replace('-', '_')}"
     if consumers > 1:
 
         async def on_message(msg: KafkaMessage) -> None:
             record: ConsumerRecord[bytes, bytes] = msg.raw_message
-            if not await finish(record):
+            if not await finished(record):
                 await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
                 # NACK_ON_ERROR rewinds the partition to this record.
-                raise MessageUnfinished(f"{topic} offset {record.offset}")
+                raise MessageUnfinished(f"{record.topic} offset {record.offset}")
 
-        on_message.__name__ = f"on_{name}"
+        on_message.__name__ = handler_name
         # Several workers with manual commits make FastStream run one consumer per worker in the group.
-        subscriber = broker.subscriber(topic, max_workers=consumers, **options)
+        subscriber = broker.subscriber(*topics, max_workers=consumers, **options)
         subscriber(on_message)
     else:
 
         async def on_batch(msg: KafkaMessage) -> None:
             records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
             by_partition = partitions_of(records)
-            outcomes = await asyncio.gather(*(_in_order(part, finish) for part in by_partition.values()))
+            outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
             unfinished = {tp: offset for tp, offset in zip(by_partition, outcomes, strict=True) if offset is not None}
             if unfinished:
                 await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
@@ -317,14 +368,17 @@ def subscribe(
             # Returning acks the batch: the commit takes the consumer's positions, and a rewound partition's
             # position is its first unfinished record, so nothing unfinished is committed past.
 
-        on_batch.__name__ = f"on_{name}"
-        subscriber = broker.subscriber(topic, batch=True, max_records=BATCH_MAX_RECORDS, **options)
+        on_batch.__name__ = handler_name
+        subscriber = broker.subscriber(*topics, batch=True, max_records=BATCH_MAX_RECORDS, **options)
         subscriber(on_batch)
         # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
         # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.
         subscriber.get_msg = _batch_poll
     listener.subscriber = subscriber
-    return subscription
+
+
+class _Unfinished(Exception):
+    """Leaves `InHand.holding` by an exception, so a record some subscription did not finish is not done."""
 
 
 class MessageUnfinished(Exception):

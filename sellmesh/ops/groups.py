@@ -1,7 +1,7 @@
 """Consumer groups: lag per partition, and moving a group's committed offsets while it is stopped."""
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,3 +115,49 @@ async def apply_reset(cluster: Cluster, *, group: str, topic: str, moves: list[O
     offsets = {m.partition: m.new for m in moves}
     await cluster.commit(group, topic, offsets)
     log.info("consumer group offsets reset", extra={"group": group, "topic": topic, "offsets": offsets})
+
+
+@dataclass(frozen=True)
+class MergeMove:
+    topic: str
+    partition: int
+    current: int | None
+    new: int
+    source: str  # the old group the new offset comes from
+
+
+async def plan_merge(cluster: Cluster, *, sources: Sequence[str], into: str) -> list[MergeMove]:
+    """The offsets `into` takes over from `sources`: per partition, the lowest any of them committed.
+
+    The lowest, so that nothing one source had not finished is skipped; what another had finished beyond it
+    is delivered again and skipped by the handlers' dedup marks and unique keys. Partitions no source committed
+    on keep what `into` has (list `into` among the sources to have its own offsets count too).
+    """
+    if not sources:
+        raise BadInput("name at least one group to merge")
+    for group in sources:
+        await cluster.require_group(group)
+    partitions = [(topic, p) for topic in await cluster.topics() for p in await cluster.require_topic(topic)]
+    chosen: dict[tuple[str, int], tuple[int, str]] = {}
+    for group in sources:
+        for tp, offset in (await cluster.committed(group, partitions)).items():
+            if tp not in chosen or offset < chosen[tp][0]:
+                chosen[tp] = (offset, group)
+    current = await cluster.committed(into, sorted(chosen))
+    return [
+        MergeMove(topic, partition, current.get((topic, partition)), offset, source)
+        for (topic, partition), (offset, source) in sorted(chosen.items())
+        if current.get((topic, partition)) != offset
+    ]
+
+
+async def apply_merge(cluster: Cluster, *, sources: Sequence[str], into: str, moves: list[MergeMove]) -> None:
+    """Commit `moves` for `into`, topic by topic; refused while any of the groups has a live member."""
+    for group in dict.fromkeys([*sources, into]):
+        await refuse_if_live(cluster, group)
+    by_topic: dict[str, dict[int, int]] = {}
+    for move in moves:
+        by_topic.setdefault(move.topic, {})[move.partition] = move.new
+    for topic, offsets in by_topic.items():
+        await cluster.commit(into, topic, offsets)
+    log.info("consumer groups merged", extra={"group": into, "sources": list(sources), "partitions": len(moves)})

@@ -1,4 +1,4 @@
-"""`sellmesh groups lag|reset`: how far behind each consumer group is, and moving a stopped group's offsets."""
+"""`sellmesh groups lag|reset|merge`: how far behind each consumer group is, and moving stopped groups' offsets."""
 
 from datetime import UTC, datetime
 from typing import Annotated
@@ -9,7 +9,7 @@ from sellmesh.ops.address import BrokerAddress
 from sellmesh.ops.command import DryRun, Format, OutputFormat, Partition, Yes, checked, confirm_or_stop, run
 from sellmesh.ops.connection import Cluster
 from sellmesh.ops.errors import BadInput
-from sellmesh.ops.groups import apply_reset, lag, plan_reset, refuse_if_live
+from sellmesh.ops.groups import apply_merge, apply_reset, lag, plan_merge, plan_reset, refuse_if_live
 from sellmesh.ops.moment import parse_moment
 from sellmesh.ops.render import json_line, table
 
@@ -93,3 +93,34 @@ async def _reset(
         confirm_or_stop(f"Move {len(moves)} partition offset(s) of group {group}?", yes=yes, nothing_done="no change")
         await apply_reset(cluster, group=group, topic=topic, moves=moves)
     typer.echo("offsets committed; the group starts from them when its consumers start")
+
+
+@groups_app.command("merge")
+def merge(
+    sources: Annotated[list[str], typer.Argument(help="The old groups, e.g. agent-order-notices agent-handback")],
+    into: Annotated[str, typer.Option("--into", help="The group that takes over their offsets, e.g. agent")],
+    yes: Yes = False,
+    dry_run: DryRun = False,
+) -> None:
+    """Give a group the committed offsets of older groups (per partition the lowest), so it starts where they
+    stopped: for an upgrade that moves subscriptions into one group. Refused while any of them has members."""
+    run(lambda address: _merge(address, sources, into, yes=yes, dry_run=dry_run))
+
+
+async def _merge(address: BrokerAddress, sources: list[str], into: str, *, yes: bool, dry_run: bool) -> None:
+    async with Cluster(address) as cluster:
+        moves = await plan_merge(cluster, sources=sources, into=into)
+        if not moves:
+            typer.echo(f"group {into} already has these offsets; nothing to do")
+            return
+        typer.echo(f"group {into}:")
+        for m in moves:
+            current = "none" if m.current is None else str(m.current)
+            typer.echo(f"  {m.topic} partition {m.partition}: {current} -> {m.new} (from {m.source})")
+        if dry_run:
+            return
+        for group in dict.fromkeys([*sources, into]):
+            await refuse_if_live(cluster, group)
+        confirm_or_stop(f"Commit {len(moves)} partition offset(s) for group {into}?", yes=yes, nothing_done="no change")
+        await apply_merge(cluster, sources=sources, into=into, moves=moves)
+    typer.echo(f"offsets committed; group {into} starts from them when its consumers start")

@@ -24,10 +24,8 @@ def build(ctx: MeshContext) -> ServiceParts:
     scheduler = BurstScheduler(buffer=buffer, responder=responder)
     ctx.subscribe(CHANNEL_INBOUND, group="agent", name="inbound_message", handler=responder.on_inbound)
     notices = Notices(redis=ctx.redis, broker=ctx.broker)
-    ctx.subscribe(ORDERS_EVENTS, group="agent-order-notices", name="order_event", handler=notices.on_order_event)
-    ctx.subscribe(
-        PAYMENTS_EVENTS, group="agent-payment-notices", name="payment_event", handler=notices.on_payment_event
-    )
+    ctx.subscribe(ORDERS_EVENTS, group="agent", name="order_event", handler=notices.on_order_event)
+    ctx.subscribe(PAYMENTS_EVENTS, group="agent", name="payment_event", handler=notices.on_payment_event)
     handback = Handback(engine=ctx.engine, redis=ctx.redis)
-    ctx.subscribe(HANDOFF_EVENTS, group="agent-handback", name="handoff_event", handler=handback.on_handoff_event)
+    ctx.subscribe(HANDOFF_EVENTS, group="agent", name="handoff_event", handler=handback.on_handoff_event)
     return ServiceParts(name="agent", on_start=[warm_up, scheduler.start], on_stop=[scheduler.stop])

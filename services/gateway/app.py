@@ -54,7 +54,7 @@ def build(ctx: MeshContext) -> ServiceParts:
     async def on_inbound(message: InboundMessage) -> None:
         await in_thread(record_inbound, ctx.engine, message)
 
-    ctx.subscribe(ORDERS_EVENTS, group="gateway-outcomes", name="order_outcome", handler=on_order_event)
-    ctx.subscribe(HANDOFF_EVENTS, group="gateway-handoff-events", name="handoff_event", handler=on_handoff_event)
-    ctx.subscribe(CHANNEL_INBOUND, group="gateway-conversations", name="conversation", handler=on_inbound)
+    ctx.subscribe(ORDERS_EVENTS, group="gateway", name="order_outcome", handler=on_order_event)
+    ctx.subscribe(HANDOFF_EVENTS, group="gateway", name="handoff_event", handler=on_handoff_event)
+    ctx.subscribe(CHANNEL_INBOUND, group="gateway", name="conversation", handler=on_inbound)
     return ServiceParts(name="gateway", routers=[api_router(gw), openapi_router(gw)])

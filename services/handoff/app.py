@@ -37,12 +37,10 @@ def build(ctx: MeshContext) -> ServiceParts:
     # The inbox read model: what a person working the queue sees of each conversation. Its rows are unique by
     # event id, so a redelivered message changes nothing and needs no dedup lookup; the rows of messages handled
     # at once, from both subscriptions, share a transaction (`sellmesh/group_insert.py`).
-    ctx.subscribe(
-        CHANNEL_INBOUND, group="handoff-inbox", name="inbox_inbound", handler=inbox.on_inbound, idempotent=True
-    )
+    ctx.subscribe(CHANNEL_INBOUND, group="handoff", name="inbox_inbound", handler=inbox.on_inbound, idempotent=True)
     ctx.subscribe(
         CHANNEL_OUTBOUND,
-        group="handoff-inbox-outbound",
+        group="handoff",
         name="inbox_outbound",
         handler=inbox.on_outbound,
         idempotent=True,

@@ -18,10 +18,9 @@ def build(ctx: MeshContext) -> ServiceParts:
     )
     # Each channel message is recorded once by its Redis seen key and the `uq_ingest_message` key, and a
     # status becomes an event with a derived id: a redelivered webhook changes nothing, so no Redis dedup.
-    ctx.subscribe(
-        CHANNEL_RAW, group="ingest-normalizer", name="raw_webhook", handler=normalizer.on_raw_webhook, idempotent=True
-    )
-    # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup.
+    ctx.subscribe(CHANNEL_RAW, group="ingest", name="raw_webhook", handler=normalizer.on_raw_webhook, idempotent=True)
+    # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup. Its own group:
+    # a send waits out Graph's rate limits and outages, which must not hold back recording what customers write.
     ctx.subscribe(
         CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound, idempotent=True
     )

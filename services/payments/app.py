@@ -42,7 +42,8 @@ def build(ctx: MeshContext) -> ServiceParts:
         await on_stripe_event(event, reconciler=reconciler)
 
     # Redeliveries are no-ops by design: the checkout by its `payments_attempts` key and Stripe idempotency key,
-    # a Stripe event by its recorded id and the status compare-and-set.
+    # a Stripe event by its recorded id and the status compare-and-set. Two groups: creating a checkout calls
+    # Stripe, and a Stripe outage waited out there must not hold back the payments it has already reported.
     ctx.subscribe(ORDERS_EVENTS, group="payments", name="order_event", handler=on_order, idempotent=True)
     ctx.subscribe(PAYMENTS_STRIPE, group="payments-reconciler", name="stripe_event", handler=on_stripe, idempotent=True)
     webhook = stripe_webhook_router(

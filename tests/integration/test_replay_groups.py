@@ -132,3 +132,47 @@ async def test_reset_is_refused_while_the_group_has_a_live_member(groups: Groups
         assert await groups.committed(live) == {(groups.topic, 0): 3}
     finally:
         await member.stop()
+
+
+async def test_merge_gives_a_group_the_lowest_offset_of_the_old_groups_and_refuses_live_ones(groups: Groups) -> None:
+    ahead, behind = (f"ops-test-old-{name}-{uuid.uuid4().hex[:8]}" for name in ("ahead", "behind"))
+    into = f"ops-test-into-{uuid.uuid4().hex[:8]}"
+    async with Cluster(BrokerAddress(groups.bootstrap, False, "test")) as cluster:
+        await cluster.commit(ahead, groups.topic, {0: 5})
+        await cluster.commit(behind, groups.topic, {0: 3})
+
+    dry = await groups.cli("groups", "merge", ahead, behind, "--into", into, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert f"{groups.topic} partition 0: none -> 3 (from {behind})" in dry.stdout
+    assert await groups.committed(into) == {}
+
+    declined = await groups.cli("groups", "merge", ahead, behind, "--into", into, input="n\n")
+    assert declined.exit_code == 1 and await groups.committed(into) == {}
+
+    merged = await groups.cli("groups", "merge", ahead, behind, "--into", into, "--yes")
+    assert merged.exit_code == 0, merged.output
+    assert await groups.committed(into) == {(groups.topic, 0): 3}
+    again = await groups.cli("groups", "merge", ahead, behind, "--into", into, "--yes")
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+
+    unknown = await groups.cli("groups", "merge", "ops-test-no-such-group", "--into", into, "--yes")
+    assert unknown.exit_code == 2 and "is not known" in unknown.stderr
+
+    member = AIOKafkaConsumer(
+        groups.topic,
+        bootstrap_servers=groups.bootstrap,
+        group_id=ahead,
+        enable_auto_commit=False,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    await member.start()
+    try:
+        await member.getmany(timeout_ms=500)
+        await member.commit({TopicPartition(groups.topic, 0): 1})
+        live = await groups.cli("groups", "merge", ahead, "--into", into, "--yes")
+        assert live.exit_code == 1, live.output
+        assert f"group '{ahead}' has 1 live member(s)" in live.stderr
+        assert await groups.committed(into) == {(groups.topic, 0): 3}
+    finally:
+        await member.stop()

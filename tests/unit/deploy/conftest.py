@@ -14,7 +14,7 @@ from sellmesh.db import make_engine
 from sellmesh.infra import Endpoints
 from sellmesh.mesh import SERVICE_NAMES, load_service
 from sellmesh.redis import make_redis
-from sellmesh.service import MeshContext
+from sellmesh.service import MeshContext, build_services
 from sellmesh.settings import MeshSettings
 from sellmesh.subscriber import RedisDedup, RetryPolicy
 
@@ -44,7 +44,7 @@ def consumers_of(service: str) -> set[tuple[str, str]]:
         retry=RetryPolicy(),
         http=httpx.AsyncClient(),
     )
-    load_service(service)(ctx)
+    build_services(ctx, [load_service(service)])
     ctx.engine.dispose()
     found: set[tuple[str, str]] = set()
     for sub in broker.subscribers:
