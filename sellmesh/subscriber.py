@@ -283,7 +283,7 @@ def consume(
 
     With one consumer (the default) records are fetched in batches and each partition of a batch is handled
     in a task of its own: partitions at once, each in order. With `consumers` > 1 FastStream runs that many
-    consumers in the group, one record at a time each.
+    consumers of each topic in the group, one record at a time each.
     """
     if not subscriptions:
         raise ValueError("a consumer needs at least one subscription")
@@ -299,7 +299,6 @@ def consume(
         initialize_metrics(group=group, topic=subscription.topic, handler=subscription.name)
         by_topic.setdefault(subscription.topic, []).append(subscription)
     topics = list(by_topic)
-    in_hand = InHand()
 
     async def finish_one(subscription: Subscription, record: ConsumerRecord[bytes, bytes]) -> bool:
         try:
@@ -311,30 +310,30 @@ def consume(
             return False
         return True
 
-    async def finished(record: ConsumerRecord[bytes, bytes]) -> bool:
-        """Handle one record in every subscription of its topic; False when it must be delivered again (the
-        subscriptions that did finish it skip it then, by their dedup marks or their own unique keys)."""
-        handlers = by_topic[record.topic]
-        try:
-            with in_hand.holding(record):
-                if len(handlers) == 1:  # the common case, without a task per handler
-                    done = await finish_one(handlers[0], record)
-                else:
-                    done = all(await asyncio.gather(*(finish_one(s, record) for s in handlers)))
-                if not done:
-                    raise _Unfinished
-        except _Unfinished:
-            return False
-        return True
+    def finisher(in_hand: InHand) -> Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]]:
+        async def finished(record: ConsumerRecord[bytes, bytes]) -> bool:
+            """Handle one record in every subscription of its topic; False when it must be delivered again (the
+            subscriptions that did finish it skip it then, by their dedup marks or their own unique keys)."""
+            handlers = by_topic[record.topic]
+            try:
+                with in_hand.holding(record):
+                    if len(handlers) == 1:  # the common case, without a task per handler
+                        done = await finish_one(handlers[0], record)
+                    else:
+                        done = all(await asyncio.gather(*(finish_one(s, record) for s in handlers)))
+                    if not done:
+                        raise _Unfinished
+            except _Unfinished:
+                return False
+            return True
 
-    # Bounded like a graceful stop: a handler waiting out an outage must not hold the whole group's rebalance.
-    listener = FinishBeforeRevoke(in_hand, group=group, wait_seconds=10.0)
+        return finished
+
     options: dict[str, Any] = {
         "group_id": group,
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "auto_offset_reset": "earliest",
         "title": group,
-        "listener": listener,
         "session_timeout_ms": session_timeout_ms,
         "heartbeat_interval_ms": session_timeout_ms // 3,
         "fetch_max_wait_ms": fetch_max_wait_ms,
@@ -342,38 +341,69 @@ def consume(
     }
     handler_name = f"on_{group.replace('-', '_')}"
     if consumers > 1:
-
-        async def on_message(msg: KafkaMessage) -> None:
-            record: ConsumerRecord[bytes, bytes] = msg.raw_message
-            if not await finished(record):
-                await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
-                # NACK_ON_ERROR rewinds the partition to this record.
-                raise MessageUnfinished(f"{record.topic} offset {record.offset}")
-
-        on_message.__name__ = handler_name
-        # Several workers with manual commits make FastStream run one consumer per worker in the group.
-        subscriber = broker.subscriber(*topics, max_workers=consumers, **options)
-        subscriber(on_message)
+        # FastStream runs several consumers with manual commits for one topic only: one subscriber per topic,
+        # all in the group.
+        for topic in topics:
+            _attach_workers(broker, topic, finisher, consumers=consumers, name=handler_name, options=options)
     else:
+        _attach_batches(broker, topics, finisher, name=handler_name, options=options)
 
-        async def on_batch(msg: KafkaMessage) -> None:
-            records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
-            by_partition = partitions_of(records)
-            outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
-            unfinished = {tp: offset for tp, offset in zip(by_partition, outcomes, strict=True) if offset is not None}
-            if unfinished:
-                await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
-                for tp, offset in unfinished.items():
-                    msg.consumer.seek(tp, offset)
-            # Returning acks the batch: the commit takes the consumer's positions, and a rewound partition's
-            # position is its first unfinished record, so nothing unfinished is committed past.
 
-        on_batch.__name__ = handler_name
-        subscriber = broker.subscriber(*topics, batch=True, max_records=BATCH_MAX_RECORDS, **options)
-        subscriber(on_batch)
-        # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
-        # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.
-        subscriber.get_msg = _batch_poll
+Finisher = Callable[[InHand], Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]]]
+
+
+def _listener(group: str) -> tuple[InHand, FinishBeforeRevoke]:
+    in_hand = InHand()
+    # Bounded like a graceful stop: a handler waiting out an outage must not hold the whole group's rebalance.
+    return in_hand, FinishBeforeRevoke(in_hand, group=group, wait_seconds=10.0)
+
+
+def _attach_workers(
+    broker: KafkaBroker, topic: str, finisher: Finisher, *, consumers: int, name: str, options: dict[str, Any]
+) -> None:
+    """`consumers` consumers of `topic`, one record at a time each."""
+    in_hand, listener = _listener(options["group_id"])
+    finished = finisher(in_hand)
+
+    async def on_message(msg: KafkaMessage) -> None:
+        record: ConsumerRecord[bytes, bytes] = msg.raw_message
+        if not await finished(record):
+            await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
+            # NACK_ON_ERROR rewinds the partition to this record.
+            raise MessageUnfinished(f"{record.topic} offset {record.offset}")
+
+    on_message.__name__ = name
+    # Several workers with manual commits make FastStream run one consumer per worker in the group.
+    subscriber = broker.subscriber(topic, max_workers=consumers, listener=listener, **options)
+    subscriber(on_message)
+    listener.subscriber = subscriber
+
+
+def _attach_batches(
+    broker: KafkaBroker, topics: list[str], finisher: Finisher, *, name: str, options: dict[str, Any]
+) -> None:
+    """One consumer of every topic in `topics`: fetched batches, each partition of a batch in a task of its own."""
+    in_hand, listener = _listener(options["group_id"])
+    finished = finisher(in_hand)
+
+    async def on_batch(msg: KafkaMessage) -> None:
+        records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
+        by_partition = partitions_of(records)
+        outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
+        unfinished = {tp: offset for tp, offset in zip(by_partition, outcomes, strict=True) if offset is not None}
+        if unfinished:
+            await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
+            for tp, offset in unfinished.items():
+                msg.consumer.seek(tp, offset)
+        # Returning acks the batch: the commit takes the consumer's positions, and a rewound partition's
+        # position is its first unfinished record, so nothing unfinished is committed past.
+
+    on_batch.__name__ = name
+    subscriber = broker.subscriber(*topics, batch=True, max_records=BATCH_MAX_RECORDS, listener=listener, **options)
+    subscriber(on_batch)
+    # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
+    # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.
+    subscriber.get_msg = _batch_poll
     listener.subscriber = subscriber
 
 

@@ -191,6 +191,33 @@ async def test_a_record_one_subscription_left_unfinished_is_delivered_again_and_
     assert {key: steady.seen[key] for key in keys} == expected
 
 
+async def test_several_consumers_per_group_run_each_topic_of_the_group(bootstrap: str) -> None:
+    """FastStream runs several consumers with manual commits only for one topic, so each topic gets its own."""
+    group = unique_label("workers")
+    broker = new_broker(bootstrap, group)
+    resolves, cancels = KeyOrderTracker(delay=0.01), Cancellations()
+    dedup = MemoryDedup()
+    consume(
+        broker,
+        [
+            subscription(broker, HANDOFF_COMMANDS, group, "resolves", resolves, dedup),
+            subscription(broker, ORDERS_COMMANDS, group, "cancels", cancels, dedup),
+        ],
+        consumers=2,
+    )
+    assert len(broker.subscribers) == 2
+    keys = keys_of_run()
+    await broker.start()
+    try:
+        _, orders = await publish_all(broker, keys)
+        await until(lambda: resolves.handled >= KEYS * PER_KEY and len(cancels.seen) >= KEYS)
+        await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert {key: resolves.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}
+    assert sorted(cancels.seen) == sorted(orders)
+
+
 def test_a_consumer_runs_one_group_with_distinct_names() -> None:
     broker = new_broker("localhost:1", "unused")
     dedup = MemoryDedup()

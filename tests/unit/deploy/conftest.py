@@ -27,15 +27,21 @@ def load_all(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
 
 
-def consumers_of(service: str) -> set[tuple[str, str]]:
+def consumers_of(service: str, settings: MeshSettings | None = None) -> set[tuple[str, str]]:
     """(consumer group, topic) of every subscriber `service` registers, from its real wiring on a broker
     that never connects."""
+    return {(group, topic) for group, topics, _ in subscribers_of(service, settings) for topic in topics}
+
+
+def subscribers_of(service: str, settings: MeshSettings | None = None) -> list[tuple[str, tuple[str, ...], int]]:
+    """(consumer group, topics, consumers) of each subscriber `service` registers on a broker that never
+    connects."""
     broker = make_broker(
         bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="deploy"
     )
     redis = make_redis("redis://localhost:6379/0")
     ctx = MeshContext(
-        settings=MeshSettings(),
+        settings=settings or MeshSettings(),
         endpoints=Endpoints("kafka:9092", True, "redis://localhost:6379/0", "sqlite://", False),
         broker=broker,
         engine=make_engine("sqlite://"),
@@ -46,10 +52,11 @@ def consumers_of(service: str) -> set[tuple[str, str]]:
     )
     build_services(ctx, [load_service(service)])
     ctx.engine.dispose()
-    found: set[tuple[str, str]] = set()
+    found = []
     for sub in broker.subscribers:
         assert isinstance(sub, LogicSubscriber)
-        found.update((str(sub.group_id), topic) for topic in sub.topic_names)
+        workers = len(getattr(sub, "consumer_subgroup", None) or ()) or getattr(sub, "max_workers", 1)
+        found.append((str(sub.group_id), tuple(sub.topic_names), int(workers)))
     return found
 
 
