@@ -235,10 +235,10 @@ async def mesh_runs(
         (f"mesh: as fast as it goes, {n} {scale} replica(s)", {**one_each, scale: n}, None, conversations, {})
         for n in replicas
     ]
-    # Consumers per subscription inside one process: partitions handled concurrently, no extra processes.
+    # Consumers per group and topic inside one process: partitions handled concurrently, no extra processes.
     plans += [
         (
-            f"mesh: as fast as it goes, {n} consumers per subscription",
+            f"mesh: as fast as it goes, {n} consumers per group and topic",
             one_each,
             None,
             conversations,
@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--scale", default="ingest", choices=SERVICES, help="the service whose replicas vary")
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2], help="replica counts of --scale")
     parser.add_argument(
-        "--consumers", type=int, nargs="+", default=[4], help="consumers per subscription to try besides 1"
+        "--consumers", type=int, nargs="+", default=[4], help="consumers per consumer group and topic to try besides 1"
     )
     parser.add_argument(
         "--conversations", type=int, default=64, help="customers at a time in the as-fast-as-it-goes runs"
