@@ -7,7 +7,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -119,6 +120,17 @@ async def read_topic(bootstrap: str, topic: str, *, timeout_ms: int = 2000) -> l
                 records.extend(part)
     finally:
         await consumer.stop()
+
+
+async def committed_offsets(bootstrap: str, group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The group's committed offset of each partition, 0 where it has none."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp: max(0, meta.offset) for tp, meta in offsets.items()}
 
 
 def queued(engine: Engine, cause_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:

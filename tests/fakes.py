@@ -2,7 +2,10 @@
 benchmarks; it is re-exported here so tests import every fake from one place."""
 
 import asyncio
+import uuid
 from collections import defaultdict
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.handoff import ResolveHandoff
 from sellmesh.sandbox.fake_graph import (
@@ -55,3 +58,21 @@ class KeyOrderTracker:
     @property
     def handled(self) -> int:
         return sum(map(len, self.seen.values()))
+
+
+class FlakyDedup:
+    """An in-memory dedup whose lookup fails (as Redis does when it is down) for chosen event ids, `failures` times."""
+
+    def __init__(self, failing: frozenset[uuid.UUID] = frozenset(), *, failures: int = 0) -> None:
+        self.failures: dict[uuid.UUID, int] = dict.fromkeys(failing, failures)
+        self.marked: set[str] = set()
+
+    async def seen(self, key: str) -> bool:
+        event_id = uuid.UUID(key.rsplit(":", 1)[1])
+        if self.failures.get(event_id, 0) > 0:
+            self.failures[event_id] -= 1
+            raise RedisConnectionError("redis is down")
+        return key in self.marked
+
+    async def mark(self, key: str) -> None:
+        self.marked.add(key)

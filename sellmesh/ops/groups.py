@@ -110,6 +110,11 @@ async def refuse_if_live(cluster: Cluster, group: str) -> GroupState:
     return state
 
 
+async def refuse_if_any_live(cluster: Cluster, groups: Sequence[str]) -> None:
+    for group in dict.fromkeys(groups):
+        await refuse_if_live(cluster, group)
+
+
 async def apply_reset(cluster: Cluster, *, group: str, topic: str, moves: list[OffsetMove]) -> None:
     await refuse_if_live(cluster, group)
     offsets = {m.partition: m.new for m in moves}
@@ -153,8 +158,7 @@ async def plan_merge(cluster: Cluster, *, sources: Sequence[str], into: str) -> 
 
 async def apply_merge(cluster: Cluster, *, sources: Sequence[str], into: str, moves: list[MergeMove]) -> None:
     """Commit `moves` for `into`, topic by topic; refused while any of the groups has a live member."""
-    for group in dict.fromkeys([*sources, into]):
-        await refuse_if_live(cluster, group)
+    await refuse_if_any_live(cluster, [*sources, into])
     by_topic: dict[str, dict[int, int]] = {}
     for move in moves:
         by_topic.setdefault(move.topic, {})[move.partition] = move.new

@@ -9,7 +9,15 @@ from sellmesh.ops.address import BrokerAddress
 from sellmesh.ops.command import DryRun, Format, OutputFormat, Partition, Yes, checked, confirm_or_stop, run
 from sellmesh.ops.connection import Cluster
 from sellmesh.ops.errors import BadInput
-from sellmesh.ops.groups import apply_merge, apply_reset, lag, plan_merge, plan_reset, refuse_if_live
+from sellmesh.ops.groups import (
+    apply_merge,
+    apply_reset,
+    lag,
+    plan_merge,
+    plan_reset,
+    refuse_if_any_live,
+    refuse_if_live,
+)
 from sellmesh.ops.moment import parse_moment
 from sellmesh.ops.render import json_line, table
 
@@ -119,8 +127,7 @@ async def _merge(address: BrokerAddress, sources: list[str], into: str, *, yes: 
             typer.echo(f"  {m.topic} partition {m.partition}: {current} -> {m.new} (from {m.source})")
         if dry_run:
             return
-        for group in dict.fromkeys([*sources, into]):
-            await refuse_if_live(cluster, group)
+        await refuse_if_any_live(cluster, [*sources, into])
         confirm_or_stop(f"Commit {len(moves)} partition offset(s) for group {into}?", yes=yes, nothing_done="no change")
         await apply_merge(cluster, sources=sources, into=into, moves=moves)
     typer.echo(f"offsets committed; group {into} starts from them when its consumers start")

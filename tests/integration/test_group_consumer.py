@@ -11,39 +11,20 @@ import pytest_asyncio
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.orders import CancelOrder
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_COMMANDS
 from sellmesh.broker import MeshBroker, make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.subscriber import Dedup, Handler, RetryPolicy, Subscription, consume
-from tests.builders import order_command, random_tenant_id, resolve_command, unique_label
-from tests.fakes import KeyOrderTracker
+from tests.builders import committed_offsets, order_command, random_tenant_id, resolve_command, unique_label
+from tests.fakes import FlakyDedup, KeyOrderTracker
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
 KEYS = 6
 PER_KEY = 3
-
-
-class MemoryDedup:
-    """Dedup marks in memory; `seen` fails like a Redis that is down, `failures` times, for chosen event ids."""
-
-    def __init__(self, failing: frozenset[uuid.UUID] = frozenset(), *, failures: int = 0) -> None:
-        self.failures = dict.fromkeys(failing, failures)
-        self.marked: set[str] = set()
-
-    async def seen(self, key: str) -> bool:
-        event_id = uuid.UUID(key.rsplit(":", 1)[1])
-        if self.failures.get(event_id, 0) > 0:
-            self.failures[event_id] -= 1
-            raise RedisConnectionError("redis is down")
-        return key in self.marked
-
-    async def mark(self, key: str) -> None:
-        self.marked.add(key)
 
 
 class Cancellations:
@@ -111,12 +92,10 @@ async def group_state(bootstrap: str, group: str) -> tuple[int, int]:
     await admin.start()
     try:
         [described] = await admin.describe_consumer_groups([group])
-        members = len(described.groups[0][5])
-        partitions = [TopicPartition(t, p) for t in (HANDOFF_COMMANDS, ORDERS_COMMANDS) for p in range(PARTITIONS)]
-        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
     finally:
         await admin.close()
-    return members, sum(max(0, meta.offset) for meta in offsets.values())
+    partitions = [TopicPartition(t, p) for t in (HANDOFF_COMMANDS, ORDERS_COMMANDS) for p in range(PARTITIONS)]
+    return len(described.groups[0][5]), sum((await committed_offsets(bootstrap, group, partitions)).values())
 
 
 def keys_of_run() -> list[str]:
@@ -127,7 +106,7 @@ async def test_one_consumer_gives_every_subscription_of_its_group_every_record_o
     group = unique_label("service")
     broker = new_broker(bootstrap, group)
     first, second, cancels = KeyOrderTracker(delay=0.01), KeyOrderTracker(delay=0.01), Cancellations()
-    dedup = MemoryDedup()
+    dedup = FlakyDedup()
     consume(
         broker,
         [
@@ -175,9 +154,9 @@ async def test_a_record_one_subscription_left_unfinished_is_delivered_again_and_
     consume(
         broker,
         [
-            subscription(broker, HANDOFF_COMMANDS, group, "flaky", flaky, MemoryDedup(frozenset({victim}), failures=2)),
-            subscription(broker, HANDOFF_COMMANDS, group, "steady", steady, MemoryDedup()),
-            subscription(broker, ORDERS_COMMANDS, group, "cancels", Cancellations(), MemoryDedup()),
+            subscription(broker, HANDOFF_COMMANDS, group, "flaky", flaky, FlakyDedup(frozenset({victim}), failures=2)),
+            subscription(broker, HANDOFF_COMMANDS, group, "steady", steady, FlakyDedup()),
+            subscription(broker, ORDERS_COMMANDS, group, "cancels", Cancellations(), FlakyDedup()),
         ],
     )
     await broker.start()
@@ -196,7 +175,7 @@ async def test_several_consumers_per_group_run_each_topic_of_the_group(bootstrap
     group = unique_label("workers")
     broker = new_broker(bootstrap, group)
     resolves, cancels = KeyOrderTracker(delay=0.01), Cancellations()
-    dedup = MemoryDedup()
+    dedup = FlakyDedup()
     consume(
         broker,
         [
@@ -220,7 +199,7 @@ async def test_several_consumers_per_group_run_each_topic_of_the_group(bootstrap
 
 def test_a_consumer_runs_one_group_with_distinct_names() -> None:
     broker = new_broker("localhost:1", "unused")
-    dedup = MemoryDedup()
+    dedup = FlakyDedup()
     tracker = KeyOrderTracker()
     with pytest.raises(ValueError, match="one group"):
         consume(

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -50,6 +51,27 @@ async def groups(kafka_bootstrap: str) -> AsyncIterator[Groups]:
     async with Cluster(BrokerAddress(kafka_bootstrap, False, "test")) as cluster:
         await cluster.commit(stopped, topic, {0: 2})
     yield Groups(kafka_bootstrap, topic, stopped, before)
+
+
+@asynccontextmanager
+async def live_member(groups: Groups, group: str, *, committed: int) -> AsyncIterator[None]:
+    """A member of `group` that has joined and committed `committed` on partition 0, live while in the block."""
+    # A short session makes the broker's join wait short (about half the session), and heartbeats keep it live.
+    member = AIOKafkaConsumer(
+        groups.topic,
+        bootstrap_servers=groups.bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=300,
+    )
+    await member.start()
+    try:
+        await member.getmany(timeout_ms=500)
+        await member.commit({TopicPartition(groups.topic, 0): committed})
+        yield
+    finally:
+        await member.stop()
 
 
 async def test_lag_shows_committed_end_and_lag_per_partition(groups: Groups) -> None:
@@ -112,26 +134,12 @@ async def test_unknown_groups_and_topics_are_errors(groups: Groups) -> None:
 
 async def test_reset_is_refused_while_the_group_has_a_live_member(groups: Groups) -> None:
     live = f"ops-test-live-{uuid.uuid4().hex[:8]}"
-    # A short session makes the broker's join wait short (about half the session), and heartbeats keep it live.
-    member = AIOKafkaConsumer(
-        groups.topic,
-        bootstrap_servers=groups.bootstrap,
-        group_id=live,
-        enable_auto_commit=False,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=300,
-    )
-    await member.start()
-    try:
-        await member.getmany(timeout_ms=500)
-        await member.commit({TopicPartition(groups.topic, 0): 3})
+    async with live_member(groups, live, committed=3):
         result = await groups.cli("groups", "reset", live, "--topic", groups.topic, "--to-offset", "0", "--yes")
         assert result.exit_code == 1, result.output
         assert "partition 0: 3 -> 0" in result.stdout
         assert f"group '{live}' has 1 live member(s)" in result.stderr
         assert await groups.committed(live) == {(groups.topic, 0): 3}
-    finally:
-        await member.stop()
 
 
 async def test_merge_gives_a_group_the_lowest_offset_of_the_old_groups_and_refuses_live_ones(groups: Groups) -> None:
@@ -158,21 +166,8 @@ async def test_merge_gives_a_group_the_lowest_offset_of_the_old_groups_and_refus
     unknown = await groups.cli("groups", "merge", "ops-test-no-such-group", "--into", into, "--yes")
     assert unknown.exit_code == 2 and "is not known" in unknown.stderr
 
-    member = AIOKafkaConsumer(
-        groups.topic,
-        bootstrap_servers=groups.bootstrap,
-        group_id=ahead,
-        enable_auto_commit=False,
-        session_timeout_ms=2000,
-        heartbeat_interval_ms=300,
-    )
-    await member.start()
-    try:
-        await member.getmany(timeout_ms=500)
-        await member.commit({TopicPartition(groups.topic, 0): 1})
+    async with live_member(groups, ahead, committed=1):
         live = await groups.cli("groups", "merge", ahead, "--into", into, "--yes")
         assert live.exit_code == 1, live.output
         assert f"group '{ahead}' has 1 live member(s)" in live.stderr
         assert await groups.committed(into) == {(groups.topic, 0): 3}
-    finally:
-        await member.stop()

@@ -10,40 +10,20 @@ import pytest_asyncio
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
 from sellmesh.broker import MeshBroker, make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.subscriber import RetryPolicy, subscribe
-from tests.builders import random_tenant_id, resolve_command, unique_label
-from tests.fakes import KeyOrderTracker
+from tests.builders import committed_offsets, random_tenant_id, resolve_command, unique_label
+from tests.fakes import FlakyDedup, KeyOrderTracker
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 4
 KEYS = 16
 PER_KEY = 3
-
-
-class FlakyDedup:
-    """An in-memory dedup whose lookup fails (as Redis does when it is down) for chosen event ids, `failures` times."""
-
-    def __init__(self, failing: set[uuid.UUID], *, failures: int) -> None:
-        self.failing = failing
-        self.failures: dict[uuid.UUID, int] = dict.fromkeys(failing, failures)
-        self.marked: set[str] = set()
-
-    async def seen(self, key: str) -> bool:
-        event_id = uuid.UUID(key.rsplit(":", 1)[1])
-        if self.failures.get(event_id, 0) > 0:
-            self.failures[event_id] -= 1
-            raise RedisConnectionError("redis is down")
-        return key in self.marked
-
-    async def mark(self, key: str) -> None:
-        self.marked.add(key)
 
 
 @pytest_asyncio.fixture
@@ -90,21 +70,14 @@ async def until(check: Callable[[], bool], within: float = 30.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def committed_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        partitions = [TopicPartition(HANDOFF_COMMANDS, p) for p in range(PARTITIONS)]
-        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    finally:
-        await admin.close()
-    return {tp: max(0, meta.offset) for tp, meta in offsets.items()}
+async def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    return await committed_offsets(bootstrap, group, [TopicPartition(HANDOFF_COMMANDS, p) for p in range(PARTITIONS)])
 
 
 async def test_one_consumer_handles_partitions_at_once_each_key_in_order_exactly_once(bootstrap: str) -> None:
     tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("batches")
-    broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup())
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
     await broker.connect()
     # Published before the consumer joins, so its first fetches hold records of several partitions.
@@ -125,15 +98,13 @@ async def test_a_record_left_unfinished_is_delivered_again_and_the_rest_of_the_b
     tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("unfinished")
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
-    producer = subscribed(
-        bootstrap, unique_label("producer"), KeyOrderTracker(delay=0.01), FlakyDedup(set(), failures=0)
-    )
+    producer = subscribed(bootstrap, unique_label("producer"), KeyOrderTracker(delay=0.01), FlakyDedup())
     await producer.connect()
     sent = await publish_steps(producer, keys)
     await producer.stop()
     # The first step of one key cannot be finished twice in a row; its later steps must wait for it.
     victim = sent[0]
-    broker = subscribed(bootstrap, group, tracker, FlakyDedup({victim.event_id}, failures=2))
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup(frozenset({victim.event_id}), failures=2))
     await broker.start()
     try:
         await until(lambda: tracker.handled >= KEYS * PER_KEY)
@@ -147,21 +118,21 @@ async def test_finished_batches_are_committed_and_a_restart_redelivers_nothing(b
     tracker = KeyOrderTracker(delay=0.01)
     group = unique_label("commits")
     keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
-    broker = subscribed(bootstrap, group, tracker, FlakyDedup(set(), failures=0))
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup())
     await broker.start()
     try:
         await publish_steps(broker, keys)
         await until(lambda: tracker.handled >= KEYS * PER_KEY)
         # Each batch commits once it is finished.
         deadline = asyncio.get_running_loop().time() + 15
-        while sum((await committed_offsets(bootstrap, group)).values()) < KEYS * PER_KEY:
+        while sum((await committed(bootstrap, group)).values()) < KEYS * PER_KEY:
             assert asyncio.get_running_loop().time() < deadline, "finished offsets were not committed"
             await asyncio.sleep(0.1)
     finally:
         await broker.stop()
     again = KeyOrderTracker(delay=0.01)
     # A fresh dedup: only the committed offsets stand between a restart and handling everything twice.
-    restarted = subscribed(bootstrap, group, again, FlakyDedup(set(), failures=0))
+    restarted = subscribed(bootstrap, group, again, FlakyDedup())
     await restarted.start()
     try:
         await asyncio.sleep(1.0)
