@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from types import TracebackType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -160,17 +161,7 @@ class Mesh:
         assert self.ctx is not None and self.health is not None
         self.health.draining = True
         log.info("draining", extra={"services": self.service_names})
-        subscribers = list(self.ctx.broker.subscribers)
-        outcomes = await asyncio.gather(*(sub.stop() for sub in subscribers), return_exceptions=True)
-        for subscriber, outcome in zip(subscribers, outcomes, strict=True):
-            # A consumer whose last fetch timed out raises from stop(); the rest must still stop, and what it
-            # had not committed is delivered again and dropped by its dedup mark.
-            if isinstance(outcome, Exception):
-                log.warning(
-                    "consumer did not stop cleanly",
-                    extra={"subscriber": getattr(subscriber, "title_", None) or repr(subscriber)},
-                    exc_info=outcome,
-                )
+        await stop_subscribers(list(self.ctx.broker.subscribers), within=CONSUMER_STOP_SECONDS)
 
     async def _serve_http(self, app: FastAPI) -> None:
         config = uvicorn.Config(
@@ -207,6 +198,32 @@ class _Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+# FastStream waits up to its graceful timeout (10 s) for the message in hand; aiokafka's stop then leaves the
+# group. A stop that takes longer is stuck (a consumer whose loop stood still past its session, say, waiting on
+# its own rejoin), and must not hold the rest of shutdown: the relays, the producer, the process's exit.
+CONSUMER_STOP_SECONDS = 30.0
+
+
+async def stop_subscribers(subscribers: Sequence[Any], *, within: float) -> None:
+    """Stop every subscriber at once, each given at most `within` seconds; one that fails or is stuck is logged
+    and the rest still stop. What a stuck one had not committed is delivered again and dropped by its dedup."""
+
+    async def stop(subscriber: Any) -> None:
+        await asyncio.wait_for(subscriber.stop(), timeout=within)
+
+    outcomes = await asyncio.gather(*(stop(sub) for sub in subscribers), return_exceptions=True)
+    for subscriber, outcome in zip(subscribers, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            log.warning(
+                "consumer did not stop cleanly",
+                extra={
+                    "subscriber": getattr(subscriber, "title_", None) or repr(subscriber),
+                    "stuck": isinstance(outcome, TimeoutError),
+                },
+                exc_info=outcome,
+            )
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from schemas.registry import TOPIC_SCHEMAS
 from schemas.topics import ALL_TOPICS
+from tests.source_tree import parse_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "app.py").exists())
@@ -13,7 +14,7 @@ RUNTIME_COMPOSITION = {"mesh.py", "tables.py", "demo.py", "contract.py", "cli.py
 
 
 def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
+    tree = parse_module(path)
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
