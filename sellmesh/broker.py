@@ -42,8 +42,20 @@ class PublishCounter(BaseMiddleware[KafkaPublishCommand, Any]):
         except Exception:
             PUBLISH_ERRORS.labels(cmd.destination).inc()
             raise
-        MESSAGES_PUBLISHED.labels(cmd.destination, current_handler.get()).inc()
+        handler = current_handler.get()
+        if isinstance(result, asyncio.Future):
+            # Published without waiting (`no_confirm`): the broker's answer arrives later, and is what counts.
+            result.add_done_callback(lambda done: _count(done, cmd.destination, handler))
+        else:
+            MESSAGES_PUBLISHED.labels(cmd.destination, handler).inc()
         return result
+
+
+def _count(done: "asyncio.Future[Any]", topic: str, handler: str) -> None:
+    if done.cancelled() or done.exception() is not None:
+        PUBLISH_ERRORS.labels(topic).inc()
+    else:
+        MESSAGES_PUBLISHED.labels(topic, handler).inc()
 
 
 def make_broker(

@@ -7,6 +7,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Engine, Text, update
@@ -61,6 +62,21 @@ MARK_DELAY_SECONDS = 0.2
 _ADDED = "outbox_added"  # session.info: rows added, not yet flushed
 _FLUSHED = "outbox_flushed"  # session.info: rows flushed in this transaction, as Pending
 _SAVEPOINT_ROLLED_BACK = "outbox_savepoint_rolled_back"
+
+
+def waves(rows: list[Pending]) -> list[list[Pending]]:
+    """Splits rows, in commit order, into waves holding at most one row per topic and key: a wave's rows are
+    published together, and a key's next row waits for the wave before it. Order is promised per key, so
+    only a row of the same key must not overtake one that failed; rows of other keys may."""
+    result: list[list[Pending]] = []
+    depth: dict[tuple[str, str], int] = {}
+    for row in rows:
+        level = depth.get((row.topic, row.key), 0)
+        depth[(row.topic, row.key)] = level + 1
+        if level == len(result):
+            result.append([])
+        result[level].append(row)
+    return result
 
 
 def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) -> None:
@@ -140,9 +156,10 @@ class OutboxRelay:
     """Publishes a producer's rows in commit order, then marks them published.
 
     Rows come from the commits of this process (handed over, not read back) or, when none are waiting,
-    from the table. After a failed publish the relay reads only from the table until it has caught up,
-    so a row that failed is never overtaken by a later one. A crash between publish and mark
-    republishes the row: consumers dedup by event id.
+    from the table. Rows of different keys go out together (`waves`); a key's rows one after another. After a
+    failed publish the relay reads only from the table until it has caught up, so a row that failed is never
+    overtaken by a later row of its key. A crash between publish and mark republishes the row: consumers
+    dedup by event id.
     """
 
     def __init__(
@@ -223,17 +240,8 @@ class OutboxRelay:
         done: list[int] = []
         failed = True
         try:
-            for row in rows:
-                headers = json.loads(row.headers)
-                await self.broker.publish(
-                    row.payload.encode(),
-                    topic=row.topic,
-                    key=row.key.encode(),
-                    headers=headers,
-                    correlation_id=headers.get("correlation_id"),
-                )
-                done.append(row.id)
-                self._remember(row.id)
+            for wave in waves(rows):
+                await self._publish_wave(wave, done)
             failed = False
         except BaseException:
             self._catching_up = True
@@ -246,6 +254,38 @@ class OutboxRelay:
                 await self._mark_published()
         self._oldest_pending = None
         return len(rows)
+
+    async def _publish_wave(self, wave: list[Pending], done: list[int]) -> None:
+        """Hands every row of the wave to the producer before waiting for any, so they share produce requests
+        (one round trip for the wave rather than one per row); then waits for each. Rows the broker took are
+        `done` even when another failed; the first failure is raised once all are settled."""
+        sent: list[tuple[Pending, asyncio.Future[Any]]] = []
+        failure: BaseException | None = None
+        for row in wave:
+            headers = json.loads(row.headers)
+            try:
+                future = await self.broker.publish(
+                    row.payload.encode(),
+                    topic=row.topic,
+                    key=row.key.encode(),
+                    headers=headers,
+                    correlation_id=headers.get("correlation_id"),
+                    no_confirm=True,
+                )
+            except Exception as error:  # not connected, too large: the rest of the wave may still go
+                failure = failure or error
+                continue
+            sent.append((row, future))
+        for row, future in sent:
+            try:
+                await future
+            except Exception as error:
+                failure = failure or error
+                continue
+            done.append(row.id)
+            self._remember(row.id)
+        if failure is not None:
+            raise failure
 
     async def _mark_published(self) -> None:
         """Marks what went out; ids a failed mark left behind go with the next one (until then they are skipped)."""

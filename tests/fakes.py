@@ -2,8 +2,10 @@
 benchmarks; it is re-exported here so tests import every fake from one place."""
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
+from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -29,11 +31,51 @@ __all__ = [
     "WHATSAPP_WINDOW_CLOSED",
     "FakeGraphApi",
     "KeyOrderTracker",
+    "PublishRecorder",
     "Recorded",
     "Scripted",
     "graph_error",
     "token_error",
 ]
+
+
+class PublishRecorder:
+    """Stands in for the broker's publish: keeps what it took, in the order it took it. `failures` refuses that
+    many publishes, `down` every one, `delay` is the broker's time to answer. With `no_confirm` it answers with
+    a future, as FastStream does, and a refusal arrives through that future."""
+
+    def __init__(self, *, failures: int = 0, down: bool = False, delay: float = 0.0) -> None:
+        self.failures = failures
+        self.down = down
+        self.delay = delay
+        self.refused_keys: set[bytes] = set()  # publishes of these keys are refused while they are here
+        self.published: list[bytes] = []
+        self.in_flight = 0
+        self.most_in_flight = 0  # publishes handed over before the first of them was answered, at most
+
+    async def publish(self, message: bytes, *, key: bytes = b"", no_confirm: bool = False, **_: Any) -> Any:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        answer = self._answer(message, key)
+        if no_confirm:
+            return asyncio.ensure_future(answer)
+        return await answer
+
+    async def _answer(self, message: bytes, key: bytes) -> None:
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            else:
+                await asyncio.sleep(0)  # a broker answers later, never within the call
+            if self.down or self.failures or key in self.refused_keys:
+                self.failures = max(0, self.failures - 1)
+                raise ConnectionError("broker unreachable")
+            self.published.append(message)
+        finally:
+            self.in_flight -= 1
+
+    def event_ids(self) -> list[uuid.UUID]:
+        return [uuid.UUID(json.loads(message)["event_id"]) for message in self.published]
 
 
 class KeyOrderTracker:

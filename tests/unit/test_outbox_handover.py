@@ -4,8 +4,9 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -16,8 +17,9 @@ from schemas.orders import CreateDraft
 from schemas.topics import ORDERS_EVENTS
 from sellmesh import outbox
 from sellmesh.db import in_thread, make_engine, session_scope
-from sellmesh.outbox import OutboxRelay, OutboxRow, Pending, add_to_outbox
+from sellmesh.outbox import OutboxRelay, OutboxRow, Pending, add_to_outbox, waves
 from tests.builders import order_command, unique_label
+from tests.fakes import PublishRecorder
 
 # Far longer than any wait below: a row that goes out in time was handed over, not polled for.
 POLL_SECONDS = 120.0
@@ -34,24 +36,7 @@ def producer() -> str:
     return unique_label("handover-test")
 
 
-class Broker:
-    """Records what it publishes; fails the next `failures` publishes first."""
-
-    def __init__(self, *, failures: int = 0) -> None:
-        self.failures = failures
-        self.published: list[bytes] = []
-
-    async def publish(self, message: bytes, **_: Any) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("broker unreachable")
-        self.published.append(message)
-
-    def event_ids(self) -> list[uuid.UUID]:
-        return [uuid.UUID(json.loads(message)["event_id"]) for message in self.published]
-
-
-def make_relay(engine: Engine, broker: Broker, producer: str, *, batch: int = 100) -> OutboxRelay:
+def make_relay(engine: Engine, broker: PublishRecorder, producer: str, *, batch: int = 100) -> OutboxRelay:
     return OutboxRelay(
         engine=engine, broker=cast(KafkaBroker, broker), producer=producer, poll_seconds=POLL_SECONDS, batch=batch
     )
@@ -123,7 +108,7 @@ async def eventually(condition: Callable[[], bool], *, seconds: float = 3.0) -> 
 async def test_a_committed_row_is_published_and_marked_without_reading_the_table(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     reads = 0
     read_table = relay._pending
@@ -152,7 +137,7 @@ async def test_a_row_read_from_the_table_while_its_hand_over_arrives_is_publishe
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     expected = [*commit(engine, producer), *commit(engine, producer), *commit(engine, producer)]
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     relay._loop = asyncio.get_running_loop()
     read_table = relay._pending
@@ -177,7 +162,7 @@ async def test_a_row_handed_over_after_it_was_published_from_the_table_is_not_pu
     engine: Engine, producer: str
 ) -> None:
     expected = commit(engine, producer, count=2)
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     late = relay._pending()
     assert await relay.relay_once() == 2
@@ -192,7 +177,7 @@ async def test_a_row_handed_over_after_it_was_published_from_the_table_is_not_pu
 async def test_a_row_whose_publish_failed_is_never_overtaken_by_a_later_row(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
-    broker = Broker(failures=1)
+    broker = PublishRecorder(failures=1)
     relay = make_relay(engine, broker, producer, batch=batch)
     attach(relay, monkeypatch)
     first = commit(engine, producer)
@@ -213,10 +198,60 @@ async def test_a_row_whose_publish_failed_is_never_overtaken_by_a_later_row(
     assert not relay._handed
 
 
+def test_waves_hold_one_row_per_key_and_keep_each_keys_order() -> None:
+    def row(row_id: int, key: str, topic: str = ORDERS_EVENTS) -> Pending:
+        return Pending(row_id, "p", topic, key, "{}", "{}", datetime.now(UTC))
+
+    rows = [row(1, "a"), row(2, "b"), row(3, "a"), row(4, "a", "other"), row(5, "a"), row(6, "c")]
+    assert [[r.id for r in wave] for wave in waves(rows)] == [[1, 2, 4, 6], [3], [5]]
+    assert waves([]) == []
+
+
+async def test_rows_of_different_keys_go_to_the_broker_together(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = PublishRecorder(delay=0.01)
+    relay = make_relay(engine, broker, producer)
+    attach(relay, monkeypatch)
+    expected = commit(engine, producer, count=10)
+    await handed_over()
+    assert await relay.relay_once() == 10
+    # All ten were with the broker before it answered the first, so they could share produce requests.
+    assert broker.most_in_flight == 10
+    assert broker.event_ids() == expected
+    assert unmarked(engine, producer) == []
+
+
+async def test_a_refused_row_holds_back_its_own_key_only_and_goes_out_first_once_the_broker_takes_it(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = PublishRecorder()
+    relay = make_relay(engine, broker, producer)
+    attach(relay, monkeypatch)
+    refused = uuid.uuid4()
+    with session_scope(engine) as session:
+        ids = []
+        for key in (refused, uuid.uuid4(), refused, uuid.uuid4()):
+            event = new_event(producer)
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(key))
+            ids.append(event.event_id)
+    await handed_over()
+    broker.refused_keys = {str(refused).encode()}
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    # The other keys' rows went out and are marked; the refused key's second row was never tried.
+    assert broker.event_ids() == [ids[1], ids[3]]
+    assert len(unmarked(engine, producer)) == 2
+    broker.refused_keys = set()
+    await drain(relay)
+    assert broker.event_ids() == [ids[1], ids[3], ids[0], ids[2]]
+    assert unmarked(engine, producer) == []
+
+
 async def test_a_row_whose_mark_failed_is_not_republished_and_is_marked_with_the_next_batch(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     attach(relay, monkeypatch)
     failures = 2
@@ -255,7 +290,7 @@ async def test_a_row_whose_mark_failed_is_not_republished_and_is_marked_with_the
 async def test_a_rolled_back_transaction_hands_nothing_over_and_leaves_nothing_for_the_next_one(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     attach(relay, monkeypatch)
     with Session(engine) as session:
@@ -279,7 +314,7 @@ async def test_a_rolled_back_transaction_hands_nothing_over_and_leaves_nothing_f
 async def test_rows_flushed_earlier_in_the_transaction_are_handed_over_once_at_commit(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     attach(relay, monkeypatch)
     with Session(engine) as session:
@@ -311,7 +346,7 @@ async def test_rows_flushed_earlier_in_the_transaction_are_handed_over_once_at_c
 async def test_rows_of_a_transaction_rolled_back_after_a_savepoint_are_never_handed_over(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    relay = make_relay(engine, Broker(), producer)
+    relay = make_relay(engine, PublishRecorder(), producer)
     attach(relay, monkeypatch)
     with Session(engine) as session:
         queue(session, producer)
@@ -326,7 +361,7 @@ async def test_rows_of_a_transaction_rolled_back_after_a_savepoint_are_never_han
 async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_from_the_table(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    relay = make_relay(engine, Broker(), producer)
+    relay = make_relay(engine, PublishRecorder(), producer)
     attach(relay, monkeypatch)
     with Session(engine) as session:
         expected = [queue(session, producer)]
@@ -340,7 +375,7 @@ async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_
     # Which captured rows survived is unknown, so none is handed over; the relay is woken to read the table.
     assert not relay._handed
     assert relay.wakeup.is_set()
-    broker = cast(Broker, relay.broker)
+    broker = cast(PublishRecorder, relay.broker)
     assert await relay.relay_once() == 1
     assert broker.event_ids() == expected
 
@@ -348,7 +383,7 @@ async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_
 async def test_a_commit_on_another_database_is_not_handed_to_this_relay(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    relay = make_relay(engine, Broker(), producer)
+    relay = make_relay(engine, PublishRecorder(), producer)
     attach(relay, monkeypatch)
     other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
     SQLModel.metadata.create_all(other)
@@ -358,7 +393,7 @@ async def test_a_commit_on_another_database_is_not_handed_to_this_relay(
         # This relay's table does not hold that row: publishing it from here would be publishing a stranger's.
         assert not relay._handed
         assert await relay.relay_once() == 0
-        assert cast(Broker, relay.broker).event_ids() == []
+        assert cast(PublishRecorder, relay.broker).event_ids() == []
     finally:
         other.dispose()
 
@@ -368,7 +403,7 @@ async def test_at_start_a_backlog_in_the_table_goes_out_before_rows_handed_over_
 ) -> None:
     # Rows a previous run of the process left unpublished, more than one batch of them.
     backlog = commit(engine, producer, count=3)
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer, batch=2)
     relay._loop = asyncio.get_running_loop()
     monkeypatch.setitem(outbox._RUNNING, relay.producer, [relay])
@@ -383,7 +418,7 @@ async def test_at_start_a_backlog_in_the_table_goes_out_before_rows_handed_over_
 async def test_a_stream_of_commits_is_marked_in_one_update_and_a_lone_row_soon_after(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    broker = Broker()
+    broker = PublishRecorder()
     relay = make_relay(engine, broker, producer)
     marks: list[list[int]] = []
     mark = relay._mark

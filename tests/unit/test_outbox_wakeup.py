@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -13,6 +13,7 @@ from schemas.topics import ORDERS_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import OutboxRelay, add_to_outbox
 from tests.builders import order_command
+from tests.fakes import PublishRecorder
 
 # Far longer than the waits below: a row that goes out in time was woken for, not polled for.
 POLL_SECONDS = 120.0
@@ -23,14 +24,6 @@ def engine(file_engine: Engine) -> Engine:
     return file_engine
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.published: list[bytes] = []
-
-    async def publish(self, message: bytes, **_: Any) -> None:
-        self.published.append(message)
-
-
 def queue_one(engine: Engine, *, producer: str = "test", commit: bool = True) -> None:
     event = order_command(CreateDraft, uuid.uuid4(), uuid.uuid4()).model_copy(update={"producer": producer})
     with session_scope(engine) as session:
@@ -39,7 +32,7 @@ def queue_one(engine: Engine, *, producer: str = "test", commit: bool = True) ->
             session.rollback()
 
 
-async def published_within(recorder: Recorder, count: int, seconds: float) -> bool:
+async def published_within(recorder: PublishRecorder, count: int, seconds: float) -> bool:
     deadline = asyncio.get_running_loop().time() + seconds
     while len(recorder.published) < count:
         if asyncio.get_running_loop().time() > deadline:
@@ -49,7 +42,7 @@ async def published_within(recorder: Recorder, count: int, seconds: float) -> bo
 
 
 async def test_a_committed_row_goes_out_without_waiting_for_the_poll(engine: Engine) -> None:
-    recorder = Recorder()
+    recorder = PublishRecorder()
     relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, recorder), producer="test", poll_seconds=POLL_SECONDS)
     relay.start()
     try:
@@ -63,7 +56,7 @@ async def test_a_committed_row_goes_out_without_waiting_for_the_poll(engine: Eng
 
 
 async def test_rows_of_another_producer_or_a_rolled_back_transaction_wake_nothing(engine: Engine) -> None:
-    recorder = Recorder()
+    recorder = PublishRecorder()
     relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, recorder), producer="test", poll_seconds=POLL_SECONDS)
     relay.start()
     try:

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -14,22 +14,12 @@ from schemas.topics import ORDERS_EVENTS
 from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow, add_to_outbox
 from tests.builders import order_command
+from tests.fakes import PublishRecorder
 
 
 @pytest.fixture
 def engine(file_engine: Engine) -> Engine:
     return file_engine
-
-
-class SlowBroker:
-    """Takes a moment per publish, as a real broker does, so a cancelled relay would stop part-way."""
-
-    def __init__(self) -> None:
-        self.published: list[bytes] = []
-
-    async def publish(self, message: bytes, **_: Any) -> None:
-        await asyncio.sleep(0.01)
-        self.published.append(message)
 
 
 async def test_stopping_the_relay_publishes_and_marks_every_pending_row_first(engine: Engine) -> None:
@@ -38,7 +28,8 @@ async def test_stopping_the_relay_publishes_and_marks_every_pending_row_first(en
         for _ in range(20):
             event = order_command(CreateDraft, tenant_id, uuid.uuid4())
             add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(event.order_id))
-    broker = SlowBroker()
+    # A moment per publish, as a real broker takes, so a cancelled relay would stop part-way.
+    broker = PublishRecorder(delay=0.01)
     relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, broker), producer="test", drain_seconds=5.0)
     relay.start()
     await relay.stop()
@@ -48,15 +39,13 @@ async def test_stopping_the_relay_publishes_and_marks_every_pending_row_first(en
 
 
 async def test_a_relay_that_cannot_publish_still_stops_within_its_drain_bound(engine: Engine) -> None:
-    class DownBroker:
-        async def publish(self, message: bytes, **_: Any) -> None:
-            raise ConnectionError("broker unreachable")
-
     tenant_id = uuid.uuid4()
     with session_scope(engine) as session:
         event = order_command(CreateDraft, tenant_id, uuid.uuid4())
         add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=str(event.order_id))
-    relay = OutboxRelay(engine=engine, broker=cast(KafkaBroker, DownBroker()), producer="test", drain_seconds=5.0)
+    relay = OutboxRelay(
+        engine=engine, broker=cast(KafkaBroker, PublishRecorder(down=True)), producer="test", drain_seconds=5.0
+    )
     relay.start()
     started = asyncio.get_running_loop().time()
     await relay.stop()

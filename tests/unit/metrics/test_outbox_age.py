@@ -1,27 +1,18 @@
 """The outbox gauge shows how long the oldest unpublished row has waited, and keeps growing while the relay is stuck."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow
+from tests.fakes import PublishRecorder
 
 
 @pytest.fixture
 def engine(file_engine: Engine) -> Engine:
     return file_engine
-
-
-class Broker:
-    def __init__(self, *, down: bool) -> None:
-        self.down = down
-
-    async def publish(self, *_: Any, **__: Any) -> None:
-        if self.down:
-            raise ConnectionError("broker unreachable")
 
 
 def add_row(engine: Engine, *, age: timedelta) -> None:
@@ -41,7 +32,7 @@ def add_row(engine: Engine, *, age: timedelta) -> None:
 async def test_a_relay_that_cannot_publish_reports_the_age_of_the_oldest_row(engine: Engine) -> None:
     add_row(engine, age=timedelta(minutes=5))
     add_row(engine, age=timedelta(minutes=1))
-    relay = OutboxRelay(engine=engine, broker=Broker(down=True), producer="orders")  # type: ignore[arg-type]
+    relay = OutboxRelay(engine=engine, broker=PublishRecorder(down=True), producer="orders")  # type: ignore[arg-type]
     assert relay.oldest_age_seconds() == 0.0
     with pytest.raises(ConnectionError):
         await relay.relay_once()
@@ -50,7 +41,7 @@ async def test_a_relay_that_cannot_publish_reports_the_age_of_the_oldest_row(eng
 
 async def test_the_age_drops_to_zero_once_everything_is_published(engine: Engine) -> None:
     add_row(engine, age=timedelta(minutes=5))
-    broker = Broker(down=True)
+    broker = PublishRecorder(down=True)
     relay = OutboxRelay(engine=engine, broker=broker, producer="orders")  # type: ignore[arg-type]
     with pytest.raises(ConnectionError):
         await relay.relay_once()
