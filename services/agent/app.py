@@ -19,10 +19,13 @@ def build(ctx: MeshContext) -> ServiceParts:
         fallbacks=[m.strip() for m in settings.llm_fallback_models.split(",") if m.strip()],
         timeout=settings.llm_timeout_seconds,
     )
-    buffer = BurstBuffer(ctx.redis, quiet_seconds=settings.agent_quiet_seconds)
+    buffer = BurstBuffer(
+        ctx.redis, quiet_seconds=settings.agent_quiet_seconds, seen_ttl_seconds=settings.sellmesh_dedup_ttl_seconds
+    )
     responder = Responder(engine=ctx.engine, redis=ctx.redis, broker=ctx.broker, buffer=buffer, choice=choice)
     scheduler = BurstScheduler(buffer=buffer, responder=responder)
-    ctx.subscribe(CHANNEL_INBOUND, group="agent", name="inbound_message", handler=responder.on_inbound)
+    # The buffer marks each message's event id in the same step that buffers it, so no Redis dedup around it.
+    ctx.subscribe(CHANNEL_INBOUND, group="agent", name="inbound_message", handler=responder.on_inbound, idempotent=True)
     notices = Notices(redis=ctx.redis, broker=ctx.broker)
     ctx.subscribe(ORDERS_EVENTS, group="agent", name="order_event", handler=notices.on_order_event)
     ctx.subscribe(PAYMENTS_EVENTS, group="agent", name="payment_event", handler=notices.on_payment_event)

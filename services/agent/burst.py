@@ -15,6 +15,21 @@ from redis.asyncio import Redis
 from schemas.channel import InboundMessage
 
 DUE_KEY = "agent:burst:due"
+# Where a buffered message's event id is marked. The same key the consumer's dedup mark used when it was set
+# apart from the buffer, so a message answered before an upgrade is still known after it.
+SEEN_PREFIX = "dedup:agent:inbound_message:"
+BUFFER_TTL_SECONDS = 7 * 24 * 3600
+
+# Buffer a message unless its event id was buffered before: the mark and the push are one step, so a
+# redelivery (a crash before the offset commit, a replay) is never answered twice, and a message whose push
+# never happened is never marked. One round trip for what took three (look up, push, mark).
+_ADD = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+return 1
+"""
 
 # Claim a due conversation: take its lock and push its due time past the lock's life, so a
 # worker that dies mid-turn leaves the conversation due again once the lock expires.
@@ -67,11 +82,16 @@ def _member(message: InboundMessage) -> str:
 
 
 class BurstBuffer:
-    def __init__(self, redis: Redis, *, quiet_seconds: float, lock_seconds: int = 15) -> None:
+    def __init__(
+        self, redis: Redis, *, quiet_seconds: float, seen_ttl_seconds: int = 8 * 24 * 3600, lock_seconds: int = 15
+    ) -> None:
         self.redis = redis
         self.quiet_seconds = quiet_seconds
+        # Longer than any redelivery or replay horizon (the mesh passes SELLMESH_DEDUP_TTL_SECONDS).
+        self.seen_ttl_seconds = seen_ttl_seconds
         # Short, and renewed while the turn runs: a worker killed mid-turn delays its conversation this long.
         self.lock_seconds = lock_seconds
+        self._add = redis.register_script(_ADD)
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
@@ -82,16 +102,23 @@ class BurstBuffer:
     def on_due(self, listener: Callable[[float], None]) -> None:
         self._due_listeners.append(listener)
 
-    async def add(self, message: InboundMessage) -> None:
+    async def add(self, message: InboundMessage) -> bool:
+        """Buffers the message and pushes its conversation's answer back by the quiet period (every fragment
+        does); False, changing nothing, when this event id was buffered before."""
         member = _member(message)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(f"agent:burst:{member}", message.model_dump_json())
-            pipe.expire(f"agent:burst:{member}", 7 * 24 * 3600)
-            # Every fragment pushes the answer back by the quiet period.
-            pipe.zadd(DUE_KEY, {member: time.time() + self.quiet_seconds})
-            await pipe.execute()
+        keys = [f"{SEEN_PREFIX}{message.event_id}", f"agent:burst:{member}", DUE_KEY]
+        args: list[str | int | float] = [
+            self.seen_ttl_seconds,
+            message.model_dump_json(),
+            BUFFER_TTL_SECONDS,
+            time.time() + self.quiet_seconds,
+            member,
+        ]
+        if not await self._add(keys=keys, args=args):
+            return False
         for listener in self._due_listeners:
             listener(self.quiet_seconds)
+        return True
 
     async def due(self, limit: int = 20) -> list[str]:
         members = await self.redis.zrangebyscore(DUE_KEY, "-inf", time.time(), start=0, num=limit)

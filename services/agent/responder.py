@@ -74,7 +74,8 @@ class Responder:
         """Consumer side: only buffer the message; the scheduler answers the burst once it is quiet."""
         if message.content.kind == "reaction":
             return
-        await self.buffer.add(message)
+        if not await self.buffer.add(message):
+            log.info("inbound message already buffered; skipped")
 
     async def answer(self, burst: Burst) -> None:
         last = burst.last
