@@ -9,14 +9,14 @@ from services.ingest.webhook import webhook_router
 
 
 def build(ctx: MeshContext) -> ServiceParts:
-    normalizer = Normalizer(engine=ctx.engine, redis=ctx.redis, broker=ctx.broker)
+    normalizer = Normalizer(engine=ctx.engine, broker=ctx.broker)
     limiter = SendRateLimiter(
         ctx.redis, rate_per_second=ctx.settings.sellmesh_send_rate_per_second, burst=ctx.settings.sellmesh_send_burst
     )
     sender = Sender(
         engine=ctx.engine, redis=ctx.redis, http=ctx.http, graph_base_url=ctx.settings.graph_base_url, limiter=limiter
     )
-    # Each channel message is recorded once by its Redis seen key and the `uq_ingest_message` key, and a
+    # Each channel message is recorded once by the `uq_ingest_message` key, and a
     # status becomes an event with a derived id: a redelivered webhook changes nothing, so no Redis dedup.
     ctx.subscribe(CHANNEL_RAW, group="ingest", name="raw_webhook", handler=normalizer.on_raw_webhook, idempotent=True)
     # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup. Its own group:

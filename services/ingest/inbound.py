@@ -5,7 +5,6 @@ import logging
 import uuid
 
 from faststream.kafka import KafkaBroker
-from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -28,8 +27,6 @@ from services.ingest.store import MessageLog, OutboundSend, log_message
 
 log = logging.getLogger(__name__)
 
-SEEN_TTL_SECONDS = 8 * 24 * 3600  # longer than WhatsApp's 7-day redelivery horizon
-
 
 def conversation_id(account: ChannelAccountView, customer_id: str) -> str:
     """Stable per (tenant, account, customer); a hash, so no phone number rides in keys or logs."""
@@ -37,9 +34,8 @@ def conversation_id(account: ChannelAccountView, customer_id: str) -> str:
 
 
 class Normalizer:
-    def __init__(self, *, engine: Engine, redis: Redis, broker: KafkaBroker) -> None:
+    def __init__(self, *, engine: Engine, broker: KafkaBroker) -> None:
         self.engine = engine
-        self.redis = redis
         self.broker = broker
 
     async def on_raw_webhook(self, raw: RawWebhook) -> None:
@@ -84,15 +80,13 @@ class Normalizer:
         log.warning("webhook items kept in DLQ", extra={"problems": problems[:5]})
 
     async def _message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
-        seen_key = f"ingest:seen:{account.tenant_id}:{item.channel.value}:{item.message_id}"
-        if await self.redis.exists(seen_key):
-            return
-        await in_thread(self._record_message, raw, account, item)
-        INGEST_MESSAGES.labels(item.channel.value, "echo" if item.is_echo else "in").inc()
-        # Set only after the commit: a crash in between is caught by the unique key instead.
-        await self.redis.set(seen_key, "1", ex=SEEN_TTL_SECONDS)
+        # The message log's unique key is the whole dedup: a redelivered webhook costs one insert that fails,
+        # where a Redis mark in front of it cost two round trips for every message.
+        if await in_thread(self._record_message, raw, account, item):
+            INGEST_MESSAGES.labels(item.channel.value, "echo" if item.is_echo else "in").inc()
 
-    def _record_message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
+    def _record_message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> bool:
+        """Logs the message and queues what it causes, in one transaction; False when it was logged before."""
         conversation = conversation_id(account, item.customer_id)
         event_id = derived_id("inbound", account.tenant_id, item.channel.value, item.message_id)
         try:
@@ -120,7 +114,7 @@ class Normalizer:
                             event=self._takeover(raw, account, item, conversation),
                             key=conversation,
                         )
-                    return
+                    return True
                 message = InboundMessage(
                     event_id=event_id,
                     tenant_id=account.tenant_id,
@@ -137,8 +131,10 @@ class Normalizer:
                     content=item.content,
                 )
                 add_to_outbox(session, topic=CHANNEL_INBOUND, event=message, key=conversation)
+            return True
         except IntegrityError:
             log.info("duplicate channel message ignored", extra={"channel": item.channel.value})
+            return False
 
     @staticmethod
     def _sent_by_us(session: Session, tenant_id: uuid.UUID, message_id: str, send_id: str | None) -> bool:

@@ -16,7 +16,7 @@ def _now() -> datetime:
 
 
 class MessageLog(SQLModel, table=True):
-    """One row per channel message; the unique key is the second line of dedup behind Redis."""
+    """One row per channel message; its unique key is how a redelivered webhook is recognised."""
 
     __tablename__ = "ingest_messages"
     __table_args__ = (
