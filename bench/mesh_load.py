@@ -25,6 +25,7 @@ from bench.kafka_relay import relay_ceiling
 from bench.load import Result, run_load, table
 from bench.mesh_processes import MeshProcesses, mesh_env
 from bench.orders_bench import fresh_schema
+from bench.round_trips import RoundTrips, read_round_trips
 from bench.scenario import Shop, customers, seed_shop
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.localbroker import LocalBroker
@@ -60,6 +61,7 @@ class Run:
     tally: Tally
     seconds: float
     cpu: dict[str, float]
+    trips: RoundTrips
 
     def row(self) -> Row:
         result = Result(self.name, self.tally.webhooks, self.seconds, self.tally.latencies_ms, len(self.tally.timeouts))
@@ -81,6 +83,9 @@ class Run:
                 f"{service} {1000 * used / max(1, self.tally.webhooks):.1f}"
                 for service, used in sorted(self.cpu.items())
             ),
+            # Machine-independent: what a change that removes round trips moves, however the cores drifted.
+            "redis_cmds_per_msg": round(self.trips.redis_commands / max(1, self.tally.webhooks), 1),
+            "pg_xacts_per_msg": round(self.trips.pg_transactions / max(1, self.tally.webhooks), 1),
         }
 
 
@@ -119,6 +124,7 @@ async def play_run(
                 conversations=WARMUP_CUSTOMERS,
                 within=120,
             )
+            trips_before = await asyncio.to_thread(read_round_trips, env["REDIS_URL"], env["DATABASE_URL"])
             cpu_before = cpu_by_service(mesh)
             started = time.perf_counter()
             tally = await play_all(
@@ -131,7 +137,10 @@ async def play_run(
             )
             seconds = time.perf_counter() - started
             cpu = {s: used - cpu_before.get(s, 0.0) for s, used in cpu_by_service(mesh).items()}
-        return Run(name, tally, seconds, cpu)
+            # Statistics a second late (read_round_trips): give the last second's transactions time to show.
+            await asyncio.sleep(1.5)
+            trips = await asyncio.to_thread(read_round_trips, env["REDIS_URL"], env["DATABASE_URL"]) - trips_before
+        return Run(name, tally, seconds, cpu, trips)
     finally:
         await asyncio.to_thread(mesh.stop)
         graph.stop()
@@ -284,6 +293,8 @@ def _plain_row(result: Result) -> Row:
         "busiest": "",
         "mesh_cpu_ms": "",
         "cpu_ms_by_service": "",
+        "redis_cmds_per_msg": "",
+        "pg_xacts_per_msg": "",
     }
 
 
