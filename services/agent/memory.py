@@ -3,6 +3,7 @@
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -10,6 +11,7 @@ from redis.exceptions import WatchError
 
 from schemas.channel import InboundMessage
 from services.agent.context_window import fit_turns, summarize
+from services.handoff.query import conversation_mode_key, mode_from
 
 MAX_STORED_TURNS = 40
 BUDGET_TOKENS = 1500
@@ -31,9 +33,35 @@ async def context(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> t
         pipe.lrange(_key(tenant_id, conversation_id), 0, -1)
         pipe.get(_summary_key(tenant_id, conversation_id))
         raw_turns, previous = await pipe.execute()
+    return _fitted(raw_turns, previous)
+
+
+def _fitted(raw_turns: list[Any], previous: Any) -> tuple[str, list[dict[str, Any]]]:
     stored = [json.loads(raw) for raw in raw_turns]
     older, recent = fit_turns(stored, budget_tokens=BUDGET_TOKENS)
     return summarize(older, str(previous or "")), recent
+
+
+@dataclass(frozen=True)
+class TurnState:
+    """What a turn reads from Redis before it answers, in one round trip."""
+
+    mode: str  # the conversation's mode (handoff's mirror): `human` while a person owns it
+    order_id: uuid.UUID | None  # the order this conversation is building
+    summary: str
+    recent: list[dict[str, Any]]
+
+
+async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> TurnState:
+    """The mode, the current order and the memory as one snapshot, where they took three round trips."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(conversation_mode_key(tenant_id, conversation_id))
+        pipe.get(_order_key(tenant_id, conversation_id))
+        pipe.lrange(_key(tenant_id, conversation_id), 0, -1)
+        pipe.get(_summary_key(tenant_id, conversation_id))
+        mode, order, raw_turns, previous = await pipe.execute()
+    summary, recent = _fitted(raw_turns, previous)
+    return TurnState(mode_from(mode), _order_id(order), summary, recent)
 
 
 async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> list[dict[str, Any]]:
@@ -107,8 +135,13 @@ def _order_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
 
 
 async def current_order_id(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> uuid.UUID | None:
-    value = await redis.get(_order_key(tenant_id, conversation_id))
-    return uuid.UUID(str(value)) if value else None
+    return _order_id(await redis.get(_order_key(tenant_id, conversation_id)))
+
+
+def _order_id(value: bytes | str | None) -> uuid.UUID | None:
+    if isinstance(value, bytes):
+        value = value.decode()
+    return uuid.UUID(value) if value else None
 
 
 async def set_current_order(

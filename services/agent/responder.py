@@ -28,7 +28,6 @@ from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
 from services.agent.usage import record_usage
 from services.gateway.query import tenant_name_async, tenant_training_async
-from services.handoff.query import conversation_mode
 from services.orders.query import get_order, list_products
 
 log = logging.getLogger(__name__)
@@ -79,8 +78,9 @@ class Responder:
 
     async def answer(self, burst: Burst) -> None:
         last = burst.last
+        state = await memory.turn_state(self.redis, last.tenant_id, last.conversation_id)
         # First of two locks: while a person owns the conversation the agent stays quiet.
-        if await conversation_mode(self.redis, last.tenant_id, last.conversation_id) == "human":
+        if state.mode == "human":
             return
         BURST_SIZE.observe(len(burst.messages))
         texts = [t for t in (customer_text(m) for m in burst.messages) if t]
@@ -88,7 +88,7 @@ class Responder:
         if not texts:
             reply = Reply(NON_TEXT_REPLY)
         else:
-            reply = await self._reply(last, "\n".join(texts), commands)
+            reply = await self._reply(last, "\n".join(texts), commands, state)
         for topic, command, key in commands:
             await publish(self.broker, topic, command, key=key)
         await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(last, reply), key=last.conversation_id)
@@ -96,8 +96,8 @@ class Responder:
             turns = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
             await memory.remember(self.redis, last.tenant_id, last.conversation_id, *turns)
 
-    async def _reply(self, message: InboundMessage, text: str, commands: Commands) -> Reply:
-        turn = await self._turn(message)
+    async def _reply(self, message: InboundMessage, text: str, commands: Commands, state: memory.TurnState) -> Reply:
+        turn = await self._turn(message, state.order_id)
         if intent.is_complaint(text):
             return self._hand_over(turn, HandoffReason.COMPLAINT_OR_REFUND, COMPLAINT_REPLY, commands)
         training = await tenant_training_async(self.engine, message.tenant_id)
@@ -105,7 +105,7 @@ class Responder:
         if isinstance(await self.quota.take(message.tenant_id, plan_, now()), QuotaSpent):
             return self._hand_over(turn, HandoffReason.QUOTA, QUOTA_REPLY, commands)
         try:
-            reply = await self._converse(message, text, turn, training, plan_.name, commands)
+            reply = await self._converse(message, text, turn, training, plan_.name, commands, state)
         except Exception:
             log.exception("model call failed after retries and fallbacks")
             commands.clear()  # nothing half-decided goes out
@@ -121,17 +121,24 @@ class Responder:
         return Reply(text, Author.SYSTEM)
 
     async def _converse(
-        self, message: InboundMessage, text: str, turn: Turn, training: dict[str, Any], tier: str, commands: Commands
+        self,
+        message: InboundMessage,
+        text: str,
+        turn: Turn,
+        training: dict[str, Any],
+        tier: str,
+        commands: Commands,
+        state: memory.TurnState,
     ) -> Reply | None:
         """The model's reply after its tool calls, or None when it failed the guardrails twice."""
         choice = dataclasses.replace(self.choice, model=str(training.get("model") or self.choice.model))
         system = await self._system(message.tenant_id, turn, training)
-        summary, recent = await memory.context(self.redis, message.tenant_id, message.conversation_id)
+        summary = state.summary
         earlier = [{"role": "system", "content": f"Earlier in this conversation: {summary}"}] if summary else []
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             *earlier,
-            *recent,
+            *state.recent,
             {"role": "user", "content": text},
         ]
         usage = Usage()
@@ -203,8 +210,7 @@ class Responder:
             log.warning("reply stopped by guardrails", extra={"violations": [v.kind for v in violations]})
         return violations
 
-    async def _turn(self, message: InboundMessage) -> Turn:
-        order_id = await memory.current_order_id(self.redis, message.tenant_id, message.conversation_id)
+    async def _turn(self, message: InboundMessage, order_id: uuid.UUID | None) -> Turn:
         order = await in_thread(get_order, self.engine, message.tenant_id, order_id) if order_id else None
         products = await in_thread(list_products, self.engine, message.tenant_id)
         catalog = {

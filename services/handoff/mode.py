@@ -33,7 +33,11 @@ async def set_mode(redis: Redis, tenant_id: UUID, conversation_id: str, mode: st
 
 
 async def get_mode(redis: Redis, tenant_id: UUID, conversation_id: str) -> str:
-    value = await redis.get(mode_key(tenant_id, conversation_id))
+    return mode_of(await redis.get(mode_key(tenant_id, conversation_id)))
+
+
+def mode_of(value: bytes | str | None) -> str:
+    """The mode a value of the key stands for."""
     if isinstance(value, bytes):
         value = value.decode()
     # Anything but "human" reads as ai, matching what the agent and sender assume.

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
-from services.handoff.mode import get_mode
+from services.handoff.mode import get_mode, mode_key, mode_of
 from services.handoff.staff import HandoffStaffRow, StaffStore
 from services.handoff.store import HandoffTicketRow, as_utc
 
@@ -17,6 +17,16 @@ from services.handoff.store import HandoffTicketRow, as_utc
 async def conversation_mode(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> str:
     """`human` while a person owns the conversation, else `ai` (the Redis mirror of handoff's table)."""
     return await get_mode(redis, tenant_id, conversation_id)
+
+
+def conversation_mode_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+    """The mirror's key, for a reader that fetches it in one round trip with reads of its own; `mode_from`
+    reads the value it holds."""
+    return mode_key(tenant_id, conversation_id)
+
+
+def mode_from(value: bytes | str | None) -> str:
+    return mode_of(value)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.agent import memory
+from services.handoff.mode import HUMAN, set_mode
 
 pytestmark = pytest.mark.integration
 
@@ -43,3 +44,21 @@ async def test_conversations_and_tenants_do_not_share_memory(redis: Redis) -> No
     await memory.remember(redis, tenant, "c1", {"role": "user", "content": "mine"})
     assert await memory.context(redis, other, "c1") == ("", [])
     assert await memory.context(redis, tenant, "c2") == ("", [])
+
+
+async def test_a_turns_state_is_the_mode_the_order_and_the_memory_of_its_own_conversation(redis: Redis) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex}"
+    empty = await memory.turn_state(redis, tenant, conversation)
+    assert (empty.mode, empty.order_id, empty.summary, empty.recent) == ("ai", None, "", [])
+    order_id = uuid.uuid4()
+    await memory.set_current_order(redis, tenant, conversation, order_id)
+    for i in range(memory.MAX_STORED_TURNS + 2):
+        await memory.remember(redis, tenant, conversation, turn(i))
+    await set_mode(redis, tenant, conversation, HUMAN)  # handoff's mirror: a person took the conversation
+    state = await memory.turn_state(redis, tenant, conversation)
+    assert (state.mode, state.order_id) == ("human", order_id)
+    assert (state.summary, state.recent) == await memory.context(redis, tenant, conversation)
+    assert state.summary == "customer: line 0 | you: line 1"
+    # Another tenant's conversation of the same id shares none of it.
+    other = await memory.turn_state(redis, uuid.uuid4(), conversation)
+    assert (other.mode, other.order_id, other.recent) == ("ai", None, [])
