@@ -11,7 +11,7 @@ from redis.exceptions import WatchError
 
 from schemas.channel import InboundMessage
 from services.agent.context_window import fit_turns, summarize
-from services.handoff.query import conversation_mode_key, mode_from
+from services.handoff.query import conversation_mode_key, mode_of
 
 MAX_STORED_TURNS = 40
 BUDGET_TOKENS = 1500
@@ -61,7 +61,7 @@ async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -
         pipe.get(_summary_key(tenant_id, conversation_id))
         mode, order, raw_turns, previous = await pipe.execute()
     summary, recent = _fitted(raw_turns, previous)
-    return TurnState(mode_from(mode), _order_id(order), summary, recent)
+    return TurnState(mode_of(mode), _order_id(order), summary, recent)
 
 
 async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> list[dict[str, Any]]:

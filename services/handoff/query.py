@@ -9,7 +9,8 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
-from services.handoff.mode import get_mode, mode_key, mode_of
+from services.handoff.mode import get_mode, mode_key
+from services.handoff.mode import mode_of as mode_of  # re-exported: how a reader of the mirror's key reads it
 from services.handoff.staff import HandoffStaffRow, StaffStore
 from services.handoff.store import HandoffTicketRow, as_utc
 
@@ -20,13 +21,9 @@ async def conversation_mode(redis: Redis, tenant_id: uuid.UUID, conversation_id:
 
 
 def conversation_mode_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
-    """The mirror's key, for a reader that fetches it in one round trip with reads of its own; `mode_from`
-    reads the value it holds."""
+    """The mirror's key, for a reader that fetches it in one round trip with reads of its own; `mode_of`
+    (re-exported here) reads the value it holds."""
     return mode_key(tenant_id, conversation_id)
-
-
-def mode_from(value: bytes | str | None) -> str:
-    return mode_of(value)
 
 
 @dataclass(frozen=True)
