@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Protocol
 
 import httpx
@@ -111,7 +112,14 @@ class NoDedup:
         return None
 
 
-Handler = Callable[[Any], Awaitable[None]]
+class Handled(Enum):
+    """What a handler may return instead of None. An idempotent handler has no Redis dedup in front of it,
+    so only it can tell a redelivery apart: it returns DUPLICATE, and the message counts as a duplicate."""
+
+    DUPLICATE = "duplicate"
+
+
+Handler = Callable[[Any], Awaitable[Handled | None]]
 
 
 def dead_letter_headers(
@@ -192,21 +200,23 @@ class Subscription:
             if await self.dedup.seen(key):
                 MESSAGES_HANDLED.labels(self.group, self.topic, self.name, "duplicate").inc()
                 return
-            if await self._run_with_retries(record, event):
+            handled = await self._run_with_retries(record, event)
+            if handled is not None:
                 await self.dedup.mark(key)
-                MESSAGES_HANDLED.labels(self.group, self.topic, self.name, "ok").inc()
+                MESSAGES_HANDLED.labels(self.group, self.topic, self.name, handled).inc()
 
-    async def _run_with_retries(self, record: ConsumerRecord[bytes, bytes], event: Any) -> bool:
+    async def _run_with_retries(self, record: ConsumerRecord[bytes, bytes], event: Any) -> str | None:
+        """The outcome to count ("ok" or "duplicate"), or None when the message went to the DLQ."""
         attempt = 0
         first_failure: float | None = None
         while True:
             attempt += 1
             try:
-                await self.handler(event)
-                return True
+                result = await self.handler(event)
+                return "duplicate" if result is Handled.DUPLICATE else "ok"
             except PermanentError as exc:
                 await self.dead_letter(record, exc, kind="permanent", attempts=attempt)
-                return False
+                return None
             except Exception as exc:
                 first_failure = first_failure or time.monotonic()
                 # An outage is not the message's fault: dead-lettering would empty the topic into the DLQ.
@@ -215,7 +225,7 @@ class Subscription:
                 )
                 if attempt >= self.retry.attempts and not waiting:
                     await self.dead_letter(record, exc, kind="exhausted", attempts=attempt)
-                    return False
+                    return None
                 HANDLER_RETRIES.labels(self.group, self.topic, self.name).inc()
                 log.warning(
                     "handler failed, retrying",

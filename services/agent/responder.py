@@ -17,6 +17,7 @@ from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.db import in_thread
 from sellmesh.service import caused_by, derived_id, now
+from sellmesh.subscriber import Handled
 from services.agent import intent, memory
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
@@ -69,12 +70,14 @@ class Responder:
         self.buffer = buffer
         self.choice = choice
 
-    async def on_inbound(self, message: InboundMessage) -> None:
+    async def on_inbound(self, message: InboundMessage) -> Handled | None:
         """Consumer side: only buffer the message; the scheduler answers the burst once it is quiet."""
         if message.content.kind == "reaction":
-            return
+            return None
         if not await self.buffer.add(message):
             log.info("inbound message already buffered; skipped")
+            return Handled.DUPLICATE
+        return None
 
     async def answer(self, burst: Burst) -> None:
         last = burst.last

@@ -19,7 +19,7 @@ from sellmesh.logging import log_context
 from sellmesh.metrics import INGEST_ITEMS_KEPT, INGEST_MESSAGES
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
-from sellmesh.subscriber import ERROR_TEXT_LIMIT, PermanentError
+from sellmesh.subscriber import ERROR_TEXT_LIMIT, Handled, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account_async
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
@@ -38,12 +38,14 @@ class Normalizer:
         self.engine = engine
         self.broker = broker
 
-    async def on_raw_webhook(self, raw: RawWebhook) -> None:
+    async def on_raw_webhook(self, raw: RawWebhook) -> Handled | None:
         try:
             items = parse_webhook(json.loads(raw.body))
         except (ValueError, UnroutableWebhook) as exc:
             raise PermanentError(f"raw body is not a routable Meta webhook: {exc}") from exc
         problems: list[str] = []
+        # A redelivered webhook finds every message it carries logged already.
+        messages = repeated = 0
         for item in items:
             if isinstance(item, Unparsed):
                 problems.append(f"{item.channel.value}:{item.account_external_id}: {item.reason}")
@@ -56,11 +58,13 @@ class Normalizer:
                 continue
             with log_context(tenant_id=account.tenant_id):
                 if isinstance(item, ParsedMessage):
-                    await self._message(raw, account, item)
+                    messages += 1
+                    repeated += not await self._message(raw, account, item)
                 else:
                     await in_thread(self._status, raw, account, item)
         if problems:
             await self._keep(raw, problems)
+        return Handled.DUPLICATE if messages and repeated == messages and not problems else None
 
     async def _keep(self, raw: RawWebhook, problems: list[str]) -> None:
         """Items nobody can route or read: counted, logged and kept in the DLQ with the whole body."""
@@ -79,11 +83,13 @@ class Normalizer:
         )
         log.warning("webhook items kept in DLQ", extra={"problems": problems[:5]})
 
-    async def _message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> None:
-        # The message log's unique key is the whole dedup: a redelivered webhook costs one insert that fails,
-        # where a Redis mark in front of it cost two round trips for every message.
-        if await in_thread(self._record_message, raw, account, item):
+    async def _message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> bool:
+        """True when the message is new. The message log's unique key is the whole dedup: a redelivered
+        webhook costs one insert that fails, where a Redis mark in front of it cost two round trips a message."""
+        new = await in_thread(self._record_message, raw, account, item)
+        if new:
             INGEST_MESSAGES.labels(item.channel.value, "echo" if item.is_echo else "in").inc()
+        return new
 
     def _record_message(self, raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage) -> bool:
         """Logs the message and queues what it causes, in one transaction; False when it was logged before."""

@@ -23,6 +23,7 @@ from schemas.handoff import HandoffReason
 from sellmesh.db import in_thread, record_durably
 from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
+from sellmesh.subscriber import Handled
 from services.gateway.query import ChannelAccountView, account_by_id_async
 from services.handoff.query import conversation_mode
 from services.ingest.graph_client import RejectKind, SendInDoubt, SendRejected, SendTarget, post
@@ -75,12 +76,12 @@ class Sender:
         # Sends whose first post has begun: a cancellation before that releases the claim.
         self._posting: set[uuid.UUID] = set()
 
-    async def on_outbound(self, message: OutboundMessage) -> None:
+    async def on_outbound(self, message: OutboundMessage) -> Handled | None:
         # Requests after the first go out as parts of their own; their count does not depend on the tag.
         parts = len(build_requests(message)) - 1
         attempt = await in_thread(lambda: begin_attempt(self.engine, message, parts=parts))
         if attempt is None:
-            return  # finished on an earlier delivery of this event
+            return Handled.DUPLICATE  # finished on an earlier delivery of this event
         if attempt.in_doubt:
             outcome = IN_DOUBT
         else:
@@ -104,6 +105,7 @@ class Sender:
         INGEST_SENDS.labels(message.channel.value, message.author.value, outcome.status).inc()
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
+        return None
 
     async def _attempt(self, message: OutboundMessage, attempt: Attempt) -> Outcome:
         # Second lock of two (the agent is the first): a person owns this conversation.

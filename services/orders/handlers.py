@@ -25,6 +25,7 @@ from sellmesh.db import in_thread
 from sellmesh.metrics import registry
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import now
+from sellmesh.subscriber import Handled
 from services.orders.catalog import CatalogAccepted, decide_catalog, product_state
 from services.orders.domain import Action, decide, decide_payment, products_needed
 from services.orders.order import Accepted, Command, Decision, Order, Rejected
@@ -74,23 +75,32 @@ class OrderHandlers:
         self.store = store
         self.clock = clock
 
-    async def on_order_command(self, command: Incoming) -> None:
-        await in_thread(self.handle_command, command)
+    async def on_order_command(self, command: Incoming) -> Handled | None:
+        _, fresh = await in_thread(self._decide_command, command)
+        return None if fresh else Handled.DUPLICATE
 
-    async def on_payment_event(self, event: PaymentMessage) -> None:
+    async def on_payment_event(self, event: PaymentMessage) -> Handled | None:
         fact = PAYMENT_FACTS.get(event.type)
         if fact is None:
-            return
-        await in_thread(self.handle_payment, event, fact)
+            return None
+        _, fresh = await in_thread(self._decide_payment, event, fact)
+        return None if fresh else Handled.DUPLICATE
 
     def handle_command(self, command: Incoming) -> Outcome | None:
         """Decide and persist one command; a duplicate returns the first outcome and changes nothing."""
+        return self._decide_command(command)[0]
+
+    def handle_payment(self, event: PaymentEventBase, fact: Action) -> Outcome | None:
+        """Apply one payment fact as actor system; idempotent by the payment event's id."""
+        return self._decide_payment(event, fact)[0]
+
+    def _decide_command(self, command: Incoming) -> tuple[Outcome | None, bool]:
+        """The outcome, and False when the command was applied before (a redelivery)."""
         if isinstance(command, UpsertProduct):
             return self._retrying(lambda: self._catalog_once(command))
         return self._retrying(lambda: self._command_once(command))
 
-    def handle_payment(self, event: PaymentEventBase, fact: Action) -> Outcome | None:
-        """Apply one payment fact as actor system; idempotent by the payment event's id."""
+    def _decide_payment(self, event: PaymentEventBase, fact: Action) -> tuple[Outcome | None, bool]:
         return self._retrying(lambda: self._payment_once(event, fact))
 
     def _command_once(self, command: Command) -> tuple[Outcome | None, bool]:
@@ -173,7 +183,7 @@ class OrderHandlers:
             add_to_outbox(session, topic=ORDERS_EVENTS, event=outcome, key=str(source.order_id))
         return outcome
 
-    def _retrying(self, attempt: Callable[[], tuple[Outcome | None, bool]]) -> Outcome | None:
+    def _retrying(self, attempt: Callable[[], tuple[Outcome | None, bool]]) -> tuple[Outcome | None, bool]:
         for _ in range(CONFLICT_ATTEMPTS - 1):
             try:
                 return _counted(*attempt())
@@ -186,7 +196,7 @@ def _parse(outcome: str | None) -> Outcome | None:
     return None if outcome is None else _OUTCOMES.validate_json(outcome)
 
 
-def _counted(outcome: Outcome | None, fresh: bool) -> Outcome | None:
+def _counted(outcome: Outcome | None, fresh: bool) -> tuple[Outcome | None, bool]:
     """Count what a fresh decision queued; a duplicate's first outcome was counted when it was new."""
     if fresh and isinstance(outcome, OrderChanged | CatalogChanged):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.change).inc()
@@ -195,4 +205,4 @@ def _counted(outcome: Outcome | None, fresh: bool) -> Outcome | None:
     elif fresh and isinstance(outcome, CommandRejected):
         OUTCOMES_PUBLISHED.labels(outcome.type, outcome.reason.value).inc()
         log.info("command rejected", extra={"reason": outcome.reason.value, "command_type": outcome.command_type})
-    return outcome
+    return outcome, fresh

@@ -7,6 +7,7 @@ from schemas.orders import OrderEvent
 from schemas.payments import StripeEventReceived
 from schemas.topics import ORDERS_EVENTS, PAYMENTS_STRIPE
 from sellmesh.service import MeshContext, ServiceParts
+from sellmesh.subscriber import Handled
 from services.payments.handlers import on_order_event, on_stripe_event
 from services.payments.reconciler import Reconciler
 from services.payments.stripe_gateway import StripeCheckoutGateway
@@ -35,8 +36,8 @@ def build(ctx: MeshContext) -> ServiceParts:
         lookback_seconds=settings.payments_sweep_lookback_seconds,
     )
 
-    async def on_order(event: OrderEvent) -> None:
-        await on_order_event(event, gateway=gateway, engine=ctx.engine, reconciler=reconciler)
+    async def on_order(event: OrderEvent) -> Handled | None:
+        return await on_order_event(event, gateway=gateway, engine=ctx.engine, reconciler=reconciler)
 
     async def on_stripe(event: StripeEventReceived) -> None:
         await on_stripe_event(event, reconciler=reconciler)

@@ -15,7 +15,7 @@ from schemas.topics import PAYMENTS_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
-from sellmesh.subscriber import PermanentError
+from sellmesh.subscriber import Handled, PermanentError
 from services.gateway.query import payment_settings
 from services.payments.domain import (
     CheckoutNotPossible,
@@ -101,7 +101,7 @@ async def on_order_event(
     engine: Engine,
     reconciler: Reconciler,
     clock: Callable[[], datetime] = now,
-) -> None:
+) -> Handled | None:
     """On checkout_requested: create (or, with the same idempotency key, get back) the session and announce it.
 
     On cancelled: expire the order's open sessions, so a cancelled order cannot be paid.
@@ -109,23 +109,24 @@ async def on_order_event(
     try:
         if wants_sessions_closed(event):
             await close_open_sessions(event, attempt=None, gateway=gateway, engine=engine, reconciler=reconciler)
-            return
+            return None
         if not wants_checkout(event):
-            return
+            return None
         settings = await in_thread(_settings, engine, event.tenant_id)
         request = plan_checkout(event, now=clock(), settings=settings)
         if await in_thread(_recorded, engine, request):
-            return  # a redelivery after we committed: the link event is already in the outbox
+            return Handled.DUPLICATE  # a redelivery after we committed: the link event is already in the outbox
         closed = await close_open_sessions(
             event, attempt=request.attempt, gateway=gateway, engine=engine, reconciler=reconciler
         )
         if not closed:
-            return
+            return None
         session = await gateway.create_session(request)
         link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
     except (CheckoutNotPossible, CheckoutRejected) as exc:
         raise PermanentError(str(exc)) from exc
     await in_thread(_record, engine, link, request)
+    return None
 
 
 async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:

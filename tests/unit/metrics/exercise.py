@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from schemas.envelope import Actor, ActorKind
 from schemas.orders import CloseOrder
 from schemas.topics import ORDERS_COMMANDS
-from sellmesh.subscriber import RetryPolicy, Subscription
+from sellmesh.subscriber import Handled, RetryPolicy, Subscription
 
 
 class MemoryDedup:
@@ -62,12 +62,15 @@ def close_command() -> bytes:
     return command.model_dump_json().encode()
 
 
-def subscription(handler_name: str, *, fail_with: type[Exception] | None) -> tuple[Subscription, RecordingBroker]:
+def subscription(
+    handler_name: str, *, fail_with: type[Exception] | None, returns: Handled | None = None
+) -> tuple[Subscription, RecordingBroker]:
     broker = RecordingBroker()
 
-    async def handle(_: Any) -> None:
+    async def handle(_: Any) -> Handled | None:
         if fail_with is not None:
             raise fail_with("refused for the test")
+        return returns
 
     built = Subscription(
         broker,  # type: ignore[arg-type]  # only publish is used

@@ -2,7 +2,7 @@
 
 from prometheus_client import REGISTRY
 
-from sellmesh.subscriber import PermanentError, initialize_metrics
+from sellmesh.subscriber import Handled, PermanentError, initialize_metrics
 from tests.unit.metrics.exercise import close_command, record, subscription
 
 LABELS = {"group": "metrics-test", "topic": "orders.commands.v1"}
@@ -19,6 +19,15 @@ async def test_a_handled_message_is_consumed_handled_and_timed_once() -> None:
     assert value("sellmesh_messages_consumed_total", handler="ok_handler") == 1
     assert value("sellmesh_messages_handled_total", handler="ok_handler", outcome="ok") == 1
     assert value("sellmesh_handler_duration_seconds_count", handler="ok_handler") == before + 1
+
+
+async def test_a_redelivery_only_the_handler_recognised_counts_as_a_duplicate() -> None:
+    # Idempotent subscriptions skip the Redis dedup: their handler's own keys tell the subscriber.
+    sub, broker = subscription("idempotent_handler", fail_with=None, returns=Handled.DUPLICATE)
+    await sub.consume(record(close_command()))
+    assert value("sellmesh_messages_handled_total", handler="idempotent_handler", outcome="duplicate") == 1
+    assert value("sellmesh_messages_handled_total", handler="idempotent_handler", outcome="ok") == 0
+    assert broker.published == []
 
 
 async def test_a_failing_handler_is_retried_then_dead_lettered_with_its_kind() -> None:

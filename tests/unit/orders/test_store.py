@@ -31,6 +31,7 @@ from schemas.topics import ORDERS_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import make_engine, session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow
 from sellmesh.service import MeshContext, derived_id
+from sellmesh.subscriber import Handled
 from services.orders import app, handlers, query
 from services.orders.domain import Action
 from services.orders.order import Command, ProductInfo
@@ -139,6 +140,19 @@ def test_a_duplicate_command_is_applied_once_and_returns_the_first_outcome(
     assert count(engine, OutboxRow, col(OutboxRow.payload).contains(str(add.event_id))) == 1
     assert count(engine, AuditRow, col(AuditRow.message_id) == add.event_id) == 1
     assert count(engine, ProcessedRow, col(ProcessedRow.message_id) == add.event_id) == 1
+
+
+def test_a_redelivered_command_or_payment_is_reported_to_the_subscriber_as_a_duplicate(file_engine: Engine) -> None:
+    # The subscriber's path runs the store in a worker thread, so the database is a file the thread shares.
+    orders = handlers.OrderHandlers(OrderStore(file_engine), clock=lambda: NOW)
+    seed(file_engine, TENANT, sku="HOOD-M", name="Blue hoodie", price_minor=4500, stock=1)
+    order_id = draft_with(orders, ("HOOD-M", 1))
+    checkout = command(RequestCheckout, order_id)
+    paid = payment(PaymentSucceeded, order_id, amount=Money(amount_minor=4500, currency="EUR"))
+    assert asyncio.run(orders.on_order_command(checkout)) is None
+    assert asyncio.run(orders.on_order_command(checkout)) is Handled.DUPLICATE
+    assert asyncio.run(orders.on_payment_event(paid)) is None
+    assert asyncio.run(orders.on_payment_event(paid)) is Handled.DUPLICATE
 
 
 def test_an_outcome_carries_the_envelope_of_its_command(orders: handlers.OrderHandlers) -> None:
