@@ -12,7 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from schemas.channel import InboundMessage, OutboundMessage
+from schemas.channel import InboundMessage, OutboundMessage, TextContent
 from schemas.envelope import Actor, ActorKind, Channel, Money
 from schemas.handoff import HandoffReason, RequestHandoff, ResolveHandoff
 from schemas.orders import ChannelAddress, OrderCommandBase, UpsertProduct
@@ -44,6 +44,20 @@ def envelope(tenant_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return fields
+
+
+def inbound_text(tenant_id: uuid.UUID, conversation_id: str, text: str) -> InboundMessage:
+    """A customer's WhatsApp text as the normalizer publishes it."""
+    return InboundMessage(
+        **envelope(tenant_id),
+        conversation_id=conversation_id,
+        channel=Channel.WHATSAPP,
+        channel_account_id=str(uuid.uuid4()),
+        customer_id="15550001111",
+        message_id=f"wamid.{uuid.uuid4().hex}",
+        sent_at=datetime.now(UTC),
+        content=TextContent(text=text),
+    )
 
 
 def resolve_command(tenant_id: uuid.UUID, conversation_id: str, **overrides: Any) -> ResolveHandoff:

@@ -27,9 +27,9 @@ from services.agent.plan import QuotaSpent, plan_of
 from services.agent.prompt import format_money, system_prompt, training_part
 from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
-from services.agent.usage import record_usage
+from services.agent.usage import usage_row, usage_writer
 from services.gateway.query import tenant_name_async, tenant_training_async
-from services.orders.query import get_order, list_products
+from services.orders.query import order_and_catalog
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class Responder:
         self, *, engine: Engine, redis: Redis, broker: KafkaBroker, buffer: BurstBuffer, choice: ModelChoice
     ) -> None:
         self.quota = QuotaCounter(redis)
+        self.usage = usage_writer(engine)
         self.engine = engine
         self.redis = redis
         self.broker = broker
@@ -149,7 +150,7 @@ class Responder:
             return await self._model_turn(message, choice, messages, turn, system, training, tier, commands, usage)
         finally:
             if usage.calls:
-                await in_thread(record_usage, self.engine, message, choice.model, usage)
+                await self.usage.insert(usage_row(message, choice.model, usage))
 
     async def _model_turn(
         self,
@@ -214,8 +215,7 @@ class Responder:
         return violations
 
     async def _turn(self, message: InboundMessage, order_id: uuid.UUID | None) -> Turn:
-        order = await in_thread(get_order, self.engine, message.tenant_id, order_id) if order_id else None
-        products = await in_thread(list_products, self.engine, message.tenant_id)
+        order, products = await in_thread(order_and_catalog, self.engine, message.tenant_id, order_id)
         catalog = {
             p.sku: {
                 "sku": p.sku,

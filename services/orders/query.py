@@ -55,7 +55,8 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
     """
     if limit <= 0:
         return []
-    products = _active_products(engine, tenant_id)
+    with Session(engine) as session:
+        products = _active_products(session, tenant_id)
     wanted = _words(text)
     if not wanted:
         return [_view(row) for row in products[:limit]]
@@ -66,16 +67,30 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
 
 def list_products(engine: Engine, tenant_id: UUID) -> list[ProductView]:
     """Every active product of the tenant, by name."""
-    return [_view(row) for row in _active_products(engine, tenant_id)]
+    with Session(engine) as session:
+        return [_view(row) for row in _active_products(session, tenant_id)]
 
 
 def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
     """The order as it stands, or None when it does not exist or belongs to another tenant."""
     with Session(engine) as session:
-        row = session.get(OrderRow, order_id)
-        if row is None or row.tenant_id != tenant_id:
-            return None
-        return _snapshot(session, row)
+        return _order(session, tenant_id, order_id)
+
+
+def order_and_catalog(
+    engine: Engine, tenant_id: UUID, order_id: UUID | None
+) -> tuple[OrderSnapshot | None, list[ProductView]]:
+    """`get_order` (None without an order id) and `list_products` in one transaction: what one agent turn reads."""
+    with Session(engine) as session:
+        order = _order(session, tenant_id, order_id) if order_id is not None else None
+        return order, [_view(row) for row in _active_products(session, tenant_id)]
+
+
+def _order(session: Session, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
+    row = session.get(OrderRow, order_id)
+    if row is None or row.tenant_id != tenant_id:
+        return None
+    return _snapshot(session, row)
 
 
 def latest_order_for_conversation(engine: Engine, tenant_id: UUID, conversation_id: str) -> OrderSnapshot | None:
@@ -165,14 +180,13 @@ def _snapshot(session: Session, row: OrderRow) -> OrderSnapshot:
     return order_from_rows(row, lines).snapshot()
 
 
-def _active_products(engine: Engine, tenant_id: UUID) -> list[ProductRow]:
-    with Session(engine) as session:
-        query = (
-            select(ProductRow)
-            .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.active).is_(True))
-            .order_by(col(ProductRow.name), col(ProductRow.sku))
-        )
-        return list(session.exec(query))
+def _active_products(session: Session, tenant_id: UUID) -> list[ProductRow]:
+    query = (
+        select(ProductRow)
+        .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.active).is_(True))
+        .order_by(col(ProductRow.name), col(ProductRow.sku))
+    )
+    return list(session.exec(query))
 
 
 def _view(row: ProductRow) -> ProductView:

@@ -8,14 +8,11 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
-from schemas.channel import InboundMessage, TextContent
-from schemas.envelope import Channel
-from sellmesh.service import now
 from sellmesh.subscriber import RedisDedup
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.responder import Responder
 from services.agent.scheduler import BurstScheduler
-from tests.builders import envelope, random_tenant_id
+from tests.builders import inbound_text, random_tenant_id
 
 pytestmark = pytest.mark.integration
 
@@ -33,19 +30,6 @@ class RecordingResponder:
         self.answered[burst.last.conversation_id] = time.monotonic()
         self.bursts[burst.last.conversation_id] = burst
         self.changed.set()
-
-
-def message(tenant_id: uuid.UUID, conversation_id: str, text: str) -> InboundMessage:
-    return InboundMessage(
-        **envelope(tenant_id),
-        conversation_id=conversation_id,
-        channel=Channel.WHATSAPP,
-        channel_account_id=str(uuid.uuid4()),
-        customer_id="15550001111",
-        message_id=f"wamid.{uuid.uuid4().hex}",
-        sent_at=now(),
-        content=TextContent(text=text),
-    )
 
 
 async def answered(responder: RecordingResponder, conversation_id: str, *, within: float = 5.0) -> float:
@@ -74,7 +58,7 @@ async def test_a_burst_with_no_quiet_period_is_answered_at_once(redis: Redis) ->
     scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=0))
     try:
         conversation = f"conv-{uuid.uuid4().hex}"
-        await scheduler.buffer.add(message(random_tenant_id(), conversation, "hi"))
+        await scheduler.buffer.add(inbound_text(random_tenant_id(), conversation, "hi"))
         await answered(responder, conversation)
         assert [m.content.text for m in responder.bursts[conversation].messages] == ["hi"]
     finally:
@@ -86,11 +70,11 @@ async def test_a_burst_is_answered_once_quiet_and_not_before(redis: Redis) -> No
     scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=quiet))
     try:
         tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
-        await scheduler.buffer.add(message(tenant, conversation, "do you have"))
+        await scheduler.buffer.add(inbound_text(tenant, conversation, "do you have"))
         # Read before the second add: its due time is taken inside the call, so this is a bound from below
         # however long a loaded machine takes to return from it.
         last_added = time.monotonic()
-        await scheduler.buffer.add(message(tenant, conversation, "the blue mug?"))
+        await scheduler.buffer.add(inbound_text(tenant, conversation, "the blue mug?"))
         answered_at = await answered(responder, conversation)
         # Both fragments in one turn, after the quiet period that the second fragment restarted.
         assert answered_at - last_added >= quiet - 0.01
@@ -104,7 +88,7 @@ async def test_a_message_buffered_again_is_answered_once_before_or_after_its_tur
     scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=0.2))
     try:
         tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
-        first = message(tenant, conversation, "hi")
+        first = inbound_text(tenant, conversation, "hi")
         assert await scheduler.buffer.add(first)
         assert not await scheduler.buffer.add(first)  # redelivered while it waits for its turn
         await answered(responder, conversation)
@@ -115,7 +99,7 @@ async def test_a_message_buffered_again_is_answered_once_before_or_after_its_tur
         assert not await scheduler.buffer.add(first)
         assert await redis.llen(f"agent:burst:{tenant}:{conversation}") == 0
         assert await redis.zscore("agent:burst:due", f"{tenant}:{conversation}") is None
-        later = message(tenant, conversation, "still there?")
+        later = inbound_text(tenant, conversation, "still there?")
         assert await scheduler.buffer.add(later)
         await answered(responder, conversation)
         assert [m.event_id for m in responder.bursts[conversation].messages] == [later.event_id]
@@ -126,7 +110,7 @@ async def test_a_message_buffered_again_is_answered_once_before_or_after_its_tur
 async def test_a_message_the_consumers_dedup_marked_before_the_upgrade_is_not_buffered_again(redis: Redis) -> None:
     """Before the buffer marked event ids itself, the consumer's dedup did, under the subscription's key."""
     buffer = BurstBuffer(redis, quiet_seconds=60)
-    answered_before = message(random_tenant_id(), f"conv-{uuid.uuid4().hex}", "hi")
+    answered_before = inbound_text(random_tenant_id(), f"conv-{uuid.uuid4().hex}", "hi")
     await RedisDedup(redis, ttl_seconds=60).mark(f"agent:inbound_message:{answered_before.event_id}")
     assert not await buffer.add(answered_before)
     assert await redis.llen(f"agent:burst:{answered_before.tenant_id}:{answered_before.conversation_id}") == 0

@@ -11,7 +11,11 @@ from sqlalchemy import Engine, select
 
 from sellmesh.db import row_values
 from sellmesh.group_insert import GroupInsert
+from services.agent.model_call import Usage
+from services.agent.store import AgentUsage
+from services.agent.usage import usage_row, usage_writer
 from services.handoff.inbox import InboxMessageRow
+from tests.builders import inbound_text
 
 pytestmark = pytest.mark.integration
 TABLE = InboxMessageRow.__table__  # type: ignore[attr-defined]
@@ -110,3 +114,19 @@ async def test_a_cancelled_caller_does_not_stop_the_others(migrated_engine: Engi
         await first
     # The cancelled caller's row may be there or not (its redelivery inserts nothing); the other one is.
     assert "kept" in _texts(migrated_engine, tenant)
+
+
+async def test_usage_rows_of_turns_answered_together_share_one_transaction(migrated_engine: Engine) -> None:
+    # No unique key on this table: each row is its own, with the id the database gives it.
+    tenant = uuid.uuid4()
+    writer = usage_writer(migrated_engine)
+    turns = [inbound_text(tenant, f"conversation-{i}", "hello") for i in range(6)]
+    rows = [usage_row(turn, "offline", Usage(calls=i + 1)) for i, turn in enumerate(turns)]
+    await asyncio.gather(*(writer.insert(row) for row in rows))
+    assert writer.transactions == 1
+    table = AgentUsage.__table__  # type: ignore[attr-defined]
+    with migrated_engine.connect() as connection:
+        query = select(table.c.id, table.c.conversation_id, table.c.calls).where(table.c.tenant_id == tenant)
+        written = sorted(connection.execute(query).all(), key=lambda row: row.calls)
+    assert [(row.conversation_id, row.calls) for row in written] == [(f"conversation-{i}", i + 1) for i in range(6)]
+    assert len({row.id for row in written}) == 6
