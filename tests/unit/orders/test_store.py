@@ -389,6 +389,19 @@ def test_get_order_hides_another_tenants_order(engine: Engine, orders: handlers.
     assert query.get_order(engine, TENANT, uuid.uuid4()) is None
 
 
+def test_a_turns_order_and_catalog_are_read_together_within_the_tenant(
+    engine: Engine, orders: handlers.OrderHandlers
+) -> None:
+    seed(engine, OTHER_TENANT, sku="SECRET", name="Other shop's item", price_minor=100, stock=1)
+    order_id = draft_with(orders, ("TEE", 1))
+    order, catalog = query.order_and_catalog(engine, TENANT, order_id)
+    assert order == query.get_order(engine, TENANT, order_id) and order is not None
+    assert [p.sku for p in catalog] == [p.sku for p in query.list_products(engine, TENANT)] == ["HOOD-M", "TEE"]
+    other_order, other_catalog = query.order_and_catalog(engine, OTHER_TENANT, order_id)
+    assert other_order is None and [p.sku for p in other_catalog] == ["SECRET"]
+    assert query.order_and_catalog(engine, TENANT, None)[0] is None
+
+
 def test_finds_the_latest_order_of_a_conversation_within_the_tenant(
     engine: Engine, orders: handlers.OrderHandlers
 ) -> None:
