@@ -9,6 +9,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
+from services.handoff.mode import HUMAN as HUMAN  # re-exported: the mirror's value while a person owns it
 from services.handoff.mode import get_mode, mode_key
 from services.handoff.mode import mode_of as mode_of  # re-exported: how a reader of the mirror's key reads it
 from services.handoff.staff import HandoffStaffRow, StaffStore

@@ -3,20 +3,29 @@
 Meta's limits are per Page, per Instagram account and per WhatsApp number (PROTOCOLS A.7:
 80 msg/s per number by default, about 300/s per Page [S]), and going over them extends the
 block. The bucket lives in Redis so every sender replica draws from the same one.
+
+A send may name a hold: a key whose value stops it (a person owning the conversation). The script checks it
+before taking a token, in the same round trip, so the check costs none of its own and a stopped send takes
+nothing from the bucket.
 """
 
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
-# Refill by the time elapsed since the last call, then take one token if there is one. Returns 0
-# when a token was taken, else the milliseconds until one will be there. Time is Redis's own
-# clock, so replicas with skewed clocks share one bucket fairly. Atomic: a script runs alone.
+# Unless KEYS[2] holds ARGV[3] (then -1, nothing taken): refill by the time elapsed since the last call,
+# then take one token if there is one. Returns 0 when a token was taken, else the milliseconds until one
+# will be there. Time is Redis's own clock, so replicas with skewed clocks share one bucket fairly.
+# Atomic: a script runs alone.
 TOKEN_BUCKET = """
+if KEYS[2] and redis.call('GET', KEYS[2]) == ARGV[3] then
+  return -1
+end
 local rate = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local clock = redis.call('TIME')
@@ -41,6 +50,17 @@ return wait
 """
 
 
+HELD = -1
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Stop the send, taking no token, while `key` holds `value`."""
+
+    key: str
+    value: str
+
+
 class RateLimited(Exception):
     """No token within the allowed wait: retryable, the subscriber backs off and tries again."""
 
@@ -61,16 +81,26 @@ class SendRateLimiter:
     def key(account: str) -> str:
         return f"ingest:send-bucket:{account}"
 
-    async def try_acquire(self, account: str) -> float:
-        """Take a token now and return 0, or return the seconds until one is due (taking nothing)."""
-        wait_ms = await self._script(keys=[self.key(account)], args=[self.rate_per_second, self.burst])
-        return int(wait_ms) / 1000
+    async def try_acquire(self, account: str, hold: Hold | None = None) -> float:
+        """Take a token now and return 0, or return the seconds until one is due (taking nothing); HELD
+        (taking nothing) while the hold's key holds its value."""
+        keys: list[str] = [self.key(account)]
+        args: list[float | str] = [self.rate_per_second, self.burst]
+        if hold is not None:
+            keys.append(hold.key)
+            args.append(hold.value)
+        wait_ms = int(await self._script(keys=keys, args=args))
+        return HELD if wait_ms == HELD else wait_ms / 1000
 
-    async def acquire(self, account: str) -> None:
+    async def acquire(self, account: str, hold: Hold | None = None) -> bool:
+        """Wait for a token and take it; False, with nothing taken, when the hold stops the send."""
         deadline = time.monotonic() + self.max_wait_seconds
-        while (wait := await self.try_acquire(account)) > 0:
+        while (wait := await self.try_acquire(account, hold)) != 0:
+            if wait == HELD:
+                return False
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RateLimited(f"no send token for {self.max_wait_seconds}s")
             log.debug("send rate limit reached; waiting", extra={"wait_seconds": wait})
             await asyncio.sleep(min(wait, left))
+        return True

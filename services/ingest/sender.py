@@ -25,10 +25,10 @@ from sellmesh.metrics import INGEST_SENDS
 from sellmesh.service import now
 from sellmesh.subscriber import Handled
 from services.gateway.query import ChannelAccountView, account_by_id_async
-from services.handoff.query import conversation_mode
+from services.handoff.query import HUMAN, conversation_mode, conversation_mode_key
 from services.ingest.graph_client import RejectKind, SendInDoubt, SendRejected, SendTarget, post
 from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
-from services.ingest.ratelimit import SendRateLimiter
+from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import (
     Attempt,
     Outcome,
@@ -49,6 +49,13 @@ IN_DOUBT = Outcome(
     handoff_note="a reply may or may not have reached the customer (the send stopped mid-way): please check and answer",
     handoff_reason=HandoffReason.DELIVERY_IN_DOUBT,
 )
+
+IN_HUMAN_MODE = Outcome("refused", "conversation is in human mode")
+
+
+class PersonOwns(Exception):
+    """Raised before anything is posted: a person owns the conversation, so the AI's message is refused."""
+
 
 HANDOFF_NOTES = {
     RejectKind.TOKEN: "the channel refused the account's access token: reconnect the account",
@@ -108,15 +115,12 @@ class Sender:
         return None
 
     async def _attempt(self, message: OutboundMessage, attempt: Attempt) -> Outcome:
-        # Second lock of two (the agent is the first): a person owns this conversation.
-        if (
-            message.author is Author.AI
-            and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == "human"
-        ):
-            return Outcome("refused", "conversation is in human mode")
+        # Second lock of two (the agent is the first): a person owns this conversation. A message on its way
+        # out learns it from its first send token (one Redis step); one stopped here first must learn it too,
+        # since a person in charge outranks every other reason not to send.
         account = await account_by_id_async(self.engine, uuid.UUID(message.channel_account_id))
         if account is None or account.tenant_id != message.tenant_id:
-            return Outcome("failed", "channel account not found for tenant")
+            return await self._unless_person_owns(message, Outcome("failed", "channel account not found for tenant"))
         decision = decide_send(
             channel=message.channel,
             author=message.author,
@@ -125,12 +129,15 @@ class Sender:
             has_template=message.template is not None,
         )
         if isinstance(decision, Refuse):
-            return Outcome(
-                decision.status, decision.detail, handoff_note=decision.detail if decision.hands_off else None
+            hands_off = decision.detail if decision.hands_off else None
+            return await self._unless_person_owns(
+                message, Outcome(decision.status, decision.detail, handoff_note=hands_off)
             )
         requests = build_requests(message, tag=decision.tag if isinstance(decision, SendWithTag) else None)
         try:
             provider_id = await self._deliver(message, account, requests, attempt.sent_parts)
+        except PersonOwns:
+            return IN_HUMAN_MODE
         except SendRejected as exc:
             return Outcome(
                 "failed",
@@ -139,6 +146,14 @@ class Sender:
                 handoff_note=f"{HANDOFF_NOTES[exc.kind]} ({exc})" if exc.kind in HANDOFF_NOTES else None,
             )
         return Outcome("sent", provider_id=provider_id, kind=requests[-1].kind)
+
+    async def _unless_person_owns(self, message: OutboundMessage, outcome: Outcome) -> Outcome:
+        if (
+            message.author is Author.AI
+            and await conversation_mode(self.redis, message.tenant_id, message.conversation_id) == HUMAN
+        ):
+            return IN_HUMAN_MODE
+        return outcome
 
     async def _deliver(
         self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest], done: frozenset[int]
@@ -152,10 +167,16 @@ class Sender:
             access_token=account.access_token,
         )
         provider_id: str | None = None
+        # Checked with the first token only, as before anything of this attempt is posted: a person taking
+        # over mid-way does not cut a message in parts (its next message is stopped).
+        hold = Hold(conversation_mode_key(message.tenant_id, message.conversation_id), HUMAN)
+        first = message.author is Author.AI
         for index, request in enumerate(requests):
             if index in done:
                 continue
-            await self.limiter.acquire(str(account.id))
+            if not await self.limiter.acquire(str(account.id), hold if first else None):
+                raise PersonOwns
+            first = False
             self._posting.add(message.event_id)
             send_id = message.event_id if index == last else part_id(message, index)
             tagged = with_send_id(request, message.channel, str(send_id))

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.ratelimit import RateLimited, SendRateLimiter
+from services.ingest.ratelimit import HELD, Hold, RateLimited, SendRateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +89,15 @@ async def test_the_bucket_key_expires_once_it_would_be_full_again(redis: Redis) 
     await limiter.acquire(key)
     ttl_ms = await redis.pttl(limiter.key(key))
     assert 0 < ttl_ms <= 1500
+
+
+async def test_a_hold_stops_a_send_before_it_takes_a_token(redis: Redis) -> None:
+    limiter = SendRateLimiter(redis, rate_per_second=1.0, burst=1)
+    key, hold = account(), Hold(f"hold:{uuid.uuid4()}", "human")
+    await redis.set(hold.key, "human", ex=60)
+    assert await limiter.try_acquire(key, hold) == HELD
+    assert await limiter.acquire(key, hold) is False
+    # The bucket's one token is still there for a send the hold does not stop.
+    await redis.set(hold.key, "ai", ex=60)
+    assert await limiter.acquire(key, hold) is True
+    assert await limiter.try_acquire(key) > 0

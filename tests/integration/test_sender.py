@@ -23,7 +23,7 @@ from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff.mode import set_mode
 from services.ingest import sender as sender_module
 from services.ingest.graph_client import SendInDoubt, SendUnavailable
-from services.ingest.ratelimit import SendRateLimiter
+from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import begin_attempt, part_id
 from services.ingest.sender import Sender
 from tests.fakes import (
@@ -198,14 +198,21 @@ async def test_whatsapp_outside_the_window_with_a_template_is_sent_as_the_templa
     assert log.kind == "template"
 
 
-async def test_an_ai_message_is_refused_while_a_person_owns_the_conversation(shop: Shop, redis: Redis) -> None:
+@pytest.mark.parametrize("hours_ago", [1.0, 25.0], ids=["window-open", "window-closed"])
+async def test_an_ai_message_is_refused_while_a_person_owns_the_conversation(
+    shop: Shop, redis: Redis, hours_ago: float
+) -> None:
+    # The person in charge outranks the window: no handoff request for a conversation a person already owns.
     message = shop.outbound(Channel.WHATSAPP)
-    shop.customer_wrote(message, hours_ago=1)
+    shop.customer_wrote(message, hours_ago=hours_ago)
     await set_mode(redis, shop.tenant_id, message.conversation_id, "human")
     await shop.sender.on_outbound(message)
     assert shop.graph.to(message.customer_id) == []
-    assert shop.row(message.event_id).status == "refused"
+    row = shop.row(message.event_id)
+    assert (row.status, row.error) == ("refused", "conversation is in human mode")
     assert shop.outbox(message, HANDOFF_COMMANDS) == []
+    # The mode is read with the send token, and a refused send takes none from the account's bucket.
+    assert not await redis.exists(SendRateLimiter.key(message.channel_account_id))
 
 
 async def test_a_retry_after_a_partial_send_does_not_repeat_the_image(shop: Shop) -> None:
@@ -355,8 +362,9 @@ async def test_a_part_that_went_out_but_could_not_be_recorded_is_never_posted_ag
 class Stuck:
     """A rate limiter with no tokens left: `acquire` waits until the task is cancelled."""
 
-    async def acquire(self, _account: str) -> None:
+    async def acquire(self, _account: str, _hold: Hold | None = None) -> bool:
         await asyncio.Event().wait()
+        return True
 
 
 async def test_a_send_cancelled_before_its_post_is_released_not_left_in_doubt(shop: Shop, redis: Redis) -> None:
