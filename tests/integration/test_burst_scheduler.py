@@ -6,10 +6,14 @@ import uuid
 from typing import cast
 
 import pytest
+from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
+from sqlalchemy import Engine
 
-from sellmesh.subscriber import RedisDedup
+from sellmesh.settings import OFFLINE_MODEL
+from sellmesh.subscriber import Handled, RedisDedup
 from services.agent.burst import Burst, BurstBuffer
+from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
 from services.agent.scheduler import BurstScheduler
 from tests.builders import inbound_text, random_tenant_id
@@ -105,6 +109,22 @@ async def test_a_message_buffered_again_is_answered_once_before_or_after_its_tur
         assert [m.event_id for m in responder.bursts[conversation].messages] == [later.event_id]
     finally:
         await scheduler.stop()
+
+
+async def test_the_agents_inbound_handler_reports_a_redelivery_to_the_subscriber(
+    redis: Redis, migrated_engine: Engine
+) -> None:
+    # Its subscription has no Redis dedup in front: only the buffer's own mark tells a redelivery apart.
+    responder = Responder(
+        engine=migrated_engine,
+        redis=redis,
+        broker=cast(KafkaBroker, None),  # buffering publishes nothing
+        buffer=BurstBuffer(redis, quiet_seconds=60),
+        choice=ModelChoice(model=OFFLINE_MODEL, fallbacks=[], timeout=10),
+    )
+    message = inbound_text(random_tenant_id(), f"conv-{uuid.uuid4().hex}", "hi")
+    assert await responder.on_inbound(message) is None
+    assert await responder.on_inbound(message) is Handled.DUPLICATE
 
 
 async def test_a_message_the_consumers_dedup_marked_before_the_upgrade_is_not_buffered_again(redis: Redis) -> None:
