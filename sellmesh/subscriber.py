@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -205,7 +205,9 @@ class Subscription:
                 await self.dedup.mark(key)
                 MESSAGES_HANDLED.labels(self.group, self.topic, self.name, handled).inc()
 
-    async def _run_with_retries(self, record: ConsumerRecord[bytes, bytes], event: Any) -> str | None:
+    async def _run_with_retries(
+        self, record: ConsumerRecord[bytes, bytes], event: Any
+    ) -> Literal["ok", "duplicate"] | None:
         """The outcome to count ("ok" or "duplicate"), or None when the message went to the DLQ."""
         attempt = 0
         first_failure: float | None = None

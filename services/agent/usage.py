@@ -1,8 +1,11 @@
-"""One usage row per answered turn (the agent's own table), written in groups with the turns answered beside it.
+"""One usage row per answered turn (the agent's own table), written with the rows of turns finishing beside it.
 
-The scheduler answers several turns at once, so their rows share one INSERT and one commit (`GroupInsert`)
-instead of a transaction each; every turn still waits for its own row. Rows have no natural key: a turn
-answered again after a failure calls the model again and writes its usage again, as it did before grouping.
+The scheduler answers several turns at once; rows handed in while another group is being written share the
+next INSERT and commit (`GroupInsert`), and every turn still waits for its own row. How many share depends on
+how many turns finish together: at a few dozen turns a second, most groups hold one row. Rows have no natural
+key, so a failed group is not written again row by row (that could count a group whose commit landed twice):
+each of its turns fails as it would on its own, and a turn answered again calls the model again and writes
+that usage.
 """
 
 from typing import Any
@@ -31,4 +34,4 @@ def usage_row(message: InboundMessage, model: str, usage: Usage) -> dict[str, An
 
 
 def usage_writer(engine: Engine) -> GroupInsert:
-    return GroupInsert(engine, AgentUsage.__table__)  # type: ignore[attr-defined]
+    return GroupInsert(engine, AgentUsage.__table__, alone_on_failure=False)  # type: ignore[attr-defined]

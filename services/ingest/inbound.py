@@ -44,8 +44,9 @@ class Normalizer:
         except (ValueError, UnroutableWebhook) as exc:
             raise PermanentError(f"raw body is not a routable Meta webhook: {exc}") from exc
         problems: list[str] = []
-        # A redelivered webhook finds every message it carries logged already.
-        messages = repeated = 0
+        # A redelivered webhook finds every message it carries logged already. Statuses are published again
+        # on every delivery (the next stage drops them by their ids), so a webhook with any counts as handled.
+        messages = repeated = statuses = 0
         for item in items:
             if isinstance(item, Unparsed):
                 problems.append(f"{item.channel.value}:{item.account_external_id}: {item.reason}")
@@ -61,10 +62,11 @@ class Normalizer:
                     messages += 1
                     repeated += not await self._message(raw, account, item)
                 else:
+                    statuses += 1
                     await in_thread(self._status, raw, account, item)
         if problems:
             await self._keep(raw, problems)
-        return Handled.DUPLICATE if messages and repeated == messages and not problems else None
+        return Handled.DUPLICATE if messages and repeated == messages and not (statuses or problems) else None
 
     async def _keep(self, raw: RawWebhook, problems: list[str]) -> None:
         """Items nobody can route or read: counted, logged and kept in the DLQ with the whole body."""

@@ -50,6 +50,7 @@ return wait
 """
 
 
+# The script's answer when the hold stops the send; `try_acquire` turns it into None.
 HELD = -1
 
 
@@ -81,22 +82,22 @@ class SendRateLimiter:
     def key(account: str) -> str:
         return f"ingest:send-bucket:{account}"
 
-    async def try_acquire(self, account: str, hold: Hold | None = None) -> float:
-        """Take a token now and return 0, or return the seconds until one is due (taking nothing); HELD
-        (taking nothing) while the hold's key holds its value."""
+    async def try_acquire(self, account: str, hold: Hold | None = None) -> float | None:
+        """Take a token now and return 0, or return the seconds until one is due (taking nothing); None
+        (taking nothing) while the hold's key holds its value, so no caller can mistake it for a wait."""
         keys: list[str] = [self.key(account)]
         args: list[float | str] = [self.rate_per_second, self.burst]
         if hold is not None:
             keys.append(hold.key)
             args.append(hold.value)
         wait_ms = int(await self._script(keys=keys, args=args))
-        return HELD if wait_ms == HELD else wait_ms / 1000
+        return None if wait_ms == HELD else wait_ms / 1000
 
     async def acquire(self, account: str, hold: Hold | None = None) -> bool:
         """Wait for a token and take it; False, with nothing taken, when the hold stops the send."""
         deadline = time.monotonic() + self.max_wait_seconds
         while (wait := await self.try_acquire(account, hold)) != 0:
-            if wait == HELD:
+            if wait is None:
                 return False
             left = deadline - time.monotonic()
             if left <= 0:

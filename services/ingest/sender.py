@@ -167,8 +167,9 @@ class Sender:
             access_token=account.access_token,
         )
         provider_id: str | None = None
-        # Checked with the first token only, as before anything of this attempt is posted: a person taking
-        # over mid-way does not cut a message in parts (its next message is stopped).
+        # Checked with this attempt's first token only, before it posts anything: once a message is going out
+        # its parts follow. A retry after a partial send checks again before its first remaining part, so a
+        # person who took over in between stops the rest (recorded `refused`).
         hold = Hold(conversation_mode_key(message.tenant_id, message.conversation_id), HUMAN)
         first = message.author is Author.AI
         for index, request in enumerate(requests):

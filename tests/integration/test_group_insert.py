@@ -130,3 +130,23 @@ async def test_usage_rows_of_turns_answered_together_share_one_transaction(migra
         written = sorted(connection.execute(query).all(), key=lambda row: row.calls)
     assert [(row.conversation_id, row.calls) for row in written] == [(f"conversation-{i}", i + 1) for i in range(6)]
     assert len({row.id for row in written}) == 6
+
+
+async def test_usage_rows_whose_group_failed_after_its_commit_are_not_written_twice(migrated_engine: Engine) -> None:
+    # The commit landed and its answer was lost: writing the rows again one by one would count them twice.
+    tenant = uuid.uuid4()
+    writer = usage_writer(migrated_engine)
+    real_write = writer._write
+
+    def committed_then_lost(rows: list[dict[str, Any]]) -> None:
+        real_write(rows)
+        raise ConnectionError("connection lost after COMMIT")
+
+    writer._write = committed_then_lost  # type: ignore[method-assign]
+    rows = [usage_row(inbound_text(tenant, f"c{i}", "hi"), "offline", Usage(calls=1)) for i in range(3)]
+    outcomes = await asyncio.gather(*(writer.insert(row) for row in rows), return_exceptions=True)
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+    table = AgentUsage.__table__  # type: ignore[attr-defined]
+    with migrated_engine.connect() as connection:
+        written = connection.execute(select(table.c.conversation_id).where(table.c.tenant_id == tenant)).scalars()
+        assert sorted(written) == ["c0", "c1", "c2"]

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from services.ingest.ratelimit import HELD, Hold, RateLimited, SendRateLimiter
+from services.ingest.ratelimit import Hold, RateLimited, SendRateLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +92,15 @@ async def test_the_bucket_key_expires_once_it_would_be_full_again(redis: Redis) 
 
 
 async def test_a_hold_stops_a_send_before_it_takes_a_token(redis: Redis) -> None:
-    limiter = SendRateLimiter(redis, rate_per_second=1.0, burst=1)
+    # One token, refilled only after a second, and no waiting for it: a token taken by a held send would show.
+    limiter = SendRateLimiter(redis, rate_per_second=1.0, burst=1, max_wait_seconds=0)
     key, hold = account(), Hold(f"hold:{uuid.uuid4()}", "human")
     await redis.set(hold.key, "human", ex=60)
-    assert await limiter.try_acquire(key, hold) == HELD
+    assert await limiter.try_acquire(key, hold) is None
     assert await limiter.acquire(key, hold) is False
+    assert not await redis.exists(limiter.key(key))
     # The bucket's one token is still there for a send the hold does not stop.
     await redis.set(hold.key, "ai", ex=60)
     assert await limiter.acquire(key, hold) is True
-    assert await limiter.try_acquire(key) > 0
+    wait = await limiter.try_acquire(key)
+    assert wait is not None and wait > 0

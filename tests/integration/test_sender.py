@@ -215,6 +215,26 @@ async def test_an_ai_message_is_refused_while_a_person_owns_the_conversation(
     assert not await redis.exists(SendRateLimiter.key(message.channel_account_id))
 
 
+async def test_a_person_writing_in_a_conversation_they_own_is_sent(shop: Shop, redis: Redis) -> None:
+    # The hold is for the AI's messages only: the person in charge must reach the customer.
+    message = shop.outbound(Channel.WHATSAPP, author=Author.HUMAN)
+    shop.customer_wrote(message, hours_ago=1)
+    await set_mode(redis, shop.tenant_id, message.conversation_id, "human")
+    await shop.sender.on_outbound(message)
+    assert len(shop.graph.accepted(message.customer_id)) == 1
+    assert shop.row(message.event_id).status == "sent"
+
+
+async def test_an_ai_message_for_an_unknown_account_in_human_mode_is_refused_for_the_mode(
+    shop: Shop, redis: Redis
+) -> None:
+    message = shop.outbound(Channel.WHATSAPP).model_copy(update={"channel_account_id": str(uuid.uuid4())})
+    await set_mode(redis, shop.tenant_id, message.conversation_id, "human")
+    await shop.sender.on_outbound(message)
+    row = shop.row(message.event_id)
+    assert (row.status, row.error) == ("refused", "conversation is in human mode")
+
+
 async def test_a_retry_after_a_partial_send_does_not_repeat_the_image(shop: Shop) -> None:
     buttons = (QuickReply(title="Yes", payload="YES"), QuickReply(title="No", payload="NO"))
     message = shop.outbound(Channel.MESSENGER, text="This one?", image_url=PICTURE, quick_replies=buttons)

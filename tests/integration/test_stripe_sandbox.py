@@ -22,7 +22,7 @@ from sellmesh.db import make_engine
 from sellmesh.localbroker import free_port
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
-from sellmesh.subscriber import PermanentError
+from sellmesh.subscriber import Handled, PermanentError
 from sellmesh.tables import metadata
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
@@ -204,9 +204,11 @@ def payments_engine(path: Path) -> Engine:
     return engine
 
 
-async def checkout(event: OrderChanged, gateway: StripeCheckoutGateway, engine: Engine, **kwargs: Any) -> None:
+async def checkout(
+    event: OrderChanged, gateway: StripeCheckoutGateway, engine: Engine, **kwargs: Any
+) -> Handled | None:
     reconciler = Reconciler(stripe=gateway, engine=engine)
-    await on_order_event(event, gateway=gateway, engine=engine, reconciler=reconciler, **kwargs)
+    return await on_order_event(event, gateway=gateway, engine=engine, reconciler=reconciler, **kwargs)
 
 
 @pytest.fixture
@@ -223,8 +225,9 @@ async def test_a_checkout_request_records_one_attempt_and_queues_one_link_event(
     event = checkout_requested(uuid.uuid4())
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        await checkout(event, gateway, engine)
-        await checkout(event, gateway, engine)  # a redelivery adds nothing
+        assert await checkout(event, gateway, engine) is None
+        # A redelivery adds nothing, and the subscriber counts it as a duplicate.
+        assert await checkout(event, gateway, engine) is Handled.DUPLICATE
     with Session(engine) as session:
         attempts = list(session.exec(select(PaymentAttemptRow)))
         outbox = list(session.exec(select(OutboxRow)))
