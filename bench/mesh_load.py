@@ -51,7 +51,8 @@ def cpu_by_service(mesh: MeshProcesses) -> dict[str, float]:
     used: dict[str, float] = {}
     for replica in mesh.all:
         if replica.process is not None and replica.alive:
-            used[replica.service] = used.get(replica.service, 0.0) + cpu_seconds(replica.process.pid)
+            name = replica.service.replace(" ", "+")
+            used[name] = used.get(name, 0.0) + cpu_seconds(replica.process.pid)
     return used
 
 
@@ -188,6 +189,7 @@ async def mesh_load(
     shops: int = 6,
     conversations: int = 64,
     graph_latency: float = 0.0,
+    colocated: list[int] | None = None,
 ) -> list[Row]:
     """The ceilings, the mesh at `rate`, then the mesh as fast as it goes with each count of `scale` replicas.
 
@@ -216,6 +218,7 @@ async def mesh_load(
             shops=shops,
             conversations=conversations,
             graph_latency=graph_latency,
+            colocated=colocated or [],
         )
     rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
     return ratio_rows(
@@ -235,6 +238,7 @@ async def mesh_runs(
     shops: int,
     conversations: int,
     graph_latency: float,
+    colocated: list[int],
 ) -> list[Run]:
     one_each = dict.fromkeys(SERVICES, 1)
     plans: list[tuple[str, dict[str, int], float | None, int, dict[str, str]]] = [
@@ -255,6 +259,18 @@ async def mesh_runs(
         )
         for n in consumers
         if n > 1
+    ]
+    # Every service in each of n processes (`sellmesh run ingest agent ...`): the same hops through the broker,
+    # but one process's caches, loop and HTTP server instead of five.
+    plans += [
+        (
+            f"mesh: as fast as it goes, all five services in {n} process(es)",
+            {" ".join(SERVICES): n},
+            None,
+            conversations,
+            {},
+        )
+        for n in colocated
     ]
     runs: list[Run] = []
     for name, layout, pace, at_once, extra_env in plans:
@@ -311,6 +327,13 @@ def main() -> None:
         "--conversations", type=int, default=64, help="customers at a time in the as-fast-as-it-goes runs"
     )
     parser.add_argument(
+        "--colocated",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also run every service together in this many processes (each count a run of its own)",
+    )
+    parser.add_argument(
         "--graph-latency-ms",
         type=float,
         default=0.0,
@@ -329,6 +352,7 @@ def main() -> None:
             consumers=args.consumers,
             conversations=args.conversations,
             graph_latency=args.graph_latency_ms / 1000,
+            colocated=args.colocated,
         )
     )
     print(table(rows))

@@ -38,7 +38,7 @@ def mesh_env(infra_env: Mapping[str, str], *, database_url: str, graph_url: str,
 
 @dataclass
 class Replica:
-    service: str
+    service: str  # one service, or several sharing the process ("orders payments handoff")
     index: int
     port: int
     log: Path
@@ -55,7 +55,11 @@ class Replica:
 
     @property
     def name(self) -> str:
-        return f"{self.service}-{self.index}"
+        return f"{self.service.replace(' ', '+')}-{self.index}"
+
+    @property
+    def services(self) -> list[str]:
+        return self.service.split()
 
 
 @dataclass
@@ -71,7 +75,7 @@ class MeshProcesses:
     def __post_init__(self) -> None:
         for service, count in self.replicas.items():
             for index in range(count):
-                log = self.work_dir / f"{service}-{index}.log"
+                log = self.work_dir / f"{service.replace(' ', '+')}-{index}.log"
                 self.all.append(Replica(service, index, free_port(), log))
 
     def start(self, timeout: float = 180.0) -> None:
@@ -84,7 +88,8 @@ class MeshProcesses:
     def _spawn(self, replica: Replica) -> None:
         env = {**os.environ, **self.env, "SELLMESH_HTTP_PORT": str(replica.port)}
         with replica.log.open("ab") as sink:
-            replica.process = subprocess.Popen([SELLMESH, "run", replica.service], env=env, stdout=sink, stderr=sink)
+            command = [SELLMESH, "run", *replica.services]
+            replica.process = subprocess.Popen(command, env=env, stdout=sink, stderr=sink)
         replica.starts += 1
 
     def _wait_healthy(self, replica: Replica, timeout: float) -> None:
@@ -110,7 +115,7 @@ class MeshProcesses:
         return ready.status_code == 200
 
     def of(self, service: str) -> list[Replica]:
-        return [r for r in self.all if r.service == service]
+        return [r for r in self.all if service in r.services]
 
     def url(self, service: str) -> str:
         """A live replica of `service`, round-robin; a dead one's URL when none is alive (the caller retries)."""

@@ -80,13 +80,22 @@ def up(
 
 
 @app.command()
-def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, payments, handoff or gateway")]) -> None:
-    """Run one service alone; several copies share one consumer group and split its partitions."""
+def run(
+    services: Annotated[
+        list[str], typer.Argument(help="ingest, agent, orders, payments, handoff or gateway; several share a process")
+    ],
+) -> None:
+    """Run a service alone, or several in one process; copies share each service's consumer groups and split
+    their partitions."""
     from sellmesh.mesh import SERVICE_NAMES
 
     settings = _settings()
-    if service not in SERVICE_NAMES:
-        typer.echo(f"unknown service {service!r}; choose from {', '.join(SERVICE_NAMES)}", err=True)
+    unknown = [service for service in services if service not in SERVICE_NAMES]
+    if unknown:
+        typer.echo(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICE_NAMES)}", err=True)
+        raise typer.Exit(2)
+    if len(set(services)) != len(services):
+        typer.echo(f"a service is named twice in {' '.join(services)}: one process runs each service once", err=True)
         raise typer.Exit(2)
     if settings.kafka_bootstrap_servers is None or settings.redis_url is None:
         typer.echo(
@@ -95,7 +104,7 @@ def run(service: Annotated[str, typer.Argument(help="ingest, agent, orders, paym
             err=True,
         )
         raise typer.Exit(2)
-    event_loop.run(_serve(settings, [service], demo=False), loop=settings.sellmesh_event_loop)
+    event_loop.run(_serve(settings, services, demo=False), loop=settings.sellmesh_event_loop)
 
 
 @app.command()

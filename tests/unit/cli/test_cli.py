@@ -50,6 +50,18 @@ def test_run_refuses_an_unknown_service(env: dict[str, str]) -> None:
     assert "unknown service" in result.output
 
 
+@pytest.mark.parametrize(
+    ("services", "error"),
+    [(["orders", "billing"], "unknown service 'billing'"), (["orders", "payments", "orders"], "named twice")],
+)
+def test_run_refuses_an_unknown_or_repeated_service_among_several(
+    env: dict[str, str], services: list[str], error: str
+) -> None:
+    result = runner.invoke(app, ["run", *services], env=env)
+    assert result.exit_code == 2
+    assert error in result.output
+
+
 def test_run_needs_shared_infrastructure(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["run", "agent"], env=env)
     assert result.exit_code == 2
