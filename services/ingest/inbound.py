@@ -23,7 +23,7 @@ from sellmesh.subscriber import ERROR_TEXT_LIMIT, Handled, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account_async
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
-from services.ingest.store import MessageLog, OutboundSend, log_message
+from services.ingest.store import MessageLog, OutboundSend, log_message, logged_before
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,16 @@ class Normalizer:
                 add_to_outbox(session, topic=CHANNEL_INBOUND, event=message, key=conversation)
             return True
         except IntegrityError:
+            with self.engine.connect() as connection:
+                repeated = logged_before(
+                    connection,
+                    tenant_id=account.tenant_id,
+                    channel=item.channel.value,
+                    direction="echo" if item.is_echo else "in",
+                    channel_message_id=item.message_id,
+                )
+            if not repeated:
+                raise  # not the unique key: retried, then kept in the DLQ, never dropped as a duplicate
             log.info("duplicate channel message ignored", extra={"channel": item.channel.value})
             return False
 

@@ -57,6 +57,21 @@ def log_message(session: Session, row: MessageLog) -> None:
     session.execute(sa_insert(MessageLog.__table__).values(**row_values(row)))  # type: ignore[attr-defined]
 
 
+def logged_before(
+    connection: Connection, *, tenant_id: uuid.UUID, channel: str, direction: str, channel_message_id: str
+) -> bool:
+    """Whether the message log's unique key already holds this message: what tells a redelivery from another
+    failed insert (any other constraint's failure must not pass for a duplicate and drop the message)."""
+    log = MessageLog.__table__  # type: ignore[attr-defined]
+    query = sa_select(log.c.id).where(
+        log.c.tenant_id == tenant_id,
+        log.c.channel == channel,
+        log.c.direction == direction,
+        log.c.channel_message_id == channel_message_id,
+    )
+    return connection.execute(query.limit(1)).first() is not None
+
+
 def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
     """When the customer last wrote in this conversation (echoes and our sends don't count); None if never."""
     log = MessageLog.__table__  # type: ignore[attr-defined]
