@@ -46,8 +46,10 @@ def envelope(tenant_id: uuid.UUID, **overrides: Any) -> dict[str, Any]:
     return fields
 
 
-def inbound_text(tenant_id: uuid.UUID, conversation_id: str, text: str) -> InboundMessage:
-    """A customer's WhatsApp text as the normalizer publishes it."""
+def inbound_text(
+    tenant_id: uuid.UUID, conversation_id: str, text: str, *, sent_at: datetime | None = None
+) -> InboundMessage:
+    """A customer's WhatsApp text as the normalizer publishes it, sent now unless `sent_at` says when."""
     return InboundMessage(
         **envelope(tenant_id),
         conversation_id=conversation_id,
@@ -55,7 +57,7 @@ def inbound_text(tenant_id: uuid.UUID, conversation_id: str, text: str) -> Inbou
         channel_account_id=str(uuid.uuid4()),
         customer_id="15550001111",
         message_id=f"wamid.{uuid.uuid4().hex}",
-        sent_at=datetime.now(UTC),
+        sent_at=sent_at or datetime.now(UTC),
         content=TextContent(text=text),
     )
 

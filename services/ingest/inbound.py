@@ -97,9 +97,9 @@ class Normalizer:
         """Logs the message and queues what it causes, in one transaction; False when it was logged before."""
         conversation = conversation_id(account, item.customer_id)
         event_id = derived_id("inbound", account.tenant_id, item.channel.value, item.message_id)
+        direction = "echo" if item.is_echo else "in"
         try:
             with session_scope(self.engine) as session:
-                direction = "echo" if item.is_echo else "in"
                 log_message(
                     session,
                     MessageLog(
@@ -146,7 +146,7 @@ class Normalizer:
                     connection,
                     tenant_id=account.tenant_id,
                     channel=item.channel.value,
-                    direction="echo" if item.is_echo else "in",
+                    direction=direction,
                     channel_message_id=item.message_id,
                 )
             if not repeated:

@@ -10,7 +10,6 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from schemas.channel import InboundMessage, TextContent
 from schemas.envelope import Actor, ActorKind, Channel, Envelope
 from schemas.handoff import (
     EscalationReason,
@@ -35,7 +34,7 @@ from services.handoff.handlers import on_handoff_command
 from services.handoff.mode import get_mode
 from services.handoff.store import HandoffStore, HandoffTicketRow
 from services.handoff.sweep import QUIET_NOTE, HandoffSweep
-from tests.builders import envelope, record_inbound
+from tests.builders import envelope, inbound_text, record_inbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -150,19 +149,7 @@ async def test_a_ticket_nobody_could_take_is_escalated_once_then_assigned_when_s
 
 
 def customer_wrote(engine: Engine, tenant: uuid.UUID, conversation: str, at: datetime) -> None:
-    record_inbound(
-        engine,
-        InboundMessage(
-            **envelope(tenant),
-            conversation_id=conversation,
-            channel=Channel.WHATSAPP,
-            channel_account_id="acc",
-            customer_id="c1",
-            message_id=f"wamid.{uuid.uuid4().hex}",
-            sent_at=at,
-            content=TextContent(text="anyone?"),
-        ),
-    )
+    record_inbound(engine, inbound_text(tenant, conversation, "anyone?", sent_at=at))
 
 
 async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(
