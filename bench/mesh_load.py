@@ -23,7 +23,7 @@ import litellm
 from bench.customers import Edges, Inbox, Pacer, Tally, play_all
 from bench.kafka_relay import relay_ceiling
 from bench.load import Result, run_load, table
-from bench.mesh_processes import MeshProcesses, mesh_env
+from bench.mesh_processes import MeshProcesses, label, mesh_env
 from bench.orders_bench import fresh_schema
 from bench.round_trips import RoundTrips, read_round_trips
 from bench.scenario import Shop, customers, seed_shop
@@ -51,7 +51,7 @@ def cpu_by_service(mesh: MeshProcesses) -> dict[str, float]:
     used: dict[str, float] = {}
     for replica in mesh.all:
         if replica.process is not None and replica.alive:
-            name = replica.service.replace(" ", "+")
+            name = label(replica.service)
             used[name] = used.get(name, 0.0) + cpu_seconds(replica.process.pid)
     return used
 

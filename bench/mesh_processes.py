@@ -36,6 +36,11 @@ def mesh_env(infra_env: Mapping[str, str], *, database_url: str, graph_url: str,
     }
 
 
+def label(service: str) -> str:
+    """How a process of one or several services ("orders payments handoff") is named in logs and tables."""
+    return service.replace(" ", "+")
+
+
 @dataclass
 class Replica:
     service: str  # one service, or several sharing the process ("orders payments handoff")
@@ -55,7 +60,7 @@ class Replica:
 
     @property
     def name(self) -> str:
-        return f"{self.service.replace(' ', '+')}-{self.index}"
+        return f"{label(self.service)}-{self.index}"
 
     @property
     def services(self) -> list[str]:
@@ -75,7 +80,7 @@ class MeshProcesses:
     def __post_init__(self) -> None:
         for service, count in self.replicas.items():
             for index in range(count):
-                log = self.work_dir / f"{service.replace(' ', '+')}-{index}.log"
+                log = self.work_dir / f"{label(service)}-{index}.log"
                 self.all.append(Replica(service, index, free_port(), log))
 
     def start(self, timeout: float = 180.0) -> None:
