@@ -4,10 +4,11 @@ Error handling is built on the JSON error envelope (`error.code`, `error.error_s
 PROTOCOLS A.7 advises; titles are being deprecated, and WhatsApp no longer returns subcodes.
 """
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import httpx
+import aiohttp
 
 from schemas.envelope import Channel
 from sellmesh.subscriber import DependencyUnavailable
@@ -41,8 +42,10 @@ class SendInDoubt(SendUnavailable):
     """The request left but no answer came back (a read timeout, a dropped connection): Meta may have the message."""
 
 
-# Failures that happen before the request is complete on the wire: Meta cannot have acted on it.
-NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout)
+# Failures before the request left: no connection was made (refused, unresolvable, TLS handshake refused) or
+# none was free in time (the connect timeout covers waiting for a pooled one). Meta cannot have acted on it.
+# Everything else, an error while the request was being written included, may have reached Meta: in doubt.
+NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 
 
 class SendRejected(Exception):
@@ -97,23 +100,54 @@ def send_url(base_url: str, target: SendTarget) -> str:
     return f"{base_url}/{GRAPH_VERSION}/me/messages"
 
 
-async def post(client: httpx.AsyncClient, *, base_url: str, target: SendTarget, request: GraphRequest) -> str | None:
-    """Send one request; returns the provider's message id (None if a 2xx answer lacked one)."""
-    headers = {"Authorization": f"Bearer {target.access_token}"}
-    try:
-        response = await client.post(send_url(base_url, target), json=request.body, headers=headers)
-    except NOT_SENT as exc:
-        raise SendUnavailable(f"graph api unreachable: {type(exc).__name__}") from exc
-    except httpx.HTTPError as exc:
-        raise SendInDoubt(f"graph api gave no answer: {type(exc).__name__}") from exc
-    try:
-        data: object = response.json()
-    except ValueError:
-        data = None
-    if response.status_code >= 400:
-        raise classify(response.status_code, data, secret=target.access_token)
-    # A 2xx only means accepted (WhatsApp reports delivery failures later, as a `failed` status).
-    return _message_id(target.channel, data)
+class GraphClient:
+    """The Send API over one pooled aiohttp session, opened on first use (inside the running loop).
+
+    aiohttp rather than httpx: a local post cost 0.11 ms of client CPU against 1.0-1.2 ms for httpx (its
+    pure-Python HTTP/1.1 parser and pool), once or twice for every reply the mesh sends. aiohttp never
+    retries a POST on its own (only idempotent methods), so a request goes out once per `post`.
+    """
+
+    def __init__(
+        self, base_url: str, *, timeout_seconds: float = 10.0, connect_seconds: float = 5.0, connections: int = 100
+    ) -> None:
+        self.base_url = base_url
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds, connect=connect_seconds)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=self._connections),
+                # Cookies a Graph answer sets must not ride along on another tenant's request.
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def post(self, target: SendTarget, request: GraphRequest) -> str | None:
+        """Send one request; returns the provider's message id (None if a 2xx answer lacked one)."""
+        headers = {"Authorization": f"Bearer {target.access_token}"}
+        try:
+            async with self._open().post(send_url(self.base_url, target), json=request.body, headers=headers) as answer:
+                status, raw = answer.status, await answer.read()
+        except NOT_SENT as exc:
+            raise SendUnavailable(f"graph api unreachable: {type(exc).__name__}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SendInDoubt(f"graph api gave no answer: {type(exc).__name__}") from exc
+        try:
+            data: object = json.loads(raw)
+        except ValueError:
+            data = None
+        if status >= 400:
+            raise classify(status, data, secret=target.access_token)
+        # A 2xx only means accepted (WhatsApp reports delivery failures later, as a `failed` status).
+        return _message_id(target.channel, data)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def _message_id(channel: Channel, data: object) -> str | None:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-import httpx
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
@@ -26,7 +25,7 @@ from sellmesh.service import now
 from sellmesh.subscriber import Handled
 from services.gateway.query import ChannelAccountView, account_by_id_async
 from services.handoff.query import HUMAN, conversation_mode, conversation_mode_key
-from services.ingest.graph_client import RejectKind, SendInDoubt, SendRejected, SendTarget, post
+from services.ingest.graph_client import GraphClient, RejectKind, SendInDoubt, SendRejected, SendTarget
 from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
 from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import (
@@ -69,15 +68,13 @@ class Sender:
         *,
         engine: Engine,
         redis: Redis,
-        http: httpx.AsyncClient,
-        graph_base_url: str,
+        graph: GraphClient,
         limiter: SendRateLimiter,
         clock: Callable[[], datetime] = now,
     ) -> None:
         self.engine = engine
         self.redis = redis
-        self.http = http
-        self.graph_base_url = graph_base_url
+        self.graph = graph
         self.limiter = limiter
         self.clock = clock
         # Sends whose first post has begun: a cancellation before that releases the claim.
@@ -181,7 +178,7 @@ class Sender:
             self._posting.add(message.event_id)
             send_id = message.event_id if index == last else part_id(message, index)
             tagged = with_send_id(request, message.channel, str(send_id))
-            provider_id = await post(self.http, base_url=self.graph_base_url, target=target, request=tagged)
+            provider_id = await self.graph.post(target, tagged)
             if index < last:
                 try:
                     await record_durably(record_part, self.engine, message, index, request.kind, provider_id)

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-import httpx
 import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
@@ -34,6 +33,7 @@ from services.agent.responder import Responder
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff import handlers
 from services.handoff.inbox import InboxMessageRow
+from services.ingest.graph_client import GraphClient
 from services.ingest.ratelimit import SendRateLimiter
 from services.ingest.sender import Sender
 from services.ingest.store import MessageLog, OutboundSend
@@ -216,22 +216,23 @@ async def talk(engine: Engine, redis: Redis, graph: FakeGraphApi) -> AsyncIterat
     buffer = BurstBuffer(redis, quiet_seconds=0)
     choice = ModelChoice(model=OFFLINE_MODEL, fallbacks=[], timeout=10)
     responder = Responder(engine=engine, redis=redis, broker=cast(KafkaBroker, broker), buffer=buffer, choice=choice)
-    async with httpx.AsyncClient(timeout=5) as http:
-        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
-        sender = Sender(engine=engine, redis=redis, http=http, graph_base_url=graph.base_url, limiter=limiter)
-        yield Conversation(
-            engine,
-            redis,
-            graph,
-            sender,
-            responder,
-            buffer,
-            broker,
-            tenant_id,
-            account_id,
-            customer,
-            conversation,
-        )
+    graph_client = GraphClient(graph.base_url, timeout_seconds=5)
+    limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+    sender = Sender(engine=engine, redis=redis, graph=graph_client, limiter=limiter)
+    yield Conversation(
+        engine,
+        redis,
+        graph,
+        sender,
+        responder,
+        buffer,
+        broker,
+        tenant_id,
+        account_id,
+        customer,
+        conversation,
+    )
+    await graph_client.close()
 
 
 @pytest.mark.parametrize("when", ["before-open", "after-lock", "after-commit", "after-open"])

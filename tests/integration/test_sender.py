@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
-import httpx
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -22,7 +21,7 @@ from sellmesh.subscriber import Handled
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.handoff.mode import set_mode
 from services.ingest import sender as sender_module
-from services.ingest.graph_client import SendInDoubt, SendUnavailable
+from services.ingest.graph_client import GraphClient, SendInDoubt, SendUnavailable
 from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import begin_attempt, part_id
 from services.ingest.sender import Sender
@@ -64,10 +63,41 @@ async def shop(migrated_engine: Engine, redis: Redis, graph: FakeGraphApi) -> As
             verify_token=secrets.token_hex(8),
             access_token=tokens[channel],
         )
-    async with httpx.AsyncClient(timeout=5) as http:
-        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
-        sender = Sender(engine=migrated_engine, redis=redis, http=http, graph_base_url=graph.base_url, limiter=limiter)
-        yield Shop(migrated_engine, sender, graph, tenant_id, accounts, tokens)
+    client = GraphClient(graph.base_url, timeout_seconds=5)
+    limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+    sender = Sender(engine=migrated_engine, redis=redis, graph=client, limiter=limiter)
+    yield Shop(migrated_engine, sender, graph, tenant_id, accounts, tokens)
+    await client.close()
+
+
+class BrokenGraph:
+    """A Graph API stand-in over real TCP that reads each request and then either never answers or hangs up
+    without a word: what a request that reached Meta but got no answer looks like on the wire."""
+
+    def __init__(self, *, hang_up: bool) -> None:
+        self.hang_up = hang_up
+        self.requests = 0
+        self.base_url = ""
+        self._server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                self.requests += 1
+                if self.hang_up:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    async def __aenter__(self) -> "BrokenGraph":
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.base_url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
 
 
 async def test_a_message_handled_twice_is_sent_once(shop: Shop) -> None:
@@ -273,7 +303,7 @@ async def test_the_access_token_never_reaches_a_log_record(shop: Shop, caplog: p
     with pytest.raises(SendUnavailable) as raised:
         await shop.sender.on_outbound(limited)
     assert token not in str(raised.value)
-    assert caplog.records, "expected the sender and httpx to log something"
+    assert caplog.records, "expected the sender to log something"
     formatter = JsonFormatter()
     for record in caplog.records:
         assert token not in formatter.format(record)
@@ -302,40 +332,70 @@ async def test_a_send_whose_earlier_attempt_stopped_mid_way_is_not_sent_again_an
     )
 
 
-async def test_a_request_that_got_no_answer_is_in_doubt_and_never_posted_again(shop: Shop, redis: Redis) -> None:
-    posts: list[httpx.Request] = []
-
-    def no_answer(request: httpx.Request) -> httpx.Response:
-        posts.append(request)
-        raise httpx.ReadTimeout("no answer", request=request)
-
+@pytest.mark.parametrize("hang_up", [False, True], ids=["no-answer", "hung-up"])
+async def test_a_request_that_got_no_answer_is_in_doubt_and_never_posted_again(
+    shop: Shop, redis: Redis, hang_up: bool
+) -> None:
     message = shop.outbound(Channel.MESSENGER)
     shop.customer_wrote(message, hours_ago=1)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(no_answer)) as http:
+    async with BrokenGraph(hang_up=hang_up) as graph:
+        client = GraphClient(graph.base_url, timeout_seconds=0.5)
         limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
-        sender = Sender(engine=shop.engine, redis=redis, http=http, graph_base_url="http://graph.test", limiter=limiter)
+        sender = Sender(engine=shop.engine, redis=redis, graph=client, limiter=limiter)
         with pytest.raises(SendInDoubt):
             await sender.on_outbound(message)
         assert shop.row(message.event_id).status == "sending"
         await sender.on_outbound(message)
-    assert len(posts) == 1
+        await client.close()
+    # The request reached the server once; the retry found the claim in doubt and asked a person instead.
+    assert graph.requests == 1
     assert shop.row(message.event_id).status == "failed"
     [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
     assert handoff["reason"] == "delivery_in_doubt"
 
 
+async def test_a_send_that_found_no_free_connection_in_time_was_not_sent(shop: Shop, redis: Redis) -> None:
+    """Every pooled connection is busy with a request that gets no answer: the next send gives up waiting for
+    one. Nothing of it left, so its claim is released and its retry sends (not a person asked)."""
+    first, second = shop.outbound(Channel.WHATSAPP), shop.outbound(Channel.WHATSAPP)
+    for message in (first, second):
+        shop.customer_wrote(message, hours_ago=1)
+    async with BrokenGraph(hang_up=False) as graph:
+        client = GraphClient(graph.base_url, timeout_seconds=5, connect_seconds=0.2, connections=1)
+        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+        sender = Sender(engine=shop.engine, redis=redis, graph=client, limiter=limiter)
+        hanging = asyncio.create_task(sender.on_outbound(first))
+        for _ in range(200):  # until the first request holds the only connection
+            await asyncio.sleep(0.01)
+            if graph.requests:
+                break
+        with pytest.raises(SendUnavailable) as raised:
+            await sender.on_outbound(second)
+        assert not isinstance(raised.value, SendInDoubt)
+        assert graph.requests == 1
+        hanging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+        await client.close()
+    assert shop.row(second.event_id).status == "retrying"
+    # Cancelled mid-post: the first may have reached Meta, so its claim stays in doubt.
+    assert shop.row(first.event_id).status == "sending"
+    await shop.sender.on_outbound(second)
+    assert len(shop.graph.accepted(second.customer_id)) == 1
+    assert shop.row(second.event_id).status == "sent"
+
+
 async def test_a_connection_refused_releases_the_claim_so_the_retry_sends(shop: Shop, redis: Redis) -> None:
     message = shop.outbound(Channel.INSTAGRAM)
     shop.customer_wrote(message, hours_ago=1)
-    async with httpx.AsyncClient() as http:
-        limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
-        # Nothing listens on port 9 here: the request never leaves, so Meta cannot have it.
-        sender = Sender(
-            engine=shop.engine, redis=redis, http=http, graph_base_url="http://127.0.0.1:9", limiter=limiter
-        )
-        with pytest.raises(SendUnavailable) as raised:
-            await sender.on_outbound(message)
-        assert not isinstance(raised.value, SendInDoubt)
+    # Nothing listens on port 9 here: the request never leaves, so Meta cannot have it.
+    client = GraphClient("http://127.0.0.1:9")
+    limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+    sender = Sender(engine=shop.engine, redis=redis, graph=client, limiter=limiter)
+    with pytest.raises(SendUnavailable) as raised:
+        await sender.on_outbound(message)
+    assert not isinstance(raised.value, SendInDoubt)
+    await client.close()
     assert shop.row(message.event_id).status == "retrying"
     await shop.sender.on_outbound(message)
     assert len(shop.graph.accepted(message.customer_id)) == 1
@@ -390,23 +450,18 @@ class Stuck:
 async def test_a_send_cancelled_before_its_post_is_released_not_left_in_doubt(shop: Shop, redis: Redis) -> None:
     message = shop.outbound(Channel.WHATSAPP)
     shop.customer_wrote(message, hours_ago=1)
-    async with httpx.AsyncClient() as http:
-        stuck = Sender(
-            engine=shop.engine,
-            redis=redis,
-            http=http,
-            graph_base_url=shop.graph.base_url,
-            limiter=cast(SendRateLimiter, Stuck()),
-        )
-        task = asyncio.create_task(stuck.on_outbound(message))
-        for _ in range(200):  # until the claim is taken and the send waits for a token
-            await asyncio.sleep(0.01)
-            if shop.row_or_none(message.event_id) is not None:
-                break
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    # It never posts, so its Graph client never opens a connection.
+    graph = GraphClient(shop.graph.base_url)
+    stuck = Sender(engine=shop.engine, redis=redis, graph=graph, limiter=cast(SendRateLimiter, Stuck()))
+    task = asyncio.create_task(stuck.on_outbound(message))
+    for _ in range(200):  # until the claim is taken and the send waits for a token
+        await asyncio.sleep(0.01)
+        if shop.row_or_none(message.event_id) is not None:
+            break
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert shop.row(message.event_id).status == "retrying"
     await shop.sender.on_outbound(message)
     assert len(shop.graph.accepted(message.customer_id)) == 1
