@@ -8,7 +8,7 @@ finishes) cannot stop the second run, so a reply could be sent twice.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -61,6 +61,8 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self.group = group
         self.wait_seconds = wait_seconds
         self.subscriber: Any = None  # the FastStream subscriber, whose aiokafka consumer commits
+        # Told which partitions left after their offsets were committed (the batch consumer's `Commits`).
+        self.on_revoked: list[Callable[[set[TopicPartition]], None]] = []
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
@@ -80,6 +82,8 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
                 log.warning("could not commit before a rebalance", extra={"group": self.group}, exc_info=True)
         for tp in revoked:
             self.in_hand.done.pop(tp, None)
+        for listener in self.on_revoked:
+            listener(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         return None

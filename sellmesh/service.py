@@ -54,6 +54,7 @@ class MeshContext:
                 consumers=self.settings.kafka_consumers_per_subscription,
                 session_timeout_ms=self.settings.kafka_session_timeout_ms,
                 fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+                commit_interval_ms=self.settings.kafka_commit_interval_ms,
             )
         self.subscriptions = {}
 

@@ -39,6 +39,9 @@ class MeshSettings(BaseSettings):
     # consumer: idle, the five-process mesh with 13 consumers (before one consumer per group) cost 12 % of a
     # core and the broker 21 % at 100, 30 % and 56 % at 20.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=10, le=5_000)
+    # How often a consumer commits the offsets it finished (`sellmesh/commits.py`); 0 commits after every batch.
+    # A crash delivers at most this much finished work again, which dedup drops; a revoke or stop commits at once.
+    kafka_commit_interval_ms: int = Field(default=200, ge=0, le=10_000)
     database_url: str | None = None
     redis_url: str | None = None
     llm_model: str = OFFLINE_MODEL

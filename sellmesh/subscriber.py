@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from schemas.registry import adapter_for
 from schemas.topics import dlq_of
+from sellmesh.commits import Commits
 from sellmesh.logging import log_context
 from sellmesh.metrics import (
     HANDLER_RETRIES,
@@ -248,7 +249,7 @@ def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
 
 
 # A fetched batch: the next record and whatever else is already fetched, at most this many. One FastStream call
-# and one offset commit serve the batch.
+# serves the batch.
 BATCH_MAX_RECORDS = 100
 # Pause before a message left unfinished (Redis or the DLQ publish is down) is delivered again, so it does not spin.
 UNFINISHED_PAUSE_SECONDS = 1.0
@@ -266,6 +267,7 @@ def subscribe(
     consumers: int = 1,
     session_timeout_ms: int = 10_000,
     fetch_max_wait_ms: int = 500,
+    commit_interval_ms: int = 200,
 ) -> Subscription:
     """One handler on one topic with a consumer group of its own (`consume` with one subscription)."""
     subscription = Subscription(broker, topic, group, name, handler, dedup, retry)
@@ -275,6 +277,7 @@ def subscribe(
         consumers=consumers,
         session_timeout_ms=session_timeout_ms,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        commit_interval_ms=commit_interval_ms,
     )
     return subscription
 
@@ -286,6 +289,7 @@ def consume(
     consumers: int = 1,
     session_timeout_ms: int = 10_000,
     fetch_max_wait_ms: int = 500,
+    commit_interval_ms: int = 200,
 ) -> None:
     """Run `subscriptions`, all of one consumer group, on one consumer over all their topics.
 
@@ -294,8 +298,9 @@ def consume(
     subscription: every idle consumer is a held fetch the broker answers several times a second.
 
     With one consumer (the default) records are fetched in batches and each partition of a batch is handled
-    in a task of its own: partitions at once, each in order. With `consumers` > 1 FastStream runs that many
-    consumers of each topic in the group, one record at a time each.
+    in a task of its own: partitions at once, each in order, and finished offsets are committed at most every
+    `commit_interval_ms` (`commits.py`). With `consumers` > 1 FastStream runs that many consumers of each topic
+    in the group, one record at a time each, and commits after each record.
     """
     if not subscriptions:
         raise ValueError("a consumer needs at least one subscription")
@@ -358,7 +363,9 @@ def consume(
         for topic in topics:
             _attach_workers(broker, topic, finisher, consumers=consumers, name=handler_name, options=options)
     else:
-        _attach_batches(broker, topics, finisher, name=handler_name, options=options)
+        _attach_batches(
+            broker, topics, finisher, name=handler_name, options=options, commit_seconds=commit_interval_ms / 1000
+        )
 
 
 Finisher = Callable[[InHand], Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]]]
@@ -392,31 +399,67 @@ def _attach_workers(
 
 
 def _attach_batches(
-    broker: KafkaBroker, topics: list[str], finisher: Finisher, *, name: str, options: dict[str, Any]
+    broker: KafkaBroker,
+    topics: list[str],
+    finisher: Finisher,
+    *,
+    name: str,
+    options: dict[str, Any],
+    commit_seconds: float,
 ) -> None:
     """One consumer of every topic in `topics`: fetched batches, each partition of a batch in a task of its own."""
     in_hand, listener = _listener(options["group_id"])
     finished = finisher(in_hand)
+    commits = Commits(in_hand, group=options["group_id"], interval_seconds=commit_seconds)
+    listener.on_revoked.append(commits.forget)
 
     async def on_batch(msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
         by_partition = partitions_of(records)
-        outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
+        try:
+            outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
+        except BaseException:
+            # Nothing acks for us (the commits are ours): rewind past what finished, so nothing is skipped.
+            _rewind(msg.consumer, by_partition, in_hand)
+            raise
         unfinished = {tp: offset for tp, offset in zip(by_partition, outcomes, strict=True) if offset is not None}
         if unfinished:
             await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
             for tp, offset in unfinished.items():
                 msg.consumer.seek(tp, offset)
-        # Returning acks the batch: the commit takes the consumer's positions, and a rewound partition's
-        # position is its first unfinished record, so nothing unfinished is committed past.
+        # Finished offsets only: a rewound partition's first unfinished record is never committed past.
+        await commits.after_batch(msg.consumer)
 
     on_batch.__name__ = name
+    # MANUAL: FastStream commits nothing itself; `commits` does, from what finished.
+    options = {**options, "ack_policy": AckPolicy.MANUAL}
     subscriber = broker.subscriber(*topics, batch=True, max_records=BATCH_MAX_RECORDS, listener=listener, **options)
     subscriber(on_batch)
     # FastStream polls with a timeout and sleeps as long again after an empty poll; a record arriving then
     # waits it out. `_batch_poll` waits for the next record itself, so a hop is as quick as the fetch.
     subscriber.get_msg = _batch_poll
     listener.subscriber = subscriber
+    start, stop = subscriber.start, subscriber.stop
+
+    async def start_committing() -> None:
+        commits.start()
+        await start()
+
+    async def commit_then_stop() -> None:
+        # Before FastStream waits for the batch in hand and closes the consumer: what finished is committed now,
+        # and the batch in hand commits as it ends.
+        await commits.stop(subscriber.consumer)
+        await stop()
+
+    subscriber.start, subscriber.stop = start_committing, commit_then_stop
+
+
+def _rewind(
+    consumer: Any, by_partition: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]], in_hand: InHand
+) -> None:
+    for tp, records in by_partition.items():
+        first = int(records[0].offset)
+        consumer.seek(tp, max(first, in_hand.done.get(tp, first - 1) + 1))
 
 
 class _Unfinished(Exception):

@@ -1,5 +1,6 @@
 """Batches of the subscriber wrapper over the real broker: partitions at once, each key in order, exactly once,
-a record left unfinished delivered again without losing the rest of its batch, and finished batches committed."""
+a record left unfinished delivered again without losing the rest of its batch, and finished batches committed
+(at most once an interval, and at once on a stop)."""
 
 import asyncio
 import uuid
@@ -7,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
@@ -36,7 +37,9 @@ async def bootstrap() -> AsyncIterator[str]:
         yield local.bootstrap_servers
 
 
-def subscribed(bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: FlakyDedup) -> MeshBroker:
+def subscribed(
+    bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: FlakyDedup, *, commit_interval_ms: int = 200
+) -> MeshBroker:
     broker = make_broker(
         bootstrap_servers=bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
     )
@@ -48,6 +51,7 @@ def subscribed(bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: Flak
         handler=tracker,
         dedup=dedup,
         retry=RetryPolicy(attempts=1, base_seconds=0.01),
+        commit_interval_ms=commit_interval_ms,
     )
     return broker
 
@@ -139,3 +143,53 @@ async def test_finished_batches_are_committed_and_a_restart_redelivers_nothing(b
     finally:
         await restarted.stop()
     assert again.handled == 0
+
+
+async def test_batches_finishing_within_an_interval_share_one_commit(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commits: list[dict[TopicPartition, int]] = []
+    commit = AIOKafkaConsumer.commit
+
+    async def counted(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int] | None = None) -> None:
+        commits.append(dict(offsets or {}))
+        await commit(consumer, offsets)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "commit", counted)
+    tracker = KeyOrderTracker(delay=0.0)
+    group = unique_label("interval")
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup(), commit_interval_ms=1000)
+    await broker.start()
+    started = asyncio.get_running_loop().time()
+    try:
+        tenant = random_tenant_id()
+        # One record at a time, each its own batch: 20 batches in about a second.
+        for step in range(20):
+            await publish(broker, HANDOFF_COMMANDS, resolve_command(tenant, "one-key", note=str(step)), key="one-key")
+            await until(lambda step=step: tracker.handled > step)  # type: ignore[misc]
+            await asyncio.sleep(0.05)
+        # The last batches' offsets wait out the interval, then go in one commit.
+        await until(lambda: bool(commits) and max(commits[-1].values()) >= 20, within=5)
+        assert sum((await committed(bootstrap, group)).values()) == 20
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await broker.stop()
+    assert tracker.seen["one-key"] == [str(step) for step in range(20)]
+    # One commit a second at most (and the first batch's at once), where each batch used to commit.
+    assert 1 <= len(commits) <= elapsed + 2 < 20
+
+
+async def test_a_stop_commits_what_finished_without_waiting_out_the_interval(bootstrap: str) -> None:
+    tracker = KeyOrderTracker(delay=0.01)
+    group = unique_label("stop-commits")
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    # An interval far longer than the test: only the first batch would commit before the stop.
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup(), commit_interval_ms=10_000)
+    await broker.start()
+    try:
+        await publish_steps(broker, keys)
+        await until(lambda: tracker.handled >= KEYS * PER_KEY)
+    finally:
+        await broker.stop()
+    # What the group holds is what a restart starts from (the test above shows a restart redelivers nothing).
+    assert sum((await committed(bootstrap, group)).values()) == KEYS * PER_KEY
