@@ -57,6 +57,11 @@ def _benches() -> dict[str, Bench]:
             {"events": requests // 4},
         ),
         "ingest: sender against a fake Graph API": ("bench.sender_bench", "sender_sends", {"messages": requests // 2}),
+        "subscriber: offset commits per batch vs per interval": (
+            "bench.commit_bench",
+            "commit_intervals",
+            {"records": requests},
+        ),
     }
     for title, (module_name, function_name, kwargs) in optional.items():
         try:

@@ -55,6 +55,13 @@ class LocalBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The broker process's id (the benches read its CPU time)."""
+        if self._process is None:
+            raise RuntimeError("the broker is not running")
+        return self._process.pid
+
     def start(self, timeout: float = 15.0) -> "LocalBroker":
         url = f"tcp://127.0.0.1:{self.port}"
         args = [
