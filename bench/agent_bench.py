@@ -17,7 +17,7 @@ from sellmesh.broker import make_broker
 from sellmesh.db import make_engine, run_migrations, session_scope
 from sellmesh.redis import make_redis
 from sellmesh.service import now
-from services.agent import offline_model, responder
+from services.agent import memory, offline_model, responder
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.model_call import ModelChoice
 from services.agent.prompt import system_prompt
@@ -96,7 +96,9 @@ async def agent_overhead(*, infra_env: dict[str, str], work_dir: Path, messages:
 
     async def turn(i: int) -> None:
         message = inbound(tenant_id, TEXTS[i % 4])
-        await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
+        turns = await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
+        # What the scheduler's finish does with them, so a turn costs here what it costs in the mesh.
+        await memory.remember(redis, message.tenant_id, message.conversation_id, *turns)
 
     results = [await timed("bare litellm call (offline model)", messages, bare)]
     results.append(await timed("full agent turn (offline model)", messages, turn))

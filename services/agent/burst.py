@@ -7,12 +7,15 @@ is being written stays in the buffer and is answered in the next turn, never twi
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
+from services.agent.memory import TTL_SECONDS as MEMORY_TTL_SECONDS
+from services.agent.memory import TurnState, fold_overflow, state_keys, state_of, stored, turns_key
 
 DUE_KEY = "agent:burst:due"
 # Where a buffered message's event id is marked. The same key the consumer's dedup mark used when it was set
@@ -32,17 +35,31 @@ return 1
 """
 
 # Claim a due conversation: take its lock and push its due time past the lock's life, so a
-# worker that dies mid-turn leaves the conversation due again once the lock expires.
+# worker that dies mid-turn leaves the conversation due again once the lock expires. The same step reads what
+# the turn needs first (mode, current order, memory: KEYS[4..7], `memory.state_keys`), one round trip for two.
 _CLAIM = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
 if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then return nil end
 redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[1])
-return redis.call('LRANGE', KEYS[2], 0, -1)
+return {
+  redis.call('LRANGE', KEYS[2], 0, -1),
+  redis.call('GET', KEYS[4]),
+  redis.call('GET', KEYS[5]),
+  redis.call('LRANGE', KEYS[6], 0, -1),
+  redis.call('GET', KEYS[7]),
+}
 """
 
-# Finish a turn: drop the messages it answered; anything newer makes the conversation due again.
+# Finish a turn: append its turns to the conversation's memory (KEYS[4], ARGV[6..]: answers with the memory's
+# length, 0 when there were none), drop the messages it answered; anything newer makes the conversation due
+# again. One round trip where remembering and finishing took two.
 _FINISH = """
+local length = 0
+if #ARGV > 5 then
+  length = redis.call('RPUSH', KEYS[4], unpack(ARGV, 6))
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
 redis.call('LTRIM', KEYS[2], ARGV[2], -1)
 if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
 if redis.call('LLEN', KEYS[2]) > 0 then
@@ -50,7 +67,7 @@ if redis.call('LLEN', KEYS[2]) > 0 then
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
-return 1
+return length
 """
 
 
@@ -71,6 +88,8 @@ class Burst:
     messages: list[InboundMessage]
     # How many buffered entries the claim saw (duplicates included): what `finish` drops.
     taken: int
+    # The conversation's mode, order and memory, read in the claim's step (None for a burst made by hand).
+    state: TurnState | None = None
 
     @property
     def last(self) -> InboundMessage:
@@ -126,10 +145,17 @@ class BurstBuffer:
 
     async def claim(self, member: str) -> Burst | None:
         token = uuid.uuid4().hex
-        keys = [DUE_KEY, f"agent:burst:{member}", f"agent:burst-lock:{member}"]
-        raw = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
-        if not raw:
+        tenant_id, _, conversation_id = member.partition(":")
+        keys = [
+            DUE_KEY,
+            f"agent:burst:{member}",
+            f"agent:burst-lock:{member}",
+            *state_keys(uuid.UUID(tenant_id), conversation_id),
+        ]
+        claimed = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
+        if not claimed:
             return None
+        raw, mode, order, raw_turns, previous = claimed
         seen: set[uuid.UUID] = set()
         messages = []
         for item in raw:
@@ -137,13 +163,33 @@ class BurstBuffer:
             if message.event_id not in seen:  # a redelivered fragment appears once
                 seen.add(message.event_id)
                 messages.append(message)
-        return Burst(member, token, messages, len(raw)) if messages else None
+        if not messages:
+            return None
+        return Burst(member, token, messages, len(raw), state_of(mode, order, raw_turns, previous))
 
     async def renew(self, burst: Burst) -> bool:
         """Extend the claim by one lock life; False when it was lost (expired and taken by another worker)."""
         keys = [DUE_KEY, f"agent:burst-lock:{burst.member}"]
         return bool(await self._renew(keys=keys, args=[burst.member, burst.token, self.lock_seconds, time.time()]))
 
-    async def finish(self, burst: Burst) -> None:
-        keys = [DUE_KEY, f"agent:burst:{burst.member}", f"agent:burst-lock:{burst.member}"]
-        await self._finish(keys=keys, args=[burst.member, burst.taken, burst.token, time.time()])
+    async def finish(self, burst: Burst, remember: Sequence[dict[str, Any]] = ()) -> None:
+        """Drop the answered messages and release the claim; `remember`: the turn's exchange, appended to the
+        conversation's memory in the same step."""
+        tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
+        keys = [
+            DUE_KEY,
+            f"agent:burst:{burst.member}",
+            f"agent:burst-lock:{burst.member}",
+            turns_key(tenant_id, conversation_id),
+        ]
+        args: list[str | int | float] = [
+            burst.member,
+            burst.taken,
+            burst.token,
+            time.time(),
+            MEMORY_TTL_SECONDS,
+            *stored(remember),
+        ]
+        length = int(await self._finish(keys=keys, args=args))
+        if length:
+            await fold_overflow(self.redis, tenant_id, conversation_id, length=length)

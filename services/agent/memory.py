@@ -52,35 +52,58 @@ class TurnState:
     recent: list[dict[str, Any]]
 
 
-async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> TurnState:
-    """The mode, the current order and the memory as one snapshot, where they took three round trips."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.get(conversation_mode_key(tenant_id, conversation_id))
-        pipe.get(_order_key(tenant_id, conversation_id))
-        pipe.lrange(_key(tenant_id, conversation_id), 0, -1)
-        pipe.get(_summary_key(tenant_id, conversation_id))
-        mode, order, raw_turns, previous = await pipe.execute()
+def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
+    """The keys a turn reads before it answers, in the order `state_of` takes their values; the burst buffer's
+    claim reads them in its own step (`burst.py`)."""
+    return [
+        conversation_mode_key(tenant_id, conversation_id),
+        _order_key(tenant_id, conversation_id),
+        _key(tenant_id, conversation_id),
+        _summary_key(tenant_id, conversation_id),
+    ]
+
+
+def state_of(mode: Any, order: Any, raw_turns: list[Any], previous: Any) -> TurnState:
     summary, recent = _fitted(raw_turns, previous)
     return TurnState(mode_of(mode), _order_id(order), summary, recent)
+
+
+async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> TurnState:
+    """The mode, the current order and the memory as one snapshot, where they took three round trips."""
+    mode_key, order_key, turns_key, summary_key = state_keys(tenant_id, conversation_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(mode_key)
+        pipe.get(order_key)
+        pipe.lrange(turns_key, 0, -1)
+        pipe.get(summary_key)
+        mode, order, raw_turns, previous = await pipe.execute()
+    return state_of(mode, order, raw_turns, previous)
 
 
 async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> list[dict[str, Any]]:
     return (await context(redis, tenant_id, conversation_id))[1]
 
 
+def turns_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+    """Where a conversation's recent turns are stored (the burst buffer's `finish` appends a turn's there)."""
+    return _key(tenant_id, conversation_id)
+
+
+def stored(turns: Sequence[dict[str, Any]]) -> list[str]:
+    return [json.dumps(turn) for turn in turns]
+
+
 async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *turns: dict[str, Any]) -> None:
     key = _key(tenant_id, conversation_id)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.rpush(key, *(json.dumps(turn) for turn in turns))
+        pipe.rpush(key, *stored(turns))
         pipe.expire(key, TTL_SECONDS)
         length, _ = await pipe.execute()
     # RPUSH answers with the new length: the overflow check needs no round trip of its own.
-    await _fold_overflow(redis, tenant_id, conversation_id, length=int(length))
+    await fold_overflow(redis, tenant_id, conversation_id, length=int(length))
 
 
-async def _fold_overflow(
-    redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *, length: int | None = None
-) -> None:
+async def fold_overflow(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *, length: int | None = None) -> None:
     key = _key(tenant_id, conversation_id)
     overflow = (int(await redis.llen(key)) if length is None else length) - MAX_STORED_TURNS
     if overflow > 0:
@@ -126,7 +149,7 @@ async def resume_after_handoff(
                 break
             except WatchError:
                 continue
-    await _fold_overflow(redis, tenant_id, conversation_id)
+    await fold_overflow(redis, tenant_id, conversation_id)
     return True
 
 

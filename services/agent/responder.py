@@ -80,12 +80,16 @@ class Responder:
             return Handled.DUPLICATE
         return None
 
-    async def answer(self, burst: Burst) -> None:
+    async def answer(self, burst: Burst) -> list[dict[str, Any]]:
+        """Answer the burst; returns the exchange to remember (none for a burst without text), which the
+        scheduler appends as it finishes the burst (`BurstBuffer.finish`), in the same Redis step."""
         last = burst.last
-        state = await memory.turn_state(self.redis, last.tenant_id, last.conversation_id)
+        state = burst.state
+        if state is None:  # a burst not claimed from the buffer
+            state = await memory.turn_state(self.redis, last.tenant_id, last.conversation_id)
         # First of two locks: while a person owns the conversation the agent stays quiet.
         if state.mode == "human":
-            return
+            return []
         BURST_SIZE.observe(len(burst.messages))
         texts = [t for t in (customer_text(m) for m in burst.messages) if t]
         commands: Commands = []
@@ -96,9 +100,9 @@ class Responder:
         for topic, command, key in commands:
             await publish(self.broker, topic, command, key=key)
         await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(last, reply), key=last.conversation_id)
-        if texts:
-            turns = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
-            await memory.remember(self.redis, last.tenant_id, last.conversation_id, *turns)
+        if not texts:
+            return []
+        return [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
 
     async def _reply(self, message: InboundMessage, text: str, commands: Commands, state: memory.TurnState) -> Reply:
         turn = await self._turn(message, state.order_id)

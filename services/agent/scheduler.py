@@ -58,10 +58,10 @@ class BurstScheduler:
                 return
             keeper = asyncio.create_task(self._keep_claimed(burst))
             try:
-                await self.responder.answer(burst)
+                turns = await self.responder.answer(burst)
             finally:
                 await cancel_and_wait(keeper)
-            await self.buffer.finish(burst)
+            await self.buffer.finish(burst, remember=turns)
         except Exception:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")

@@ -6,7 +6,9 @@ import pytest
 from redis.asyncio import Redis
 
 from services.agent import memory
+from services.agent.burst import BurstBuffer
 from services.handoff.mode import HUMAN, set_mode
+from tests.builders import inbound_text
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +64,52 @@ async def test_a_turns_state_is_the_mode_the_order_and_the_memory_of_its_own_con
     # Another tenant's conversation of the same id shares none of it.
     other = await memory.turn_state(redis, uuid.uuid4(), conversation)
     assert (other.mode, other.order_id, other.recent) == ("ai", None, [])
+
+
+async def test_a_claimed_burst_carries_the_turns_state_read_in_the_claims_own_step(redis: Redis) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex}"
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    order_id = uuid.uuid4()
+    await memory.set_current_order(redis, tenant, conversation, order_id)
+    for i in range(memory.MAX_STORED_TURNS + 2):
+        await memory.remember(redis, tenant, conversation, turn(i))
+    await set_mode(redis, tenant, conversation, HUMAN)
+    message = inbound_text(tenant, conversation, "is the mug in stock?")
+    assert await buffer.add(message)
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None and [m.event_id for m in burst.messages] == [message.event_id]
+    # The same state a separate read finds: what the responder used to read after the claim.
+    assert burst.state == await memory.turn_state(redis, tenant, conversation)
+    assert burst.state is not None and (burst.state.mode, burst.state.order_id) == ("human", order_id)
+    # A conversation nobody wrote to before claims with an empty state.
+    fresh = inbound_text(tenant, f"conv-{uuid.uuid4().hex}", "hello")
+    await buffer.add(fresh)
+    claimed = await buffer.claim(f"{tenant}:{fresh.conversation_id}")
+    assert claimed is not None and claimed.state is not None
+    assert (claimed.state.mode, claimed.state.order_id, claimed.state.recent) == ("ai", None, [])
+
+
+async def test_finishing_a_burst_remembers_its_exchange_in_the_same_step_and_folds_the_overflow(redis: Redis) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex}"
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    for i in range(memory.MAX_STORED_TURNS - 1):
+        await memory.remember(redis, tenant, conversation, turn(i))
+    await buffer.add(inbound_text(tenant, conversation, "two mugs please"))
+    member = f"{tenant}:{conversation}"
+    burst = await buffer.claim(member)
+    assert burst is not None
+    exchange = [{"role": "user", "content": "two mugs please"}, {"role": "assistant", "content": "Done!"}]
+    await buffer.finish(burst, remember=exchange)
+    # Released and emptied: nothing left to answer, the conversation no longer due.
+    assert member not in await buffer.due()
+    assert await buffer.claim(member) is None
+    # 39 stored + 2 = 41: the oldest turn was folded into the summary, the exchange is the newest memory.
+    summary, recent = await memory.context(redis, tenant, conversation)
+    assert summary == "customer: line 0"
+    assert recent[-2:] == exchange
+    # A burst finished with nothing to remember leaves the memory as it was.
+    await buffer.add(inbound_text(tenant, conversation, "👍"))
+    again = await buffer.claim(member)
+    assert again is not None
+    await buffer.finish(again)
+    assert await memory.context(redis, tenant, conversation) == (summary, recent)

@@ -3,7 +3,7 @@
 import asyncio
 import time
 import uuid
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -30,10 +30,11 @@ class RecordingResponder:
         self.bursts: dict[str, Burst] = {}
         self.changed = asyncio.Event()
 
-    async def answer(self, burst: Burst) -> None:
+    async def answer(self, burst: Burst) -> list[dict[str, Any]]:
         self.answered[burst.last.conversation_id] = time.monotonic()
         self.bursts[burst.last.conversation_id] = burst
         self.changed.set()
+        return []
 
 
 async def answered(responder: RecordingResponder, conversation_id: str, *, within: float = 5.0) -> float:

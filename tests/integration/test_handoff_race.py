@@ -138,8 +138,8 @@ class Conversation:
         member = f"{self.tenant_id}:{self.conversation_id}"
         burst = await self.buffer.claim(member)
         assert burst is not None
-        await self.responder.answer(burst)
-        await self.buffer.finish(burst)
+        turns = await self.responder.answer(burst)
+        await self.buffer.finish(burst, remember=turns)
 
     async def sender_runs(self, pending: list[OutboundMessage]) -> None:
         pending.extend(self.broker.take_outbound())
