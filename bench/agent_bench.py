@@ -10,6 +10,7 @@ from unittest import mock
 import litellm
 from prometheus_client import CollectorRegistry
 
+from bench.envelopes import bench_envelope
 from bench.load import Result
 from schemas.channel import InboundMessage, TextContent
 from schemas.envelope import Channel
@@ -29,18 +30,14 @@ TEXTS = ("hello", "how much is the mug?", "I want two espresso beans", "what is 
 
 
 def inbound(tenant_id: uuid.UUID, text: str) -> InboundMessage:
-    event_id = uuid.uuid4()
+    envelope = bench_envelope(tenant_id)
     return InboundMessage(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        correlation_id=event_id,
-        occurred_at=now(),
-        producer="bench",
+        **envelope,
         conversation_id=str(uuid.uuid4()),
         channel=Channel.WHATSAPP,
         channel_account_id=str(uuid.uuid4()),
         customer_id="15550000000",
-        message_id=f"wamid.{event_id.hex}",
+        message_id=f"wamid.{envelope['event_id'].hex}",
         sent_at=now(),
         content=TextContent(text=text),
     )

@@ -11,7 +11,6 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import CollectorRegistry
 
+from bench.envelopes import bench_envelope
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
@@ -38,13 +38,8 @@ def _process_cpu_seconds(pid: int) -> float:
 
 
 def _command(tenant_id: uuid.UUID, key: str) -> ResolveHandoff:
-    event_id = uuid.uuid4()
     return ResolveHandoff(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        correlation_id=event_id,
-        occurred_at=datetime.now(UTC),
-        producer="bench",
+        **bench_envelope(tenant_id),
         conversation_id=key,
         actor=Actor(kind=ActorKind.OWNER),
     )

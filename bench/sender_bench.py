@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.envelopes import bench_envelope
 from bench.load import Result, run_load
 from bench.processes import server
 from schemas.channel import Author, OutboundMessage
@@ -14,7 +15,6 @@ from schemas.envelope import Channel
 from sellmesh.db import make_engine, run_migrations, session_scope
 from sellmesh.localbroker import free_port
 from sellmesh.redis import make_redis
-from sellmesh.service import now
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.ingest.graph_client import GraphClient
 from services.ingest.ratelimit import SendRateLimiter
@@ -59,13 +59,8 @@ def seed(database_url: str) -> tuple[uuid.UUID, uuid.UUID, str]:
 
 
 def outbound(tenant_id: uuid.UUID, account_id: uuid.UUID, conversation: str, i: int) -> OutboundMessage:
-    event_id = uuid.uuid4()
     return OutboundMessage(
-        event_id=event_id,
-        tenant_id=tenant_id,
-        correlation_id=event_id,
-        occurred_at=now(),
-        producer="bench",
+        **bench_envelope(tenant_id),
         conversation_id=conversation,
         channel=Channel.WHATSAPP,
         channel_account_id=str(account_id),
