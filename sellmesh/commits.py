@@ -20,6 +20,9 @@ from sellmesh.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+# How long a stop waits for its commit: what it could not commit is delivered again and dropped by dedup.
+STOP_COMMIT_SECONDS = 5.0
+
 
 class Commits:
     def __init__(self, in_hand: InHand, *, group: str, interval_seconds: float) -> None:
@@ -80,10 +83,16 @@ class Commits:
     async def stop(self, consumer: Any) -> None:
         """From now on every batch commits as it finishes; what finished before is committed now."""
         self.stopping = True
-        if self._later is not None:
-            await cancel_and_wait(self._later)
-        if consumer is not None:
-            await self.commit(consumer)
+        await cancel_and_wait(self._later)
+        self._later = None  # a task cancelled before it ran never reached its own `finally`
+        if consumer is None:
+            return
+        try:
+            # Bounded: with the group coordinator unreachable aiokafka retries a commit until the consumer closes,
+            # and the stop that closes it comes after this.
+            await asyncio.wait_for(self.commit(consumer), STOP_COMMIT_SECONDS)
+        except TimeoutError:
+            log.warning("could not commit finished offsets before stopping", extra={"group": self.group})
 
     def start(self) -> None:
         self.stopping = False

@@ -417,7 +417,10 @@ def _attach_batches(
         records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
         by_partition = partitions_of(records)
         try:
-            outcomes = await asyncio.gather(*(_in_order(part, finished) for part in by_partition.values()))
+            # A task group: should one partition's task fail, the others stop before the rewind, not after it.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(_in_order(part, finished)) for part in by_partition.values()]
+            outcomes = [task.result() for task in tasks]
         except BaseException:
             # Nothing acks for us (the commits are ours): rewind past what finished, so nothing is skipped.
             _rewind(msg.consumer, by_partition, in_hand)

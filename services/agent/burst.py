@@ -5,6 +5,7 @@ answers a conversation once it has been quiet for a moment. A message that arriv
 is being written stays in the buffer and is answered in the next turn, never twice.
 """
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,8 +15,19 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
+from services.agent.memory import (
+    MAX_STORED_TURNS,
+    TurnState,
+    fold_overflow,
+    state_keys,
+    state_of,
+    stored,
+    turns_key,
+)
 from services.agent.memory import TTL_SECONDS as MEMORY_TTL_SECONDS
-from services.agent.memory import TurnState, fold_overflow, state_keys, state_of, stored, turns_key
+from services.agent.memory import remember as remember_turns
+
+log = logging.getLogger(__name__)
 
 DUE_KEY = "agent:burst:due"
 # Where a buffered message's event id is marked. The same key the consumer's dedup mark used when it was set
@@ -145,12 +157,19 @@ class BurstBuffer:
 
     async def claim(self, member: str) -> Burst | None:
         token = uuid.uuid4().hex
-        tenant_id, _, conversation_id = member.partition(":")
+        tenant, _, conversation_id = member.partition(":")
+        try:
+            tenant_id = uuid.UUID(tenant)
+        except ValueError:
+            # Not a member `add` wrote: it would come due again on every poll and fail each time.
+            log.error("dropping a due conversation that names no tenant", extra={"member": member[:80]})
+            await self.redis.zrem(DUE_KEY, member)
+            return None
         keys = [
             DUE_KEY,
             f"agent:burst:{member}",
             f"agent:burst-lock:{member}",
-            *state_keys(uuid.UUID(tenant_id), conversation_id),
+            *state_keys(tenant_id, conversation_id),
         ]
         claimed = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
         if not claimed:
@@ -176,6 +195,11 @@ class BurstBuffer:
         """Drop the answered messages and release the claim; `remember`: the turn's exchange, appended to the
         conversation's memory in the same step."""
         tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
+        if remember and (burst.state is None or burst.state.stored + len(remember) > MAX_STORED_TURNS):
+            # Turns would leave the store: fold them into the summary while the claim still holds (a turn claimed
+            # right after must read them in one or the other), then finish without appending.
+            await remember_turns(self.redis, tenant_id, conversation_id, *remember)
+            remember = ()
         keys = [
             DUE_KEY,
             f"agent:burst:{burst.member}",
@@ -191,5 +215,5 @@ class BurstBuffer:
             *stored(remember),
         ]
         length = int(await self._finish(keys=keys, args=args))
-        if length:
+        if length > MAX_STORED_TURNS:  # another writer appended since the claim read the store
             await fold_overflow(self.redis, tenant_id, conversation_id, length=length)

@@ -50,6 +50,7 @@ class TurnState:
     order_id: uuid.UUID | None  # the order this conversation is building
     summary: str
     recent: list[dict[str, Any]]
+    stored: int = 0  # turns in the store when read (whether appending more would fold some)
 
 
 def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
@@ -65,7 +66,7 @@ def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
 
 def state_of(mode: Any, order: Any, raw_turns: list[Any], previous: Any) -> TurnState:
     summary, recent = _fitted(raw_turns, previous)
-    return TurnState(mode_of(mode), _order_id(order), summary, recent)
+    return TurnState(mode_of(mode), _order_id(order), summary, recent, len(raw_turns))
 
 
 async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> TurnState:

@@ -113,3 +113,22 @@ async def test_finishing_a_burst_remembers_its_exchange_in_the_same_step_and_fol
     assert again is not None
     await buffer.finish(again)
     assert await memory.context(redis, tenant, conversation) == (summary, recent)
+
+
+async def test_a_due_member_that_names_no_tenant_is_dropped_not_retried_forever(redis: Redis) -> None:
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    await redis.zadd("agent:burst:due", {"not-a-tenant:conv": 0})
+    assert await buffer.claim("not-a-tenant:conv") is None
+    assert "not-a-tenant:conv" not in await buffer.due(limit=1000)
+
+
+async def test_finishing_a_burst_that_fits_appends_its_exchange_in_the_finish_step(redis: Redis) -> None:
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex}"
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    await memory.remember(redis, tenant, conversation, turn(0))
+    await buffer.add(inbound_text(tenant, conversation, "hi"))
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None and burst.state is not None and burst.state.stored == 1
+    exchange = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
+    await buffer.finish(burst, remember=exchange)
+    assert await memory.context(redis, tenant, conversation) == ("", [turn(0), *exchange])

@@ -32,6 +32,7 @@ from tests.fakes import (
     SUCCEED,
     WHATSAPP_WINDOW_CLOSED,
     FakeGraphApi,
+    Scripted,
     token_error,
 )
 from tests.integration.sender_shop import Shop
@@ -466,3 +467,29 @@ async def test_a_send_cancelled_before_its_post_is_released_not_left_in_doubt(sh
     await shop.sender.on_outbound(message)
     assert len(shop.graph.accepted(message.customer_id)) == 1
     assert shop.row(message.event_id).status == "sent"
+
+
+async def test_a_redirect_is_no_acceptance_and_is_not_followed(shop: Shop) -> None:
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    shop.graph.script(Scripted(307, {}))
+    await shop.sender.on_outbound(message)
+    assert [r.status for r in shop.graph.to(message.customer_id)] == [307]
+    row = shop.row(message.event_id)
+    assert (row.status, row.provider_message_id) == ("failed", None)
+    assert shop.sent_log(message) == []
+
+
+async def test_a_send_after_the_graph_client_closed_is_released_for_a_retry(shop: Shop, redis: Redis) -> None:
+    message = shop.outbound(Channel.MESSENGER)
+    shop.customer_wrote(message, hours_ago=1)
+    client = GraphClient(shop.graph.base_url)
+    await client.close()  # the service is stopping
+    sender = Sender(
+        engine=shop.engine, redis=redis, graph=client, limiter=SendRateLimiter(redis, rate_per_second=50.0, burst=20)
+    )
+    with pytest.raises(SendUnavailable) as raised:
+        await sender.on_outbound(message)
+    assert not isinstance(raised.value, SendInDoubt)
+    assert shop.graph.to(message.customer_id) == []
+    assert shop.row(message.event_id).status == "retrying"

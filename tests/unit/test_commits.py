@@ -3,8 +3,10 @@ failed commit, and everything at once on a stop."""
 
 import asyncio
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
+from sellmesh import commits as commits_module
 from sellmesh.commits import Commits
 from sellmesh.rebalance import FinishBeforeRevoke, InHand
 
@@ -101,3 +103,32 @@ async def test_a_revoked_partition_is_committed_by_the_revoke_and_left_to_its_ne
     consumer.owned = {tp(1), tp(2)}
     await commits.stop(consumer)
     assert consumer.commits == [{tp(0): 1}, {tp(0): 2}, {tp(1): 8}]
+
+
+async def test_a_stop_does_not_wait_for_a_commit_that_never_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Unreachable(Consumer):
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            await asyncio.Event().wait()  # what aiokafka does while the group coordinator is gone
+
+    monkeypatch.setattr(commits_module, "STOP_COMMIT_SECONDS", 0.1)
+    in_hand, consumer = InHand(), Unreachable()
+    commits = Commits(in_hand, group="g", interval_seconds=60)
+    finish(in_hand, 0, 0)
+    await asyncio.wait_for(commits.stop(consumer), 2)  # bounded: the stop that closes the consumer comes next
+
+
+async def test_a_delayed_commit_cancelled_by_a_stop_before_it_ran_does_not_block_later_ones() -> None:
+    in_hand, consumer = InHand(), Consumer()
+    commits = Commits(in_hand, group="g", interval_seconds=0.1)
+    finish(in_hand, 0, 0)
+    await commits.after_batch(consumer)
+    finish(in_hand, 0, 1)
+    await commits.after_batch(consumer)  # schedules the delayed commit, which has not run yet
+    await commits.stop(consumer)
+    commits.start()  # the subscriber starts again
+    finish(in_hand, 0, 2)
+    await commits.after_batch(consumer)
+    finish(in_hand, 0, 3)
+    await commits.after_batch(consumer)
+    await asyncio.sleep(0.25)
+    assert consumer.commits[-1] == {tp(0): 4}
