@@ -18,7 +18,8 @@ BUDGET_TOKENS = 1500
 TTL_SECONDS = 30 * 24 * 3600
 
 
-def _key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+def turns_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+    """Where a conversation's recent turns are stored (the burst buffer's `finish` appends a turn's there)."""
     return f"agent:memory:{tenant_id}:{conversation_id}"
 
 
@@ -30,7 +31,7 @@ async def context(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> t
     """(summary of what no longer fits, the recent turns that fit the token budget)."""
     # One round trip for both reads, and one snapshot: MULTI keeps a concurrent fold from splitting them.
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.lrange(_key(tenant_id, conversation_id), 0, -1)
+        pipe.lrange(turns_key(tenant_id, conversation_id), 0, -1)
         pipe.get(_summary_key(tenant_id, conversation_id))
         raw_turns, previous = await pipe.execute()
     return _fitted(raw_turns, previous)
@@ -59,7 +60,7 @@ def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
     return [
         conversation_mode_key(tenant_id, conversation_id),
         _order_key(tenant_id, conversation_id),
-        _key(tenant_id, conversation_id),
+        turns_key(tenant_id, conversation_id),
         _summary_key(tenant_id, conversation_id),
     ]
 
@@ -85,17 +86,12 @@ async def recent_turns(redis: Redis, tenant_id: uuid.UUID, conversation_id: str)
     return (await context(redis, tenant_id, conversation_id))[1]
 
 
-def turns_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
-    """Where a conversation's recent turns are stored (the burst buffer's `finish` appends a turn's there)."""
-    return _key(tenant_id, conversation_id)
-
-
 def stored(turns: Sequence[dict[str, Any]]) -> list[str]:
     return [json.dumps(turn) for turn in turns]
 
 
 async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *turns: dict[str, Any]) -> None:
-    key = _key(tenant_id, conversation_id)
+    key = turns_key(tenant_id, conversation_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.rpush(key, *stored(turns))
         pipe.expire(key, TTL_SECONDS)
@@ -105,7 +101,7 @@ async def remember(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *tu
 
 
 async def fold_overflow(redis: Redis, tenant_id: uuid.UUID, conversation_id: str, *, length: int | None = None) -> None:
-    key = _key(tenant_id, conversation_id)
+    key = turns_key(tenant_id, conversation_id)
     overflow = (int(await redis.llen(key)) if length is None else length) - MAX_STORED_TURNS
     if overflow > 0:
         # Turns leaving the store are folded into the running summary, not forgotten.
@@ -129,7 +125,7 @@ async def resume_after_handoff(
     Once per ticket (a redelivered `resolved` finds its mark), and atomic against a turn appended
     at the same moment (WATCH): the rewrite retries rather than losing that turn.
     """
-    key = _key(tenant_id, conversation_id)
+    key = turns_key(tenant_id, conversation_id)
     mark = f"agent:handoff-resumed:{tenant_id}:{ticket_id}"
     async with redis.pipeline(transaction=True) as pipe:
         while True:
