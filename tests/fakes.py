@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from aiokafka import ConsumerRecord, TopicPartition
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from schemas.handoff import ResolveHandoff
@@ -30,13 +31,38 @@ __all__ = [
     "SUCCEED",
     "WHATSAPP_WINDOW_CLOSED",
     "FakeGraphApi",
+    "FakeKafkaConsumer",
     "KeyOrderTracker",
     "PublishRecorder",
     "Recorded",
     "Scripted",
     "graph_error",
+    "kafka_record",
     "token_error",
 ]
+
+
+class FakeKafkaConsumer:
+    """The part of an aiokafka consumer that commits: the partitions it owns of topic `t`, and every commit it
+    was asked for (refused with ConnectionError while `failing`)."""
+
+    def __init__(self, partitions: range = range(4)) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.owned = {TopicPartition("t", p) for p in partitions}
+        self.failing = False
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.owned
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self.failing:
+            raise ConnectionError("broker gone")
+        self.commits.append(dict(offsets))
+
+
+def kafka_record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
+    """A record of topic `t`."""
+    return ConsumerRecord("t", partition, offset, 0, 0, None, b"{}", None, 0, 2, [])
 
 
 class PublishRecorder:

@@ -3,30 +3,16 @@
 import asyncio
 
 import pytest
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from sellmesh.rebalance import FinishBeforeRevoke, InHand
-
-
-class Consumer:
-    def __init__(self, partitions: range = range(4)) -> None:
-        self.commits: list[dict[TopicPartition, int]] = []
-        self.owned = {TopicPartition("t", p) for p in partitions}
-
-    def assignment(self) -> set[TopicPartition]:
-        return self.owned
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.commits.append(dict(offsets))
+from tests.fakes import FakeKafkaConsumer as Consumer
+from tests.fakes import kafka_record as record
 
 
 class Subscriber:
     def __init__(self) -> None:
         self.consumer = Consumer()
-
-
-def record(partition: int, offset: int) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord("t", partition, offset, 0, 0, None, b"{}", None, 0, 2, [])
 
 
 def listener(in_hand: InHand, wait_seconds: float = 5.0) -> tuple[FinishBeforeRevoke, Consumer]:
