@@ -94,7 +94,8 @@ async def agent_overhead(*, infra_env: dict[str, str], work_dir: Path, messages:
     async def turn(i: int) -> None:
         message = inbound(tenant_id, TEXTS[i % 4])
         turns = await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
-        # What the scheduler's finish does with them, so a turn costs here what it costs in the mesh.
+        # Stored as the scheduler's finish stores them (there in its own Lua step, here a step of its own), so the
+        # turn's memory write is counted.
         await memory.remember(redis, message.tenant_id, message.conversation_id, *turns)
 
     results = [await timed("bare litellm call (offline model)", messages, bare)]
