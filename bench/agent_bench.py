@@ -8,7 +8,6 @@ from typing import Any
 from unittest import mock
 
 import litellm
-from prometheus_client import CollectorRegistry
 
 from bench.envelopes import bench_envelope
 from bench.load import Result
@@ -75,7 +74,6 @@ async def agent_overhead(*, infra_env: dict[str, str], work_dir: Path, messages:
     broker = make_broker(
         bootstrap_servers=infra_env["KAFKA_BOOTSTRAP_SERVERS"],
         enable_idempotence=False,
-        registry=CollectorRegistry(),
         client_id="bench",
     )
     await broker.connect()

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client import CollectorRegistry
 
 from bench.envelopes import bench_envelope
 from schemas.envelope import Actor, ActorKind
@@ -85,7 +84,6 @@ async def _run(work_dir: Path, *, interval_ms: int, records: int, rate: float) -
         broker = make_broker(
             bootstrap_servers=local.bootstrap_servers,
             enable_idempotence=False,
-            registry=CollectorRegistry(),
             client_id="commit-bench",
         )
         group = f"commit-bench-{uuid.uuid4().hex[:8]}"

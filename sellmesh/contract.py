@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 from faststream.specification import AsyncAPI
-from prometheus_client import CollectorRegistry
 
 from schemas.registry import TOPIC_SCHEMAS, adapter_for
 from schemas.topics import dlq_of
@@ -37,9 +36,7 @@ def document_broker() -> MeshBroker:
     """The real wiring of every service on a broker that never connects, so the document matches the code."""
     from sellmesh.mesh import SERVICE_NAMES, load_service
 
-    broker = make_broker(
-        bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="doc"
-    )
+    broker = make_broker(bootstrap_servers="kafka:9092", enable_idempotence=True, client_id="doc")
     redis = make_redis("redis://localhost:6379/0")
     ctx = MeshContext(
         settings=MeshSettings(),

@@ -18,7 +18,7 @@ from sellmesh.health import Health
 from sellmesh.http_metrics import HttpMetricsMiddleware
 from sellmesh.infra import EmbeddedInfra, Endpoints
 from sellmesh.lag import LagCollector, subscribed_groups
-from sellmesh.metrics import metrics_endpoint, registry
+from sellmesh.metrics import metrics_endpoint
 from sellmesh.redis import make_redis
 from sellmesh.sandbox.graph import GraphSandbox
 from sellmesh.sandbox.stripe import StripeSandbox
@@ -105,7 +105,6 @@ class Mesh:
         broker = make_broker(
             bootstrap_servers=endpoints.kafka_bootstrap_servers,
             enable_idempotence=endpoints.kafka_enable_idempotence,
-            registry=registry,
             client_id=f"sellmesh-{'-'.join(self.service_names)}",
             create_topics=s.kafka_create_topics,
         )

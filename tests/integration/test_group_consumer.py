@@ -10,7 +10,6 @@ import pytest
 import pytest_asyncio
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client import CollectorRegistry
 
 from schemas.orders import CancelOrder
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_COMMANDS
@@ -53,9 +52,7 @@ async def bootstrap() -> AsyncIterator[str]:
 
 
 def new_broker(bootstrap: str, label: str) -> MeshBroker:
-    return make_broker(
-        bootstrap_servers=bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=label
-    )
+    return make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=label)
 
 
 def subscription(broker: MeshBroker, topic: str, group: str, name: str, handler: Handler, dedup: Dedup) -> Subscription:

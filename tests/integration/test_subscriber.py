@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas.handoff import ResolveHandoff
@@ -66,9 +65,7 @@ async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
 async def harness(kafka_bootstrap: str, redis_url: str) -> AsyncIterator[Harness]:
     group = unique_label("test")
     redis: Redis = Redis.from_url(redis_url, decode_responses=True)
-    broker = make_broker(
-        bootstrap_servers=kafka_bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
-    )
+    broker = make_broker(bootstrap_servers=kafka_bootstrap, enable_idempotence=False, client_id=group)
     recorder = Recorder()
     subscribe(
         broker,

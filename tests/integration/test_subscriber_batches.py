@@ -10,7 +10,6 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client import CollectorRegistry
 
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
@@ -40,9 +39,7 @@ async def bootstrap() -> AsyncIterator[str]:
 def subscribed(
     bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: FlakyDedup, *, commit_interval_ms: int = 200
 ) -> MeshBroker:
-    broker = make_broker(
-        bootstrap_servers=bootstrap, enable_idempotence=False, registry=CollectorRegistry(), client_id=group
-    )
+    broker = make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=group)
     subscribe(
         broker,
         HANDOFF_COMMANDS,

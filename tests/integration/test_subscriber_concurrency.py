@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from schemas.topics import HANDOFF_COMMANDS
@@ -35,7 +34,6 @@ async def test_partitions_are_handled_concurrently_in_key_order_exactly_once(red
         broker = make_broker(
             bootstrap_servers=local.bootstrap_servers,
             enable_idempotence=False,
-            registry=CollectorRegistry(),
             client_id="concurrency",
         )
         subscribe(

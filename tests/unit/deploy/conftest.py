@@ -7,7 +7,6 @@ import httpx
 import pytest
 import yaml
 from faststream.kafka.subscriber.usecase import LogicSubscriber
-from prometheus_client import CollectorRegistry
 
 from sellmesh.broker import make_broker
 from sellmesh.db import make_engine
@@ -36,9 +35,7 @@ def consumers_of(service: str, settings: MeshSettings | None = None) -> set[tupl
 def subscribers_of(service: str, settings: MeshSettings | None = None) -> list[tuple[str, tuple[str, ...], int]]:
     """(consumer group, topics, consumers) of each subscriber `service` registers on a broker that never
     connects."""
-    broker = make_broker(
-        bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="deploy"
-    )
+    broker = make_broker(bootstrap_servers="kafka:9092", enable_idempotence=True, client_id="deploy")
     redis = make_redis("redis://localhost:6379/0")
     ctx = MeshContext(
         settings=settings or MeshSettings(),

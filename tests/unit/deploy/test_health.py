@@ -2,7 +2,6 @@
 
 import json
 
-from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 
 from sellmesh.broker import MeshBroker, make_broker
@@ -12,9 +11,7 @@ REQUEST = Request({"type": "http", "method": "GET", "path": "/readyz", "headers"
 
 
 def broker() -> MeshBroker:
-    return make_broker(
-        bootstrap_servers="kafka:9092", enable_idempotence=True, registry=CollectorRegistry(), client_id="health"
-    )
+    return make_broker(bootstrap_servers="kafka:9092", enable_idempotence=True, client_id="health")
 
 
 async def test_a_consumer_that_has_not_joined_its_group_keeps_the_process_unready() -> None:

@@ -6,7 +6,7 @@ from faststream import ContextRepo
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.response import KafkaPublishCommand
 from faststream.response.publish_type import PublishType
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY
 
 from sellmesh.broker import PublishCounter, make_broker
 from sellmesh.metrics import current_handler
@@ -17,9 +17,7 @@ def published(topic: str, handler: str) -> float:
 
 
 async def test_a_publish_is_counted_against_the_running_handler() -> None:
-    broker = make_broker(
-        bootstrap_servers="127.0.0.1:9", enable_idempotence=False, registry=CollectorRegistry(), client_id="test"
-    )
+    broker = make_broker(bootstrap_servers="127.0.0.1:9", enable_idempotence=False, client_id="test")
     before_inside, before_outside = (
         published("orders.events.v1", "orders/order_command"),
         published("orders.events.v1", "none"),
