@@ -79,6 +79,12 @@ def waves(rows: list[Pending]) -> list[list[Pending]]:
     return result
 
 
+# Built once, values bound at execution: SQLAlchemy works out a statement's cache key once per object, and a
+# statement built per row with `.values(...)` paid that walk over every value each time.
+_OUTBOX = OutboxRow.__table__  # type: ignore[attr-defined]
+_INSERT_RETURNING_ID = sa_insert(_OUTBOX).returning(_OUTBOX.c.id)
+
+
 def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) -> None:
     """Queue `event` for publishing; it goes out only if the caller's transaction commits."""
     values: dict[str, Any] = {
@@ -91,8 +97,7 @@ def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) ->
     }
     # A Core INSERT in the caller's transaction, now: the session never reads an outbox row back, and its unit
     # of work cost several times more per row. The id it returns is what the relay publishes the row by.
-    table = OutboxRow.__table__  # type: ignore[attr-defined]
-    row_id = session.execute(sa_insert(table).values(**values).returning(table.c.id)).scalar_one()
+    row_id = session.execute(_INSERT_RETURNING_ID, values).scalar_one()
     session.info.setdefault(_WRITTEN, []).append(Pending(id=row_id, **values))
 
 

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import Session
@@ -62,8 +62,7 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
     with engine.begin() as connection:
         # The claim first: a new message (nearly every one) needs no read of its status. When a row is there,
         # its status says what the earlier attempt left.
-        claim = insert_unless_present(connection, sends, row_values(_row(message, message.event_id, "sending")))
-        if not connection.execute(claim).rowcount:
+        if not insert_unless_present(connection, sends, row_values(_row(message, message.event_id, "sending"))):
             status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one()
             if status in FINISHED:
                 return None
@@ -95,9 +94,7 @@ def _sent_parts(connection: Connection, message: OutboundMessage, count: int) ->
     ids = {part_id(message, index): index for index in range(count)}
     if not ids:
         return frozenset()
-    sends = OutboundSend.__table__  # type: ignore[attr-defined]
-    query = sa_select(sends.c.event_id).where(sends.c.event_id.in_(list(ids)))
-    return frozenset(ids[event_id] for event_id in connection.execute(query).scalars())
+    return frozenset(ids[event_id] for event_id in connection.execute(_SENT, {"ids": list(ids)}).scalars())
 
 
 def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str, provider_id: str | None) -> None:
@@ -109,7 +106,6 @@ def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str,
 
 
 def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -> None:
-    sends = OutboundSend.__table__  # type: ignore[attr-defined]
     with session_scope(engine) as session:
         changes = {
             "status": outcome.status,
@@ -118,7 +114,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
             "updated_at": now(),
         }
         # An UPDATE by key rather than a load and a flush; the row is missing only if its claim was never written.
-        updated = session.execute(sa_update(sends).where(sends.c.event_id == message.event_id).values(**changes))
+        updated = session.execute(_OUTCOME, {"send": message.event_id, **changes})
         if not updated.rowcount:  # type: ignore[attr-defined]
             row = _row(message, message.event_id, outcome.status)
             row.provider_message_id, row.error = outcome.provider_id, outcome.error[:500]
@@ -136,6 +132,13 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
                 event=_handoff(message, outcome.handoff_note, outcome.handoff_reason),
                 key=message.conversation_id,
             )
+
+
+# Built once, values bound at execution: SQLAlchemy works out a statement's cache key once per object.
+_SENDS = OutboundSend.__table__  # type: ignore[attr-defined]
+# The SET clause comes from the parameters' other names (status, provider_message_id, error, updated_at).
+_OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"))
+_SENT = sa_select(_SENDS.c.event_id).where(_SENDS.c.event_id.in_(bindparam("ids", expanding=True)))
 
 
 def _row(message: OutboundMessage, event_id: uuid.UUID, status: str) -> OutboundSend:

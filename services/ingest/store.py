@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Text, UniqueConstraint, func
+from sqlalchemy import Connection, Text, UniqueConstraint, bindparam, func
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Column, Field, Session, SQLModel
@@ -54,7 +54,7 @@ class OutboundSend(SQLModel, table=True):
 def log_message(session: Session, row: MessageLog) -> None:
     """Write one message-log row now, as a Core INSERT in the session's transaction (no unit of work for an
     append-only row); a message logged before raises IntegrityError here, not at commit."""
-    session.execute(sa_insert(MessageLog.__table__).values(**row_values(row)))  # type: ignore[attr-defined]
+    session.execute(_LOG_INSERT, row_values(row))
 
 
 def logged_before(
@@ -74,12 +74,21 @@ def logged_before(
 
 def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversation_id: str) -> datetime | None:
     """When the customer last wrote in this conversation (echoes and our sends don't count); None if never."""
-    log = MessageLog.__table__  # type: ignore[attr-defined]
-    query = sa_select(func.max(log.c.created_at)).where(
-        log.c.tenant_id == tenant_id, log.c.conversation_id == conversation_id, log.c.direction == "in"
-    )
-    value: datetime | None = connection.execute(query).scalar_one()
+    value: datetime | None = connection.execute(
+        _LAST_INBOUND, {"tenant": tenant_id, "conversation": conversation_id}
+    ).scalar_one()
     if value is None:
         return None
     # SQLite keeps no offset; every time here was written in UTC.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# The sender's and normalizer's statements, built once with their values bound at execution: SQLAlchemy works out
+# a statement's cache key once per object, where a statement built per call paid that walk every time.
+_LOG = MessageLog.__table__  # type: ignore[attr-defined]
+_LOG_INSERT = sa_insert(_LOG)
+_LAST_INBOUND = sa_select(func.max(_LOG.c.created_at)).where(
+    _LOG.c.tenant_id == bindparam("tenant"),
+    _LOG.c.conversation_id == bindparam("conversation"),
+    _LOG.c.direction == "in",
+)
