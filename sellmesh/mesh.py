@@ -170,6 +170,8 @@ class Mesh:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # Parsed in C: h11, uvicorn's pure-Python parser, took 0.45-0.62 ms of CPU a webhook against 0.26-0.27.
+            http="httptools",
         )
         server = _Server(config)
         task = asyncio.create_task(server.serve(), name="http")
