@@ -5,18 +5,20 @@ import uuid
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, delete, or_, update
+from sqlalchemy import Engine, Executable, bindparam, delete, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Actor, Envelope
 from schemas.orders import OrderLine, ProductSnapshot
-from sellmesh.db import session_scope
+from sellmesh.db import row_values, session_scope
 from services.orders.audit import audit_row
 from services.orders.catalog import CatalogDecision
 from services.orders.order import MAX_TOTAL_MINOR, Accepted, Decision, Order, ProductInfo, StockEffect
 from services.orders.tables import (
+    AuditRow,
     LineRow,
     OrderRow,
     ProcessedRow,
@@ -80,34 +82,20 @@ class OrderStore:
 
     def save_order(self, session: Session, order: Order, *, expected_version: int | None) -> None:
         """Insert a new order (expected_version None) or update the one still at `expected_version`."""
-        row = OrderRow(
-            order_id=order.order_id,
-            tenant_id=order.tenant_id,
-            state=order.state.value,
-            version=order.version,
-            conversation_id=order.conversation_id,
-            currency=order.currency,
-            total_minor=order.total_minor,
-            customer=order.customer.model_dump(exclude_none=True),
-            created_at=order.updated_at,
-            updated_at=order.updated_at,
-            **address_columns(order),
-        )
+        values = _order_values(order)
         if expected_version is None:
-            session.add(row)
-            _flush(session)
+            _insert(session, _ORDER_INSERT, values)
         else:
             # Only the row still at the version the decision was made on may change.
-            statement = (
-                update(OrderRow)
-                .where(col(OrderRow.order_id) == order.order_id, col(OrderRow.version) == expected_version)
-                .values(**row.model_dump(exclude={"order_id", "tenant_id", "created_at"}))
-                .execution_options(synchronize_session=False)
+            changed = session.execute(
+                _ORDER_UPDATE, {**values, "b_order_id": order.order_id, "b_version": expected_version}
             )
-            if session.exec(statement).rowcount != 1:
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise VersionConflict(f"order {order.order_id} is no longer at version {expected_version}")
-            session.exec(delete(LineRow).where(col(LineRow.order_id) == order.order_id))
-        session.add_all(line_rows(order))
+            session.execute(_LINES_DELETE, {"b_order_id": order.order_id})
+        lines = [row_values(line) for line in line_rows(order)]
+        if lines:
+            _insert(session, _LINE_INSERT, lines)
 
     def reserve_stock(self, session: Session, *, tenant_id: uuid.UUID, lines: Iterable[OrderLine]) -> None:
         """Take each line's units off the shelf, or raise OutOfStock and let the caller roll back.
@@ -117,28 +105,15 @@ class OrderStore:
         Products are locked in SKU order, so two orders sharing products cannot deadlock.
         """
         for line in sorted(lines, key=lambda line: line.sku):
-            statement = (
-                update(ProductRow)
-                .where(
-                    col(ProductRow.tenant_id) == tenant_id,
-                    col(ProductRow.sku) == line.sku,
-                    or_(col(ProductRow.stock).is_(None), col(ProductRow.stock) >= line.quantity),
-                )
-                .values(stock=col(ProductRow.stock) - line.quantity)
-                .execution_options(synchronize_session=False)
+            taken = session.execute(
+                _STOCK_TAKE, {"b_tenant": tenant_id, "b_sku": line.sku, "b_quantity": line.quantity}
             )
-            if session.exec(statement).rowcount != 1:
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
                 raise OutOfStock(line.sku)
 
     def release_stock(self, session: Session, *, tenant_id: uuid.UUID, lines: Iterable[OrderLine]) -> None:
         for line in sorted(lines, key=lambda line: line.sku):
-            statement = (
-                update(ProductRow)
-                .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == line.sku)
-                .values(stock=col(ProductRow.stock) + line.quantity)
-                .execution_options(synchronize_session=False)
-            )
-            session.exec(statement)
+            session.execute(_STOCK_RETURN, {"b_tenant": tenant_id, "b_sku": line.sku, "b_quantity": line.quantity})
 
     def record(
         self,
@@ -158,29 +133,19 @@ class OrderStore:
         `current` is the state the decision was made on (the order's, or the product's).
         """
         at = datetime.now(UTC)
-        session.add(
-            ProcessedRow(
-                tenant_id=source.tenant_id,
-                message_id=source.event_id,
-                order_id=order_id,
-                outcome=None if outcome is None else outcome.model_dump_json(),
-                processed_at=at,
-            )
-        )
-        session.add(
-            audit_row(
-                source,
-                order_id=order_id,
-                sku=sku,
-                actor=actor,
-                action=action,
-                decision=decision,
-                current=current,
-                at=at,
-            )
-        )
+        processed = {
+            "tenant_id": source.tenant_id,
+            "message_id": source.event_id,
+            "order_id": order_id,
+            "outcome": None if outcome is None else outcome.model_dump_json(),
+            "processed_at": at,
+        }
         # A concurrent worker that handled the same message first makes this insert collide.
-        _flush(session)
+        _insert(session, _PROCESSED_INSERT, processed)
+        audit = audit_row(
+            source, order_id=order_id, sku=sku, actor=actor, action=action, decision=decision, current=current, at=at
+        )
+        _insert(session, _AUDIT_INSERT, row_values(audit))
 
     def load_product(self, session: Session, *, tenant_id: uuid.UUID, sku: str) -> ProductSnapshot | None:
         query = select(ProductRow).where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.sku) == sku)
@@ -188,7 +153,7 @@ class OrderStore:
         return None if row is None else row.snapshot()
 
     def save_product(self, session: Session, *, tenant_id: uuid.UUID, product: ProductSnapshot) -> None:
-        """Create or replace a product; a rival creating the same SKU first makes `record`'s flush collide."""
+        """Create or replace a product; a rival creating the same SKU first makes `record`'s insert collide."""
         upsert_product(
             session,
             tenant_id=tenant_id,
@@ -203,11 +168,54 @@ class OrderStore:
         )
 
 
-def _flush(session: Session) -> None:
+def _insert(session: Session, statement: Executable, values: dict[str, Any] | list[dict[str, Any]]) -> None:
+    """A Core INSERT in the session's transaction; a unique key a rival transaction filled first is a Conflict."""
     try:
+        # ORM work still pending (a catalog upsert) is written first, so its collision is a Conflict here too.
         session.flush()
+        session.execute(statement, values)
     except IntegrityError as exc:
         raise Conflict(str(exc.orig)) from exc
+
+
+def _order_values(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "tenant_id": order.tenant_id,
+        "state": order.state.value,
+        "version": order.version,
+        "conversation_id": order.conversation_id,
+        "currency": order.currency,
+        "total_minor": order.total_minor,
+        "customer": order.customer.model_dump(exclude_none=True),
+        "created_at": order.updated_at,
+        "updated_at": order.updated_at,
+        **address_columns(order),
+    }
+
+
+# Every command runs these: Core statements built once, their values bound at execution. The ORM's unit of work
+# and a statement built per call (SQLAlchemy walks a new statement's values for its cache key) cost several
+# times the statements' own round trips.
+_ORDERS = OrderRow.__table__  # type: ignore[attr-defined]
+_LINES = LineRow.__table__  # type: ignore[attr-defined]
+_PRODUCTS = ProductRow.__table__  # type: ignore[attr-defined]
+_ORDER_INSERT = insert(_ORDERS)
+# An order keeps its id, tenant and creation time; the SET clause comes from the other values passed.
+_ORDER_UPDATE = update(_ORDERS).where(
+    _ORDERS.c.order_id == bindparam("b_order_id"), _ORDERS.c.version == bindparam("b_version")
+)
+_LINES_DELETE = delete(_LINES).where(_LINES.c.order_id == bindparam("b_order_id"))
+_LINE_INSERT = insert(_LINES)
+_PROCESSED_INSERT = insert(ProcessedRow.__table__)  # type: ignore[attr-defined]
+_AUDIT_INSERT = insert(AuditRow.__table__)  # type: ignore[attr-defined]
+_MINE = (_PRODUCTS.c.tenant_id == bindparam("b_tenant"), _PRODUCTS.c.sku == bindparam("b_sku"))
+_STOCK_TAKE = (
+    update(_PRODUCTS)
+    .where(*_MINE, or_(_PRODUCTS.c.stock.is_(None), _PRODUCTS.c.stock >= bindparam("b_quantity")))
+    .values(stock=_PRODUCTS.c.stock - bindparam("b_quantity"))
+)
+_STOCK_RETURN = update(_PRODUCTS).where(*_MINE).values(stock=_PRODUCTS.c.stock + bindparam("b_quantity"))
 
 
 def upsert_product(
