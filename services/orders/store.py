@@ -87,8 +87,10 @@ class OrderStore:
             _insert(session, _ORDER_INSERT, values)
         else:
             # Only the row still at the version the decision was made on may change.
+            kept = ("order_id", "tenant_id", "created_at")
+            changes = {name: value for name, value in values.items() if name not in kept}
             changed = session.execute(
-                _ORDER_UPDATE, {**values, "b_order_id": order.order_id, "b_version": expected_version}
+                _ORDER_UPDATE, {**changes, "b_order_id": order.order_id, "b_version": expected_version}
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise VersionConflict(f"order {order.order_id} is no longer at version {expected_version}")
@@ -201,7 +203,7 @@ _ORDERS = OrderRow.__table__  # type: ignore[attr-defined]
 _LINES = LineRow.__table__  # type: ignore[attr-defined]
 _PRODUCTS = ProductRow.__table__  # type: ignore[attr-defined]
 _ORDER_INSERT = insert(_ORDERS)
-# An order keeps its id, tenant and creation time; the SET clause comes from the other values passed.
+# The SET clause comes from the names of the values passed: everything but the order's id, tenant and creation time.
 _ORDER_UPDATE = update(_ORDERS).where(
     _ORDERS.c.order_id == bindparam("b_order_id"), _ORDERS.c.version == bindparam("b_version")
 )

@@ -36,7 +36,7 @@ from services.orders import app, handlers, query
 from services.orders.domain import Action
 from services.orders.order import Command, ProductInfo
 from services.orders.store import OrderStore, OutOfStock, VersionConflict, upsert_product
-from services.orders.tables import AuditRow, ProcessedRow, ProductRow
+from services.orders.tables import AuditRow, LineRow, OrderRow, ProcessedRow, ProductRow
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 OTHER_TENANT = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -311,6 +311,23 @@ def test_an_update_against_a_moved_version_is_refused(engine: Engine, orders: ha
         current = store.load_order(session, order_id)
         assert current is not None
         store.save_order(session, current, expected_version=current.version - 1)
+
+
+def test_an_update_keeps_the_order_s_id_tenant_and_creation_time(
+    engine: Engine, orders: handlers.OrderHandlers
+) -> None:
+    order_id = draft_with(orders)
+    later = NOW.replace(hour=13)
+    after = handlers.OrderHandlers(OrderStore(engine), clock=lambda: later)
+    assert isinstance(after.handle_command(command(AddItem, order_id, sku="TEE", quantity=2)), OrderChanged)
+    with Session(engine) as session:
+        row = session.get(OrderRow, order_id)
+        assert row is not None
+        lines = session.exec(select(LineRow).where(col(LineRow.order_id) == order_id)).all()
+    assert (row.tenant_id, row.version, row.total_minor) == (TENANT, 2, 2500)
+    assert row.created_at.replace(tzinfo=UTC) == NOW
+    assert row.updated_at.replace(tzinfo=UTC) == later
+    assert [(line.sku, line.quantity, line.unit_price_minor, line.position) for line in lines] == [("TEE", 2, 1250, 0)]
 
 
 def test_upsert_product_replaces_by_tenant_and_sku(engine: Engine) -> None:
