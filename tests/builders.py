@@ -19,7 +19,7 @@ from schemas.orders import ChannelAddress, OrderCommandBase, UpsertProduct
 from schemas.payments import PaymentEventBase
 from sellmesh.db import insert_new
 from sellmesh.outbox import OutboxRow
-from services.handoff.inbox import inbound_row, outbound_row
+from services.handoff.inbox import InboxMessageRow, inbound_values, outbound_values
 from services.orders.tables import AuditRow
 
 
@@ -165,9 +165,9 @@ def audited(engine: Engine, message_id: uuid.UUID) -> list[AuditRow]:
 
 def record_inbound(engine: Engine, message: InboundMessage) -> None:
     """Seeds the handoff inbox with a customer's message, as the service's inbox subscription would."""
-    insert_new(engine, inbound_row(message))
+    insert_new(engine, InboxMessageRow(**inbound_values(message)))
 
 
 def record_outbound(engine: Engine, message: OutboundMessage) -> None:
     """Seeds the handoff inbox with a reply, as the service's inbox subscription would."""
-    insert_new(engine, outbound_row(message))
+    insert_new(engine, InboxMessageRow(**outbound_values(message)))

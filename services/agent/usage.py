@@ -8,29 +8,29 @@ each of its turns fails as it would on its own, and a turn answered again calls 
 that usage.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
 
 from schemas.channel import InboundMessage
-from sellmesh.db import row_values
 from sellmesh.group_insert import GroupInsert
 from services.agent.model_call import Usage
 from services.agent.store import AgentUsage
 
 
 def usage_row(message: InboundMessage, model: str, usage: Usage) -> dict[str, Any]:
-    return row_values(
-        AgentUsage(
-            tenant_id=message.tenant_id,
-            conversation_id=message.conversation_id,
-            model=model[:128],
-            calls=usage.calls,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            cost_usd=usage.cost_usd,
-        )
-    )
+    """The turn's `AgentUsage` row (but its id), as plain values: no table-model object to build per turn."""
+    return {
+        "tenant_id": message.tenant_id,
+        "conversation_id": message.conversation_id,
+        "model": model[:128],
+        "calls": usage.calls,
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "cost_usd": usage.cost_usd,
+        "at": datetime.now(UTC),
+    }
 
 
 def usage_writer(engine: Engine) -> GroupInsert:

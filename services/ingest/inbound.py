@@ -23,7 +23,7 @@ from sellmesh.subscriber import ERROR_TEXT_LIMIT, Handled, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account_async
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
-from services.ingest.store import MessageLog, OutboundSend, log_message, logged_before
+from services.ingest.store import OutboundSend, log_message, logged_before
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,15 @@ class Normalizer:
             with session_scope(self.engine) as session:
                 log_message(
                     session,
-                    MessageLog(
-                        tenant_id=account.tenant_id,
-                        channel=item.channel.value,
-                        channel_account_id=account.id,
-                        conversation_id=conversation,
-                        direction=direction,
-                        channel_message_id=item.message_id,
-                        event_id=event_id,
-                        kind=item.content.kind,
-                        text=content_text(item.content),
-                    ),
+                    tenant_id=account.tenant_id,
+                    channel=item.channel.value,
+                    channel_account_id=account.id,
+                    conversation_id=conversation,
+                    direction=direction,
+                    channel_message_id=item.message_id,
+                    event_id=event_id,
+                    kind=item.content.kind,
+                    text=content_text(item.content),
                 )
                 if item.is_echo:
                     if not self._sent_by_us(session, account.tenant_id, item.message_id, item.send_id):

@@ -7,8 +7,10 @@ so a crash never leaves a failed send that nobody hears about.
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import Session
@@ -17,10 +19,10 @@ from schemas.channel import DeliveryState, DeliveryStatus, OutboundMessage
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
-from sellmesh.db import insert_unless_present, row_values, session_scope
+from sellmesh.db import insert_unless_present, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
-from services.ingest.store import MessageLog, OutboundSend, last_inbound_at, log_message
+from services.ingest.store import OutboundSend, last_inbound_at, log_message
 
 FINISHED = frozenset({"sent", "refused", "failed"})
 
@@ -62,7 +64,7 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
     with engine.begin() as connection:
         # The claim first: a new message (nearly every one) needs no read of its status. When a row is there,
         # its status says what the earlier attempt left.
-        if not insert_unless_present(connection, sends, row_values(_row(message, message.event_id, "sending"))):
+        if not insert_unless_present(connection, sends, _send(message, message.event_id, "sending")):
             status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one()
             if status in FINISHED:
                 return None
@@ -98,11 +100,10 @@ def _sent_parts(connection: Connection, message: OutboundMessage, count: int) ->
 
 
 def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str, provider_id: str | None) -> None:
+    part = part_id(message, index)
     with session_scope(engine) as session:
-        row = _row(message, part_id(message, index), "sent")
-        row.provider_message_id = provider_id
-        session.add(row)
-        _log(session, message, row.event_id, kind, provider_id)
+        session.execute(_SEND_INSERT, _send(message, part, "sent", provider_id=provider_id))
+        _log(session, message, part, kind, provider_id)
 
 
 def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -> None:
@@ -116,9 +117,8 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
         # An UPDATE by key rather than a load and a flush; the row is missing only if its claim was never written.
         updated = session.execute(_OUTCOME, {"send": message.event_id, **changes})
         if not updated.rowcount:  # type: ignore[attr-defined]
-            row = _row(message, message.event_id, outcome.status)
-            row.provider_message_id, row.error = outcome.provider_id, outcome.error[:500]
-            session.add(row)
+            row = _send(message, message.event_id, outcome.status, provider_id=outcome.provider_id)
+            session.execute(_SEND_INSERT, {**row, "error": outcome.error[:500]})
         if outcome.status == "sent":
             _log(session, message, message.event_id, outcome.kind, outcome.provider_id)
         if outcome.status != "refused":
@@ -139,16 +139,24 @@ _SENDS = OutboundSend.__table__  # type: ignore[attr-defined]
 # The SET clause comes from the parameters' other names (status, provider_message_id, error, updated_at).
 _OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"))
 _SENT = sa_select(_SENDS.c.event_id).where(_SENDS.c.event_id.in_(bindparam("ids", expanding=True)))
+_SEND_INSERT = sa_insert(_SENDS)
 
 
-def _row(message: OutboundMessage, event_id: uuid.UUID, status: str) -> OutboundSend:
-    return OutboundSend(
-        event_id=event_id,
-        tenant_id=message.tenant_id,
-        conversation_id=message.conversation_id,
-        author=message.author.value,
-        status=status,
-    )
+def _send(
+    message: OutboundMessage, event_id: uuid.UUID, status: str, *, provider_id: str | None = None
+) -> dict[str, Any]:
+    """A send row's values (`OutboundSend`'s columns), as plain values: a table-model object cost more to build
+    than the statement that writes it."""
+    return {
+        "event_id": event_id,
+        "tenant_id": message.tenant_id,
+        "conversation_id": message.conversation_id,
+        "author": message.author.value,
+        "status": status,
+        "provider_message_id": provider_id,
+        "error": "",
+        "updated_at": now(),
+    }
 
 
 def _log(session: Session, message: OutboundMessage, event_id: uuid.UUID, kind: str, provider_id: str | None) -> None:
@@ -157,17 +165,15 @@ def _log(session: Session, message: OutboundMessage, event_id: uuid.UUID, kind: 
     image_alone = kind == "image" and message.channel is not Channel.WHATSAPP
     log_message(
         session,
-        MessageLog(
-            tenant_id=message.tenant_id,
-            channel=message.channel.value,
-            channel_account_id=uuid.UUID(message.channel_account_id),
-            conversation_id=message.conversation_id,
-            direction="out",
-            channel_message_id=provider_id,
-            event_id=event_id,
-            kind=kind,
-            text=(message.image_url or "") if image_alone else message.text,
-        ),
+        tenant_id=message.tenant_id,
+        channel=message.channel.value,
+        channel_account_id=uuid.UUID(message.channel_account_id),
+        conversation_id=message.conversation_id,
+        direction="out",
+        channel_message_id=provider_id,
+        event_id=event_id,
+        kind=kind,
+        text=(message.image_url or "") if image_alone else message.text,
     )
 
 

@@ -8,8 +8,6 @@ from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Column, Field, Session, SQLModel
 
-from sellmesh.db import row_values
-
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -51,10 +49,37 @@ class OutboundSend(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_now)
 
 
-def log_message(session: Session, row: MessageLog) -> None:
+def log_message(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    channel: str,
+    channel_account_id: uuid.UUID,
+    conversation_id: str,
+    direction: str,
+    channel_message_id: str,
+    event_id: uuid.UUID,
+    kind: str,
+    text: str,
+) -> None:
     """Write one message-log row now, as a Core INSERT in the session's transaction (no unit of work for an
-    append-only row); a message logged before raises IntegrityError here, not at commit."""
-    session.execute(_LOG_INSERT, row_values(row))
+    append-only row, and no table-model object: building one cost more than the insert's own statement);
+    a message logged before raises IntegrityError here, not at commit."""
+    session.execute(
+        _LOG_INSERT,
+        {
+            "tenant_id": tenant_id,
+            "channel": channel,
+            "channel_account_id": channel_account_id,
+            "conversation_id": conversation_id,
+            "direction": direction,
+            "channel_message_id": channel_message_id,
+            "event_id": event_id,
+            "kind": kind,
+            "text": text,
+            "created_at": _now(),
+        },
+    )
 
 
 def logged_before(
