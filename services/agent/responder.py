@@ -15,7 +15,6 @@ from schemas.envelope import Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
-from sellmesh.db import in_thread
 from sellmesh.service import caused_by, derived_id, now
 from sellmesh.subscriber import Handled
 from services.agent import intent, memory
@@ -29,7 +28,7 @@ from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
 from services.agent.usage import usage_row, usage_writer
 from services.gateway.query import tenant_name_async, tenant_training_async
-from services.orders.query import order_and_catalog
+from services.orders.query import order_and_catalog_async
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ class Responder:
         return violations
 
     async def _turn(self, message: InboundMessage, order_id: uuid.UUID | None) -> Turn:
-        order, products = await in_thread(order_and_catalog, self.engine, message.tenant_id, order_id)
+        order, products = await order_and_catalog_async(self.engine, message.tenant_id, order_id)
         catalog = {
             p.sku: {
                 "sku": p.sku,

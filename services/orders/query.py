@@ -8,10 +8,14 @@ from typing import Final
 from uuid import UUID
 
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapper
 from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderSnapshot, OrderState, RejectionReason
+from sellmesh.db import in_thread
+from sellmesh.readcache import ReadCache
 from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows
 
 MAX_AUDIT_PAGE: Final = 500
@@ -77,13 +81,44 @@ def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot 
         return _order(session, tenant_id, order_id)
 
 
+# The agent reads the active catalog on every turn. A product written in this process (an upsert goes through the
+# ORM) clears it at once; other processes, and stock, which every reservation changes, are at most this stale in
+# the agent's prompt. Nothing is decided on it: orders reads price and stock afresh for every command.
+CATALOG_TTL_SECONDS = 2.0
+_CATALOG: ReadCache[tuple[ProductView, ...]] = ReadCache(ttl_seconds=CATALOG_TTL_SECONDS)
+
+
+def _product_written(_mapper: Mapper[object], _connection: object, _target: object) -> None:
+    _CATALOG.clear()
+
+
+for _when in ("after_insert", "after_update", "after_delete"):
+    sa_event.listen(ProductRow, _when, _product_written)
+
+
 def order_and_catalog(
     engine: Engine, tenant_id: UUID, order_id: UUID | None
 ) -> tuple[OrderSnapshot | None, list[ProductView]]:
-    """`get_order` (None without an order id) and `list_products` in one transaction: what one agent turn reads."""
+    """`get_order` (None without an order id) and `list_products` in one transaction: what one agent turn reads.
+    The catalog comes from the cache while it is fresh (`CATALOG_TTL_SECONDS`)."""
     with Session(engine) as session:
         order = _order(session, tenant_id, order_id) if order_id is not None else None
-        return order, [_view(row) for row in _active_products(session, tenant_id)]
+        products = _CATALOG.get(
+            engine, tenant_id, lambda: tuple(_view(row) for row in _active_products(session, tenant_id))
+        )
+        return order, list(products or ())
+
+
+async def order_and_catalog_async(
+    engine: Engine, tenant_id: UUID, order_id: UUID | None
+) -> tuple[OrderSnapshot | None, list[ProductView]]:
+    """`order_and_catalog` from the event loop: a turn with no order whose tenant's catalog is fresh in the cache
+    needs no worker thread and no transaction."""
+    if order_id is None:
+        products = _CATALOG.fresh(engine, tenant_id)
+        if products is not None:
+            return None, list(products)
+    return await in_thread(order_and_catalog, engine, tenant_id, order_id)
 
 
 def _order(session: Session, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 from faststream.kafka import KafkaBroker
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, update
 from sqlmodel import Session, SQLModel, col, select
 
 from schemas.envelope import Actor, ActorKind, Money
@@ -417,6 +417,32 @@ def test_a_turns_order_and_catalog_are_read_together_within_the_tenant(
     other_order, other_catalog = query.order_and_catalog(engine, OTHER_TENANT, order_id)
     assert other_order is None and [p.sku for p in other_catalog] == ["SECRET"]
     assert query.order_and_catalog(engine, TENANT, None)[0] is None
+
+
+def test_the_turn_s_catalog_is_kept_briefly_and_dropped_when_a_product_is_written(
+    engine: Engine, orders: handlers.OrderHandlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def stock_of_tee(catalog: list[query.ProductView]) -> int | None:
+        return next(p.stock for p in catalog if p.sku == "TEE")
+
+    _, first = query.order_and_catalog(engine, TENANT, None)
+    assert stock_of_tee(first) is None
+    # A reservation changes stock with a Core UPDATE, as this does: the agent's prompt may be that stale, briefly.
+    with engine.begin() as connection:
+        connection.execute(update(ProductRow).where(col(ProductRow.sku) == "TEE").values(stock=7))
+    _, cached = asyncio.run(query.order_and_catalog_async(engine, TENANT, None))
+    assert stock_of_tee(cached) is None
+    # A product written through the store (an upsert, as a catalog command makes) drops it at once.
+    seed(engine, TENANT, sku="CAP", name="Cap", price_minor=900, stock=3)
+    _, after = query.order_and_catalog(engine, TENANT, None)
+    assert [p.sku for p in after] == ["HOOD-M", "CAP", "TEE"] and stock_of_tee(after) == 7
+    # And it is only kept as long as the TTL says.
+    monkeypatch.setattr(query._CATALOG, "ttl_seconds", 0.0)
+    query._CATALOG.clear()
+    query.order_and_catalog(engine, TENANT, None)
+    with engine.begin() as connection:
+        connection.execute(update(ProductRow).where(col(ProductRow.sku) == "TEE").values(stock=6))
+    assert stock_of_tee(query.order_and_catalog(engine, TENANT, None)[1]) == 6
 
 
 def test_finds_the_latest_order_of_a_conversation_within_the_tenant(
