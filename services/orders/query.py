@@ -16,7 +16,7 @@ from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderSnapshot, OrderState, RejectionReason
 from sellmesh.db import in_thread
 from sellmesh.readcache import ReadCache
-from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows
+from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows, read_order
 
 MAX_AUDIT_PAGE: Final = 500
 MAX_ORDER_PAGE: Final = 200
@@ -77,8 +77,11 @@ def list_products(engine: Engine, tenant_id: UUID) -> list[ProductView]:
 
 def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
     """The order as it stands, or None when it does not exist or belongs to another tenant."""
-    with Session(engine) as session:
-        return _order(session, tenant_id, order_id)
+    # Two reads and nothing written: without BEGIN and ROLLBACK (each statement sees committed rows, as it would in
+    # a READ COMMITTED transaction).
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        order = read_order(connection, order_id)
+    return None if order is None or order.tenant_id != tenant_id else order.snapshot()
 
 
 # The agent reads the active catalog on every turn. A product written in this process (an upsert goes through the
@@ -99,14 +102,11 @@ for _when in ("after_insert", "after_update", "after_delete"):
 def order_and_catalog(
     engine: Engine, tenant_id: UUID, order_id: UUID | None
 ) -> tuple[OrderSnapshot | None, list[ProductView]]:
-    """`get_order` (None without an order id) and `list_products` in one transaction: what one agent turn reads.
-    The catalog comes from the cache while it is fresh (`CATALOG_TTL_SECONDS`)."""
-    with Session(engine) as session:
-        order = _order(session, tenant_id, order_id) if order_id is not None else None
-        products = _CATALOG.get(
-            engine, tenant_id, lambda: tuple(_view(row) for row in _active_products(session, tenant_id))
-        )
-        return order, list(products or ())
+    """`get_order` (None without an order id) and `list_products`: what one agent turn reads. The catalog comes
+    from the cache while it is fresh (`CATALOG_TTL_SECONDS`)."""
+    order = get_order(engine, tenant_id, order_id) if order_id is not None else None
+    products = _CATALOG.get(engine, tenant_id, lambda: tuple(list_products(engine, tenant_id)))
+    return order, list(products or ())
 
 
 async def order_and_catalog_async(
@@ -119,13 +119,6 @@ async def order_and_catalog_async(
         if products is not None:
             return None, list(products)
     return await in_thread(order_and_catalog, engine, tenant_id, order_id)
-
-
-def _order(session: Session, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
-    row = session.get(OrderRow, order_id)
-    if row is None or row.tenant_id != tenant_id:
-        return None
-    return _snapshot(session, row)
 
 
 def latest_order_for_conversation(engine: Engine, tenant_id: UUID, conversation_id: str) -> OrderSnapshot | None:
