@@ -4,11 +4,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Final, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
 from sqlalchemy import event as sa_event
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Mapper
 from sqlmodel import Session, col, select
 
@@ -59,8 +60,7 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
     """
     if limit <= 0:
         return []
-    with Session(engine) as session:
-        products = _active_products(session, tenant_id)
+    products = _active_products(engine, tenant_id)
     wanted = _words(text)
     if not wanted:
         return [_view(row) for row in products[:limit]]
@@ -71,8 +71,7 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
 
 def list_products(engine: Engine, tenant_id: UUID) -> list[ProductView]:
     """Every active product of the tenant, by name."""
-    with Session(engine) as session:
-        return [_view(row) for row in _active_products(session, tenant_id)]
+    return [_view(row) for row in _active_products(engine, tenant_id)]
 
 
 def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
@@ -208,16 +207,36 @@ def _snapshot(session: Session, row: OrderRow) -> OrderSnapshot:
     return order_from_rows(row, lines).snapshot()
 
 
-def _active_products(session: Session, tenant_id: UUID) -> list[ProductRow]:
-    query = (
-        select(ProductRow)
-        .where(col(ProductRow.tenant_id) == tenant_id, col(ProductRow.active).is_(True))
-        .order_by(col(ProductRow.name), col(ProductRow.sku))
-    )
-    return list(session.exec(query))
+class _ProductColumns(Protocol):
+    """A product's columns as attributes: a `ProductRow`, or a Core result row of its table."""
+
+    sku: str
+    name: str
+    description: str
+    price_minor: int
+    currency: str
+    stock: int | None
+    attributes: dict[str, str]
+    active: bool
 
 
-def _view(row: ProductRow) -> ProductView:
+_PRODUCTS = ProductRow.__table__  # type: ignore[attr-defined]
+# Read on every agent turn whose catalog is not cached: built once, without the ORM's objects or a transaction.
+_ACTIVE_PRODUCTS = (
+    sa_select(_PRODUCTS)
+    .where(_PRODUCTS.c.tenant_id == bindparam("tenant_id"), _PRODUCTS.c.active.is_(True))
+    .order_by(_PRODUCTS.c.name, _PRODUCTS.c.sku)
+)
+
+
+def _active_products(engine: Engine, tenant_id: UUID) -> list[_ProductColumns]:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        rows = connection.execute(_ACTIVE_PRODUCTS, {"tenant_id": tenant_id}).all()
+    # A Core row carries its table's columns as attributes, which is all `_view` and `_score` read.
+    return cast(list[_ProductColumns], rows)
+
+
+def _view(row: _ProductColumns) -> ProductView:
     return ProductView(
         sku=row.sku,
         name=row.name,
@@ -237,7 +256,7 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > _MIN_PREFIX and word.endswith("s") else word
 
 
-def _score(wanted: Iterable[str], row: ProductRow) -> int:
+def _score(wanted: Iterable[str], row: _ProductColumns) -> int:
     searchable = " ".join([row.name, row.description, row.sku, *row.attributes.keys(), *row.attributes.values()])
     words = _words(searchable)
     stems = {_stem(word) for word in words}
