@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table
 
-from sellmesh.db import ignoring_conflicts, in_thread
+from sellmesh.db import autocommit, ignoring_conflicts, in_thread
 
 Row = dict[str, Any]
 
@@ -81,9 +81,9 @@ class GroupInsert:
                 _settle(future, None)
 
     def _write(self, rows: list[Row]) -> None:
-        # One statement, atomic on its own: it runs without BEGIN and COMMIT, two round trips fewer (0.41 against
-        # 0.52 ms of client CPU for a one-row group against PostgreSQL).
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        # One statement, atomic on its own (0.41 against 0.52 ms of client CPU for a one-row group in a transaction
+        # of its own, against PostgreSQL).
+        with autocommit(self.engine) as connection:
             connection.execute(ignoring_conflicts(connection, self.table), rows)
         self.transactions += 1
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Final, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy import event as sa_event
 from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Mapper
@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderSnapshot, OrderState, RejectionReason
-from sellmesh.db import in_thread
+from sellmesh.db import autocommit, in_thread
 from sellmesh.readcache import ReadCache
 from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows, read_order
 
@@ -60,7 +60,8 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
     """
     if limit <= 0:
         return []
-    products = _active_products(engine, tenant_id)
+    with autocommit(engine) as connection:
+        products = _active_products(connection, tenant_id)
     wanted = _words(text)
     if not wanted:
         return [_view(row) for row in products[:limit]]
@@ -71,15 +72,18 @@ def search_products(engine: Engine, tenant_id: UUID, text: str, limit: int = 5) 
 
 def list_products(engine: Engine, tenant_id: UUID) -> list[ProductView]:
     """Every active product of the tenant, by name."""
-    return [_view(row) for row in _active_products(engine, tenant_id)]
+    with autocommit(engine) as connection:
+        return [_view(row) for row in _active_products(connection, tenant_id)]
 
 
 def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
     """The order as it stands, or None when it does not exist or belongs to another tenant."""
-    # Two reads and nothing written: without BEGIN and ROLLBACK (each statement sees committed rows, as it would in
-    # a READ COMMITTED transaction).
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        order = read_order(connection, order_id)
+    with autocommit(engine) as connection:
+        return _order(connection, tenant_id, order_id)
+
+
+def _order(connection: Connection, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
+    order = read_order(connection, order_id)
     return None if order is None or order.tenant_id != tenant_id else order.snapshot()
 
 
@@ -103,8 +107,11 @@ def order_and_catalog(
 ) -> tuple[OrderSnapshot | None, list[ProductView]]:
     """`get_order` (None without an order id) and `list_products`: what one agent turn reads. The catalog comes
     from the cache while it is fresh (`CATALOG_TTL_SECONDS`)."""
-    order = get_order(engine, tenant_id, order_id) if order_id is not None else None
-    products = _CATALOG.get(engine, tenant_id, lambda: tuple(list_products(engine, tenant_id)))
+    with autocommit(engine) as connection:
+        order = _order(connection, tenant_id, order_id) if order_id is not None else None
+        products = _CATALOG.get(
+            engine, tenant_id, lambda: tuple(_view(row) for row in _active_products(connection, tenant_id))
+        )
     return order, list(products or ())
 
 
@@ -229,9 +236,8 @@ _ACTIVE_PRODUCTS = (
 )
 
 
-def _active_products(engine: Engine, tenant_id: UUID) -> list[_ProductColumns]:
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        rows = connection.execute(_ACTIVE_PRODUCTS, {"tenant_id": tenant_id}).all()
+def _active_products(connection: Connection, tenant_id: UUID) -> list[_ProductColumns]:
+    rows = connection.execute(_ACTIVE_PRODUCTS, {"tenant_id": tenant_id}).all()
     # A Core row carries its table's columns as attributes, which is all `_view` and `_score` read.
     return cast(list[_ProductColumns], rows)
 
