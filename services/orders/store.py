@@ -24,7 +24,7 @@ from services.orders.tables import (
     ProcessedRow,
     ProductRow,
     address_columns,
-    line_rows,
+    line_values,
     read_order,
 )
 
@@ -92,7 +92,7 @@ class OrderStore:
             if changed.rowcount != 1:  # type: ignore[attr-defined]
                 raise VersionConflict(f"order {order.order_id} is no longer at version {expected_version}")
             session.execute(_LINES_DELETE, {"b_order_id": order.order_id})
-        lines = [row_values(line) for line in line_rows(order)]
+        lines = line_values(order)
         if lines:
             _insert(session, _LINE_INSERT, lines)
 

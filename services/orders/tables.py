@@ -3,7 +3,7 @@
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
@@ -229,17 +229,18 @@ def address_columns(order: Order) -> dict[str, str | None]:
     }
 
 
-def line_rows(order: Order) -> list[LineRow]:
+def line_values(order: Order) -> list[dict[str, Any]]:
+    """The order's `LineRow`s (but their ids), as plain values: no table-model object to build per line."""
     return [
-        LineRow(
-            tenant_id=order.tenant_id,
-            order_id=order.order_id,
-            position=position,
-            sku=line.sku,
-            name=line.name,
-            quantity=line.quantity,
-            unit_price_minor=line.unit_price.amount_minor,
-            currency=line.unit_price.currency,
-        )
+        {
+            "tenant_id": order.tenant_id,
+            "order_id": order.order_id,
+            "position": position,
+            "sku": line.sku,
+            "name": line.name,
+            "quantity": line.quantity,
+            "unit_price_minor": line.unit_price.amount_minor,
+            "currency": line.unit_price.currency,
+        }
         for position, line in enumerate(order.lines)
     ]
