@@ -21,7 +21,7 @@ from schemas.envelope import Envelope
 from sellmesh.broker import envelope_headers
 from sellmesh.db import in_thread
 from sellmesh.metrics import OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED, current_handler
-from sellmesh.tasks import cancel_and_wait
+from sellmesh.tasks import cancel_and_wait, wait_set
 
 log = logging.getLogger(__name__)
 
@@ -328,9 +328,7 @@ class OutboxRelay:
             await self._woken_within(self.poll_seconds)
 
     async def _woken_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
-        return self.wakeup.is_set()
+        return await wait_set(self.wakeup, seconds)
 
     def start(self) -> None:
         OUTBOX_OLDEST_AGE.labels(self.producer).set_function(self.oldest_age_seconds)

@@ -13,6 +13,8 @@ from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 
+from sellmesh.tasks import wait_set
+
 log = logging.getLogger(__name__)
 
 
@@ -42,11 +44,7 @@ class InHand:
                 self._idle.set()
 
     async def finished(self, within: float) -> bool:
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout=within)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self._idle, within)
 
 
 class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

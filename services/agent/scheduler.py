@@ -4,7 +4,7 @@ import asyncio
 import contextlib
 import logging
 
-from sellmesh.tasks import cancel_and_wait
+from sellmesh.tasks import cancel_and_wait, wait_set
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.responder import Responder
 
@@ -34,8 +34,7 @@ class BurstScheduler:
             asyncio.get_running_loop().call_later(seconds, self._wake.set)
 
     async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        await wait_set(self._wake, self.poll_seconds)
         self._wake.clear()
 
     async def run(self) -> None:
