@@ -69,7 +69,9 @@ class Commits:
         try:
             while True:
                 await asyncio.sleep(wait)
-                if await self.commit(consumer):
+                # A batch that ended while this commit was with the broker found this task still here and left
+                # its offsets to it: without another look they would wait for the next batch, however late.
+                if await self.commit(consumer) and not self.pending(consumer):
                     return
                 wait = self.interval_seconds
         finally:

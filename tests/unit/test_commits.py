@@ -108,3 +108,29 @@ async def test_a_delayed_commit_cancelled_by_a_stop_before_it_ran_does_not_block
     await batches.done((0, 3))
     await asyncio.sleep(0.25)
     assert batches.consumer.commits[-1] == {tp(0): 4}
+
+
+async def test_a_batch_that_ends_while_the_delayed_commit_is_in_flight_is_committed_too() -> None:
+    class Slow(FakeKafkaConsumer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_flight = asyncio.Event()
+            self.answer = asyncio.Event()
+
+        async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+            self.in_flight.set()
+            await self.answer.wait()
+            await super().commit(offsets)
+
+    consumer = Slow()
+    consumer.answer.set()
+    batches = Batches(interval_seconds=0.1, consumer=consumer)
+    await batches.done((0, 0))  # commits at once
+    consumer.answer.clear()
+    consumer.in_flight.clear()
+    await batches.done((0, 1))  # the delayed commit
+    await asyncio.wait_for(consumer.in_flight.wait(), 1)
+    await batches.done((0, 2))  # ends while that commit waits for the broker: the last batch of a quiet spell
+    consumer.answer.set()
+    await asyncio.sleep(0.3)
+    assert consumer.commits[-1] == {tp(0): 3}
