@@ -26,14 +26,18 @@ run: $(STAMP)
 test: $(STAMP) tools
 	$(MAKE) --no-print-directory -j2 lint suite
 
+# The suite mostly waits on brokers, sockets and timers (about a third of a core in one process), so it runs in
+# pytest-xdist workers, a file at a time each: every worker has its own broker, SQLite file, PostgreSQL schema and
+# Redis database (tests/conftest.py), and a file's meshes start once.
+TEST_WORKERS ?= 2
 suite: $(STAMP) tools
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,6 +10,7 @@ os.environ.setdefault("KAFKA_SESSION_TIMEOUT_MS", "6000")
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
@@ -23,6 +24,11 @@ from sellmesh.localredis import LocalRedis
 
 PG_URL = os.environ.get("SELLMESH_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SELLMESH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# `make test` runs the suite in several pytest-xdist workers (gw0, gw1, ...). Each has its own broker, SQLite
+# file and PostgreSQL schema already; this gives each its own Redis database too, so that a test that clears
+# every dedup mark, say, clears only its own worker's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+REDIS_DATABASE = int(_WORKER.removeprefix("gw")) + 1 if _WORKER else 0
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -51,7 +57,7 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     if _reachable("127.0.0.1", 6379):
-        yield REDIS_URL
+        yield urlsplit(REDIS_URL)._replace(path=f"/{REDIS_DATABASE}").geturl() if _WORKER else REDIS_URL
         return
     with LocalRedis() as local:
         yield local.url
