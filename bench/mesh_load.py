@@ -27,6 +27,7 @@ from bench.mesh_processes import MeshProcesses, label, mesh_env
 from bench.orders_bench import fresh_schema
 from bench.round_trips import RoundTrips, read_round_trips
 from bench.scenario import Shop, customers, seed_shop
+from bench.stages import end_offsets, read_since, stage_latencies, summary
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.localbroker import LocalBroker
 from sellmesh.localredis import LocalRedis
@@ -63,6 +64,7 @@ class Run:
     seconds: float
     cpu: dict[str, float]
     trips: RoundTrips
+    stages: dict[str, list[float]]
 
     def row(self) -> Row:
         result = Result(self.name, self.tally.webhooks, self.seconds, self.tally.latencies_ms, len(self.tally.timeouts))
@@ -87,6 +89,8 @@ class Run:
             # Machine-independent: what a change that removes round trips moves, however the cores drifted.
             "redis_cmds_per_msg": round(self.trips.redis_commands / max(1, self.tally.webhooks), 1),
             "pg_xacts_per_msg": round(self.trips.pg_transactions / max(1, self.tally.webhooks), 1),
+            # Which stage the latency sits in (bench/stages.py): p50/p95/p99 ms of each.
+            "stages_ms": summary(self.stages),
         }
 
 
@@ -126,6 +130,7 @@ async def play_run(
                 within=120,
             )
             trips_before = await asyncio.to_thread(read_round_trips, env["REDIS_URL"], env["DATABASE_URL"])
+            window = await end_offsets(env["KAFKA_BOOTSTRAP_SERVERS"])
             cpu_before = cpu_by_service(mesh)
             started = time.perf_counter()
             tally = await play_all(
@@ -141,7 +146,8 @@ async def play_run(
             # Statistics a second late (read_round_trips): give the last second's transactions time to show.
             await asyncio.sleep(1.5)
             trips = await asyncio.to_thread(read_round_trips, env["REDIS_URL"], env["DATABASE_URL"]) - trips_before
-        return Run(name, tally, seconds, cpu, trips)
+            stages = stage_latencies(await read_since(env["KAFKA_BOOTSTRAP_SERVERS"], window))
+        return Run(name, tally, seconds, cpu, trips, stages)
     finally:
         await asyncio.to_thread(mesh.stop)
         graph.stop()
@@ -311,6 +317,7 @@ def _plain_row(result: Result) -> Row:
         "cpu_ms_by_service": "",
         "redis_cmds_per_msg": "",
         "pg_xacts_per_msg": "",
+        "stages_ms": "",
     }
 
 
