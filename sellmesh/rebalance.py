@@ -29,6 +29,13 @@ class InHand:
         self._idle.set()
         self._count = 0
         self.done: dict[TopicPartition, int] = {}
+        # Partitions being revoked, or gone: a batch starts none of their records any more (`may_start`).
+        self.revoking: set[TopicPartition] = set()
+
+    def may_start(self, record: ConsumerRecord[bytes, bytes]) -> bool:
+        """False once the record's partition is being revoked: it is the next owner's, from the offset the
+        revoke commits, and running it here too would run it twice at once."""
+        return TopicPartition(record.topic, record.partition) not in self.revoking
 
     @contextlib.contextmanager
     def holding(self, record: ConsumerRecord[bytes, bytes]) -> Iterator[None]:
@@ -44,7 +51,17 @@ class InHand:
                 self._idle.set()
 
     async def finished(self, within: float) -> bool:
-        return await wait_set(self._idle, within)
+        """True once nothing is in hand; False if something still is after `within` seconds.
+
+        Looks at the count again after each wake-up: a batch starts its next record in the same step as the one
+        before finishes, so by the time a waiter runs, the idle moment that woke it may be over."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while self._count:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await wait_set(self._idle, remaining):
+                return self._count == 0
+        return True
 
 
 class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -65,6 +82,7 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        self.in_hand.revoking |= revoked
         if not await self.in_hand.finished(self.wait_seconds):
             log.warning("partitions revoked mid-message; the next owner may run it again", extra={"group": self.group})
         offsets = {tp: offset + 1 for tp, offset in self.in_hand.done.items() if tp in revoked}
@@ -84,7 +102,8 @@ class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             listener(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        # Ours again (the consumer starts them from the committed offset): their records may run.
+        self.in_hand.revoking -= assigned
 
 
 def consumers_of(subscriber: Any) -> list[Any]:

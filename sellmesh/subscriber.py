@@ -419,7 +419,7 @@ def _attach_batches(
         try:
             # A task group: should one partition's task fail, the others stop before the rewind, not after it.
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(_in_order(part, finished)) for part in by_partition.values()]
+                tasks = [group.create_task(_in_order(part, finished, in_hand)) for part in by_partition.values()]
             outcomes = [task.result() for task in tasks]
         except BaseException:
             # Nothing acks for us (the commits are ours): rewind past what finished, so nothing is skipped.
@@ -483,10 +483,17 @@ def partitions_of(
 
 
 async def _in_order(
-    records: list[ConsumerRecord[bytes, bytes]], finish: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]]
+    records: list[ConsumerRecord[bytes, bytes]],
+    finish: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]],
+    in_hand: InHand,
 ) -> int | None:
-    """One partition's records in order; stops at the first unfinished one and returns its offset."""
+    """One partition's records in order; stops at the first unfinished one and returns its offset.
+
+    Stops quietly (None) once the partition is being revoked: the records not started are the next owner's,
+    nothing commits past them, and a partition this consumer no longer owns is not sought back."""
     for record in records:
+        if not in_hand.may_start(record):
+            return None
         if not await finish(record):
             return int(record.offset)
     return None

@@ -3,9 +3,10 @@
 import asyncio
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from sellmesh.rebalance import FinishBeforeRevoke, InHand
+from sellmesh.subscriber import _in_order
 from tests.fakes import FakeKafkaConsumer as Consumer
 from tests.fakes import kafka_record as record
 
@@ -105,3 +106,47 @@ async def test_waits_until_every_message_in_hand_is_finished_not_just_the_first(
     releases[1].set()
     await tasks[1]
     assert await in_hand.finished(0.01)
+
+
+async def test_a_revoke_mid_batch_waits_for_the_record_in_hand_and_leaves_the_rest_to_the_next_owner() -> None:
+    """The record after the one in hand starts in the same step as that one finishes: the revoke must not take
+    the moment between them for idle, and the batch must stop there, or both owners run the rest at once."""
+    in_hand = InHand()
+    release = asyncio.Event()
+    ran: list[int] = []
+
+    async def finish(one: ConsumerRecord[bytes, bytes]) -> bool:
+        with in_hand.holding(one):
+            ran.append(one.offset)
+            if one.offset == 10:
+                await release.wait()
+            else:
+                await asyncio.sleep(0.01)
+        return True
+
+    batch = asyncio.create_task(_in_order([record(0, 10), record(0, 11), record(0, 12)], finish, in_hand))
+    await asyncio.sleep(0)
+    revoke, consumer = listener(in_hand)
+    revoking = asyncio.create_task(revoke.on_partitions_revoked({TopicPartition("t", 0)}))
+    await asyncio.sleep(0.01)
+    release.set()
+    await revoking
+    assert consumer.commits == [{TopicPartition("t", 0): 11}]
+    assert await batch is None  # stopped, not unfinished: a revoked partition is not sought back
+    assert ran == [10]  # 11 and 12 are the next owner's, from the committed offset
+
+
+async def test_a_partition_assigned_again_after_its_revoke_is_handled_again() -> None:
+    in_hand = InHand()
+    revoke, _ = listener(in_hand)
+    await revoke.on_partitions_revoked({TopicPartition("t", 0)})
+    await revoke.on_partitions_assigned({TopicPartition("t", 0)})
+    ran: list[int] = []
+
+    async def finish(one: ConsumerRecord[bytes, bytes]) -> bool:
+        with in_hand.holding(one):
+            ran.append(one.offset)
+        return True
+
+    assert await _in_order([record(0, 3), record(0, 4)], finish, in_hand) is None
+    assert ran == [3, 4]
