@@ -10,7 +10,8 @@ from uuid import UUID
 from sqlalchemy import Connection, Engine, bindparam
 from sqlalchemy import event as sa_event
 from sqlalchemy import select as sa_select
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, object_session
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
@@ -94,12 +95,26 @@ CATALOG_TTL_SECONDS = 2.0
 _CATALOG: ReadCache[tuple[ProductView, ...]] = ReadCache(ttl_seconds=CATALOG_TTL_SECONDS)
 
 
-def _product_written(_mapper: Mapper[object], _connection: object, _target: object) -> None:
+_PRODUCT_WRITTEN = "orders.product_written"
+
+
+def _product_written(_mapper: Mapper[object], _connection: object, target: object) -> None:
+    session = object_session(target)
+    if session is not None:
+        session.info[_PRODUCT_WRITTEN] = True
     _CATALOG.clear()
 
 
 for _when in ("after_insert", "after_update", "after_delete"):
     sa_event.listen(ProductRow, _when, _product_written)
+
+
+@sa_event.listens_for(OrmSession, "after_commit")
+def _clear_after_commit(session: OrmSession) -> None:
+    # Cleared again once committed: a turn reading between the flush and the commit still saw the old catalog,
+    # and would have kept it for the TTL.
+    if session.info.pop(_PRODUCT_WRITTEN, False):
+        _CATALOG.clear()
 
 
 def order_and_catalog(

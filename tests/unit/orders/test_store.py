@@ -445,6 +445,22 @@ def test_the_turn_s_catalog_is_kept_briefly_and_dropped_when_a_product_is_writte
     assert stock_of_tee(query.order_and_catalog(engine, TENANT, None)[1]) == 6
 
 
+def test_a_catalog_read_between_a_product_s_flush_and_its_commit_is_not_kept(file_engine: Engine) -> None:
+    """The flush clears the cache, but a turn reading then still sees the committed catalog, without the product,
+    and would keep that for the TTL: the commit clears it again."""
+    engine = file_engine
+    seed(engine, TENANT, sku="TEE", name="Red tee", price_minor=1250, stock=None)
+    with session_scope(engine) as session:
+        upsert_product(
+            session, tenant_id=TENANT, sku="CAP", name="Cap", description="", price_minor=900, currency="EUR", stock=3
+        )
+        session.flush()
+        _, between = query.order_and_catalog(engine, TENANT, None)
+        assert "CAP" not in [p.sku for p in between]
+    _, after = query.order_and_catalog(engine, TENANT, None)
+    assert "CAP" in [p.sku for p in after]
+
+
 def test_finds_the_latest_order_of_a_conversation_within_the_tenant(
     engine: Engine, orders: handlers.OrderHandlers
 ) -> None:
