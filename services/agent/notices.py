@@ -42,16 +42,23 @@ class Notices:
         address = await memory.order_conversation(self.redis, event.tenant_id, event.order_id)
         if address is None:
             return
+        # The window's refusals by event id, not a counter: a refusal delivered again (a retry, a redelivery
+        # after a crash) counts once and decides again what it decided the first time.
         key = f"agent:rejections:{event.tenant_id}:{address['conversation_id']}"
-        count = int(await self.redis.incr(key))
-        await self.redis.expire(key, REJECTION_WINDOW_SECONDS)
-        if count < REJECTIONS_BEFORE_HANDOFF:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, str(event.event_id))
+            pipe.scard(key)
+            pipe.expire(key, REJECTION_WINDOW_SECONDS)
+            _, count, _ = await pipe.execute()
+        if int(count) < REJECTIONS_BEFORE_HANDOFF:
             await self._tell(event, event.order_id, REFUSALS.get(event.reason, GENERIC_REFUSAL))
             return
-        # The AI keeps proposing what the services refuse: a person takes it from here.
-        await self.redis.delete(key)
+        # The AI keeps proposing what the services refuse: a person takes it from here. The count goes only once
+        # the request is out: should it fail, the redelivered refusal hands over (the notice, by its derived
+        # id, is sent once).
         await self._tell(event, event.order_id, REPEATED_REFUSAL)
         await self._hand_over(event, address)
+        await self.redis.delete(key)
 
     async def _hand_over(self, cause: CommandRejected, address: dict[str, str]) -> None:
         request = RequestHandoff(
