@@ -97,7 +97,12 @@ class HandoffSweep:
         self, item: OpenTicket, settings: HandoffSettings, at: datetime, report: SweepReport
     ) -> None:
         ticket, notify = item.ticket, settings.notify_url is not None
-        if settings.on_quiet == "ai" and is_quiet(item.last_activity, at, settings.quiet_return_seconds):
+        quiet = settings.quiet_return_seconds
+        if (
+            settings.on_quiet == "ai"
+            and is_quiet(item.last_activity, at, quiet)
+            and is_quiet(await in_thread(self._activity_now, ticket), at, quiet)
+        ):
             await on_handoff_command(self._quiet_return(ticket, at), engine=self.engine, redis=self.redis, at=at)
             QUIET_RETURNS.inc()
             report.returned += 1
@@ -123,12 +128,16 @@ class HandoffSweep:
                 .limit(self.batch)
             ).all()
             latest = _latest_messages(session, [row.id for row in rows])
-        found = []
-        for row in rows:
-            ticket = to_ticket(row)
-            moments = [ticket.opened_at, ticket.first_replied_at, latest.get(row.id)]
-            found.append(OpenTicket(ticket, max(m for m in moments if m is not None)))
-        return found
+        return [OpenTicket(ticket, _last_activity(ticket, latest.get(ticket.id))) for ticket in map(to_ticket, rows)]
+
+    def _activity_now(self, seen: Ticket) -> datetime:
+        """The ticket's last activity read again just before a quiet return: the batch's snapshot may be seconds
+        old by a ticket's turn, and a customer who wrote since must not find the conversation handed back with
+        their message unanswered (the AI skipped it while a person owned the conversation)."""
+        with session_scope(self.engine) as session:
+            ticket = HandoffStore(session).ticket(seen.tenant_id, seen.id)
+            latest = _latest_messages(session, [seen.id])
+        return _last_activity(ticket or seen, latest.get(seen.id))
 
     def _breach(self, seen: Ticket, at: datetime, notify: bool) -> bool:
         """Mark and announce a passed first-response deadline; False when it is not due or already done."""
@@ -208,6 +217,11 @@ def _mark(
     HandoffStore(session).save_ticket(ticket)
     queue(session, events(ticket, at), key=ticket.conversation_id, notify=notify, at=at)
     return True
+
+
+def _last_activity(ticket: Ticket, latest_message: datetime | None) -> datetime:
+    moments = [ticket.opened_at, ticket.first_replied_at, latest_message]
+    return max(m for m in moments if m is not None)
 
 
 def _latest_messages(session: Session, ticket_ids: list[str]) -> dict[str, datetime]:

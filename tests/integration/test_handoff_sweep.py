@@ -152,6 +152,29 @@ def customer_wrote(engine: Engine, tenant: uuid.UUID, conversation: str, at: dat
     record_inbound(engine, inbound_text(tenant, conversation, "anyone?", sent_at=at))
 
 
+async def test_a_customer_who_writes_while_the_sweep_works_through_its_batch_keeps_the_person(
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's snapshot said quiet; by this ticket's turn the customer had written (the AI skipped the message:
+    a person owned the conversation). Handing back now would leave the message unanswered."""
+    tenant = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "first_response_seconds": 86400})
+    conversation = f"quiet-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    clock = Clock(T0 + timedelta(minutes=45))
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=clock)
+    snapshot = sweep._open_tickets
+
+    def then_the_customer_writes() -> Any:
+        tickets = snapshot()
+        customer_wrote(migrated_engine, tenant, conversation, clock.at)
+        return tickets
+
+    monkeypatch.setattr(sweep, "_open_tickets", then_the_customer_writes)
+    await sweep.run_once()
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN
+    assert await get_mode(redis, tenant, conversation) == "human"
+
+
 async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(
     migrated_engine: Engine, redis: Redis
 ) -> None:
