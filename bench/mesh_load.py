@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
-import litellm
 
+from bench.bare_litellm import bare_litellm, bare_litellm_processes
 from bench.customers import Edges, Inbox, Pacer, Tally, play_all
 from bench.kafka_relay import relay_ceiling
-from bench.load import Result, run_load, table
+from bench.load import Result, table
 from bench.mesh_processes import MeshProcesses, label, mesh_env
 from bench.orders_bench import fresh_schema
 from bench.round_trips import RoundTrips, read_round_trips
@@ -33,7 +32,6 @@ from sellmesh.localbroker import LocalBroker
 from sellmesh.localredis import LocalRedis
 from sellmesh.sandbox.fake_graph import FakeGraphApi
 from sellmesh.topic_admin import ensure_topics
-from services.agent import offline_model
 
 SERVICES = ("ingest", "agent", "orders", "payments", "handoff")
 WARMUP_CUSTOMERS = 9
@@ -153,26 +151,6 @@ async def play_run(
         graph.stop()
 
 
-async def bare_litellm(calls: int, *, concurrency: int) -> Result:
-    """Bare `litellm.acompletion` calls to the offline provider, `concurrency` at a time, in one process."""
-    offline_model.register()
-    await offline_model.warm_up()
-    model = f"{offline_model.PROVIDER}/bench"
-    texts = ("hello", "how much is the mug?", "I want two espresso beans", "how do I pay?")
-
-    def call(i: int) -> Any:
-        async def one() -> bool:
-            messages = [{"role": "system", "content": "Shop: Bench."}, {"role": "user", "content": texts[i % 4]}]
-            await litellm.acompletion(model=model, messages=messages)
-            return True
-
-        return one
-
-    return await run_load(
-        "ceiling: bare litellm calls, offline model", [call(i) for i in range(calls)], concurrency=concurrency
-    )
-
-
 def ratio_rows(rows: list[Row], *, model_rate: float, kafka_rate: float, model_p50: float) -> list[Row]:
     """Each row as a ratio of the ceilings; for mesh rows, the p99 minus the model's share (the mesh's overhead)."""
     for row in rows:
@@ -209,7 +187,10 @@ async def mesh_load(
         if not topics.ok:
             raise RuntimeError(f"topics not laid out: {topics.mismatched or topics.failed}")
         infra_env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_ENABLE_IDEMPOTENCE": "false", "REDIS_URL": redis.url}
-        model = await bare_litellm(max(400, customers_per_run), concurrency=8)
+        calls = max(400, customers_per_run)
+        one_process = await bare_litellm(calls, concurrency=8)
+        # What the goal compares with: bare calls on every core, as the mesh's processes share them all.
+        model = await bare_litellm_processes(os.cpu_count() or 1, calls * (os.cpu_count() or 1), concurrency=8)
         kafka = await relay_ceiling(
             bootstrap=bootstrap, work_dir=work_dir, messages=customers_per_run * 3, rates=[rate, None]
         )
@@ -226,7 +207,12 @@ async def mesh_load(
             graph_latency=graph_latency,
             colocated=colocated or [],
         )
-    rows: list[Row] = [_plain_row(model), *(_plain_row(k) for k in kafka), *(run.row() for run in runs)]
+    rows: list[Row] = [
+        _plain_row(one_process),
+        _plain_row(model),
+        *(_plain_row(k) for k in kafka),
+        *(run.row() for run in runs),
+    ]
     return ratio_rows(
         rows, model_rate=model.per_second, kafka_rate=kafka[-1].per_second, model_p50=model.percentile(0.5)
     )
