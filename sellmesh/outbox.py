@@ -346,6 +346,10 @@ class OutboxRelay:
         self.hand_over_threadsafe([])
 
     def _take(self, rows: list[Pending]) -> None:
+        if not rows:
+            # Rows committed that could not be handed over: the next look reads the table, which holds them in
+            # order with any rows still in hand, instead of waiting for the hand-overs to run dry.
+            self._catching_up = True
         self._handed.extend(rows)
         self.wakeup.set()
 

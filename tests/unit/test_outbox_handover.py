@@ -380,6 +380,27 @@ async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_
     assert broker.event_ids() == expected
 
 
+async def test_rows_that_could_not_be_handed_over_go_out_in_order_with_rows_that_were(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit after a rolled-back savepoint wakes the relay to read the table while rows of an earlier commit
+    still wait in hand: the read takes them all, in order, and none waits for the hand-overs to run dry."""
+    relay = make_relay(engine, PublishRecorder(), producer)
+    attach(relay, monkeypatch)
+    first = commit(engine, producer)
+    with Session(engine) as session:
+        second = [queue(session, producer)]
+        session.flush()
+        savepoint = session.begin_nested()
+        queue(session, producer)
+        savepoint.rollback()
+        session.commit()
+    third = commit(engine, producer)
+    await handed_over()
+    assert await relay.relay_once() == 3
+    assert cast(PublishRecorder, relay.broker).event_ids() == [*first, *second, *third]
+
+
 async def test_a_commit_on_another_database_is_not_handed_to_this_relay(
     engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
