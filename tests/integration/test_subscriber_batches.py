@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
@@ -190,3 +191,55 @@ async def test_a_stop_commits_what_finished_without_waiting_out_the_interval(boo
         await broker.stop()
     # What the group holds is what a restart starts from (the test above shows a restart redelivers nothing).
     assert sum((await committed(bootstrap, group)).values()) == KEYS * PER_KEY
+
+
+def key_in_partition(partition: int) -> str:
+    """A key the producer's partitioner (murmur2, as Kafka's) puts in `partition` of the topic."""
+    while True:
+        key = f"conv-{uuid.uuid4().hex[:8]}"
+        if (murmur2(key.encode()) & 0x7FFFFFFF) % PARTITIONS == partition:
+            return key
+
+
+async def test_a_consumer_joining_mid_batch_takes_over_without_a_record_run_twice(bootstrap: str) -> None:
+    """The first consumer is mid-batch on a partition when the second joins and takes that partition: the revoke
+    waits for the record in hand and stops the batch there, so the partition moves at the offset it reached and
+    no record is run by both at once (their dedup, shared as Redis is, only stops a run after another finished)."""
+    steps = 30
+    dedup = FlakyDedup()
+    first, second = KeyOrderTracker(delay=0.1), KeyOrderTracker(delay=0.1)
+    group = unique_label("takeover")
+    # Round-robin over members in id order (client id first): the second consumer gets partitions 1 and 3.
+    key = key_in_partition(1)
+
+    def one_of(tracker: KeyOrderTracker, client: str) -> MeshBroker:
+        broker = make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=f"{client}-{group}")
+        subscribe(
+            broker,
+            HANDOFF_COMMANDS,
+            group=group,
+            name="tracker",
+            handler=tracker,
+            dedup=dedup,
+            retry=RetryPolicy(attempts=1, base_seconds=0.01),
+            session_timeout_ms=6000,
+        )
+        return broker
+
+    a, b = one_of(first, "a"), one_of(second, "b")
+    await a.connect()
+    tenant = random_tenant_id()
+    for step in range(steps):
+        await publish(a, HANDOFF_COMMANDS, resolve_command(tenant, key, note=str(step)), key=key)
+    await a.start()
+    try:
+        await until(lambda: first.handled > 0)
+        await b.start()  # joins while the first consumer's batch is in hand: a rebalance mid-batch
+        await until(lambda: first.handled + second.handled >= steps, within=60)
+        await asyncio.sleep(1.0)  # anything run twice would show up by now
+    finally:
+        await b.stop()
+        await a.stop()
+    assert 0 < len(first.seen[key]) < steps  # the partition did move mid-batch
+    # The second took over exactly where the first had stopped: every step once, in order.
+    assert first.seen[key] + second.seen[key] == [str(step) for step in range(steps)]
