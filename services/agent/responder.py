@@ -13,11 +13,12 @@ from sqlalchemy import Engine
 from schemas.channel import Author, InboundMessage, OutboundMessage
 from schemas.envelope import Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
+from schemas.orders import CreateDraft
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.broker import publish
 from sellmesh.service import caused_by, derived_id, now
 from sellmesh.subscriber import Handled
-from services.agent import intent, memory
+from services.agent import intent, memory, turn_plan
 from services.agent.burst import Burst, BurstBuffer
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
 from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS
@@ -89,6 +90,25 @@ class Responder:
         # First of two locks: while a person owns the conversation the agent stays quiet.
         if state.mode == "human":
             return []
+        # A retried turn publishes what its first run planned (`turn_plan.py`), not a new plan.
+        plan = await turn_plan.planned(self.redis, last)
+        if plan is None:
+            plan = await turn_plan.keep(self.redis, last, await self._plan(burst, state))
+        drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
+        for draft in drafts:
+            # Before the draft goes out: orders may refuse a change to it at once, and the refusal is told here.
+            await memory.remember_order_conversation(self.redis, last, draft.order_id)
+        for topic, message, key in plan.messages:
+            await publish(self.broker, topic, message, key=key)
+        for draft in drafts:
+            # Only once its CreateDraft is out: a draft proposed in a turn whose proposals were dropped (the
+            # guardrails, a failed model) would otherwise stay the current order without ever existing.
+            await memory.set_current_order(self.redis, last.tenant_id, last.conversation_id, draft.order_id)
+        return plan.remember
+
+    async def _plan(self, burst: Burst, state: memory.TurnState) -> turn_plan.TurnPlan:
+        """What this turn publishes (its commands, then the reply) and adds to the conversation's memory."""
+        last = burst.last
         BURST_SIZE.observe(len(burst.messages))
         texts = [t for t in (customer_text(m) for m in burst.messages) if t]
         commands: Commands = []
@@ -96,12 +116,11 @@ class Responder:
             reply = Reply(NON_TEXT_REPLY)
         else:
             reply = await self._reply(last, "\n".join(texts), commands, state)
-        for topic, command, key in commands:
-            await publish(self.broker, topic, command, key=key)
-        await publish(self.broker, CHANNEL_OUTBOUND, self._outbound(last, reply), key=last.conversation_id)
+        messages = [*commands, (CHANNEL_OUTBOUND, self._outbound(last, reply), last.conversation_id)]
         if not texts:
-            return []
-        return [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
+            return turn_plan.TurnPlan(messages, [])
+        exchange = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
+        return turn_plan.TurnPlan(messages, exchange)
 
     async def _reply(self, message: InboundMessage, text: str, commands: Commands, state: memory.TurnState) -> Reply:
         turn = await self._turn(message, state.order_id)
@@ -196,11 +215,8 @@ class Responder:
                     if isinstance(command, RequestHandoff):  # the customer asked for a person
                         HANDOFFS_REQUESTED.labels(command.reason.value).inc()
                 if outcome.order_id is not None and outcome.order_id != turn.order_id:
-                    await memory.set_current_order(
-                        self.redis, message.tenant_id, message.conversation_id, outcome.order_id
-                    )
-                    await memory.remember_order_conversation(self.redis, message, outcome.order_id)
-                    # Later calls in this turn edit the draft just proposed, not a second new one.
+                    # Later calls in this turn edit the draft just proposed, not a second new one. It becomes the
+                    # conversation's current order once its CreateDraft is published (`answer`).
                     turn = dataclasses.replace(turn, order_id=outcome.order_id, order=None)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outcome.result)})
         return Reply("Sorry, I got confused. A person from our team can help if you ask for one.", Author.SYSTEM)

@@ -1,0 +1,134 @@
+"""An agent turn that fails after publishing part of what it decided, run again as the scheduler does once its
+claim lapses: it publishes what its first run decided, under the same ids, and a draft it dropped never becomes
+the conversation's current order (real Redis, SQLite, the offline model)."""
+
+import dataclasses
+import uuid
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+from faststream.kafka import KafkaBroker
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from schemas.orders import AddItem, CreateDraft
+from schemas.registry import adapter_for
+from schemas.topics import CHANNEL_OUTBOUND, ORDERS_COMMANDS
+from sellmesh.db import make_engine, run_migrations, session_scope
+from sellmesh.settings import OFFLINE_MODEL
+from services.agent import memory
+from services.agent.burst import Burst, BurstBuffer
+from services.agent.guardrails import Violation
+from services.agent.model_call import ModelChoice
+from services.agent.offline_model import register
+from services.agent.responder import Responder
+from services.gateway.admin import create_tenant
+from services.orders.store import upsert_product
+from tests.builders import inbound_text
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    engine = make_engine(sqlite_url)
+    run_migrations(engine)
+    yield engine
+    engine.dispose()
+
+
+class Broker:
+    """What the agent published, by topic; the first publish to `refuse_once` fails, as a broker that is down."""
+
+    def __init__(self, refuse_once: str | None = None) -> None:
+        self.published: list[tuple[str, Any]] = []
+        self.refuse_once = refuse_once
+
+    async def publish(self, message: bytes, *, topic: str, **_: Any) -> None:
+        if topic == self.refuse_once:
+            self.refuse_once = None
+            raise ConnectionError("broker unreachable")
+        self.published.append((topic, adapter_for(topic).validate_json(message)))
+
+    def on(self, topic: str) -> list[Any]:
+        return [message for to, message in self.published if to == topic]
+
+
+def a_shop(engine: Engine) -> uuid.UUID:
+    tenant_id, _ = create_tenant(engine, name=f"Retry shop {uuid.uuid4().hex[:6]}")
+    with session_scope(engine) as session:
+        upsert_product(
+            session,
+            tenant_id=tenant_id,
+            sku="ESP-250",
+            name="Espresso beans 250g",
+            description="dark roast",
+            price_minor=1250,
+            currency="EUR",
+            stock=40,
+        )
+    return tenant_id
+
+
+async def claimed(buffer: BurstBuffer, redis: Redis, tenant_id: uuid.UUID, text: str) -> Burst:
+    message = inbound_text(tenant_id, f"conv-{uuid.uuid4().hex}", text)
+    assert await buffer.add(message)
+    burst = await buffer.claim(f"{tenant_id}:{message.conversation_id}")
+    assert burst is not None
+    return burst
+
+
+async def again(burst: Burst, redis: Redis) -> Burst:
+    """The same burst claimed anew: the conversation's state as the first run left it."""
+    last = burst.last
+    return dataclasses.replace(burst, state=await memory.turn_state(redis, last.tenant_id, last.conversation_id))
+
+
+def responder(engine: Engine, redis: Redis, broker: Broker) -> Responder:
+    register()
+    choice = ModelChoice(model=OFFLINE_MODEL, fallbacks=[], timeout=10)
+    return Responder(
+        engine=engine,
+        redis=redis,
+        broker=cast(KafkaBroker, broker),
+        buffer=BurstBuffer(redis, quiet_seconds=0),
+        choice=choice,
+    )
+
+
+async def test_a_turn_run_again_publishes_the_same_commands_and_the_order_gets_two_not_four(
+    engine: Engine, redis: Redis
+) -> None:
+    tenant_id = a_shop(engine)
+    broker = Broker(refuse_once=CHANNEL_OUTBOUND)
+    agent = responder(engine, redis, broker)
+    burst = await claimed(agent.buffer, redis, tenant_id, "I want two espresso beans")
+    with pytest.raises(ConnectionError):
+        await agent.answer(burst)  # the commands went out, the reply did not: the turn fails and is run again
+    first = {command.event_id for command in broker.on(ORDERS_COMMANDS)}
+    assert first and not broker.on(CHANNEL_OUTBOUND)
+    await agent.answer(await again(burst, redis))
+    commands = broker.on(ORDERS_COMMANDS)
+    assert {command.event_id for command in commands} == first  # republished, and orders dedups them
+    additions = {(c.event_id, c.quantity) for c in commands if isinstance(c, AddItem)}
+    assert len(additions) == 1 and next(iter(additions))[1] == 2
+    assert len(broker.on(CHANNEL_OUTBOUND)) == 1
+    [draft] = {c.order_id for c in commands if isinstance(c, CreateDraft)}
+    state = await memory.turn_state(redis, tenant_id, burst.last.conversation_id)
+    assert state.order_id == draft
+
+
+async def test_a_draft_dropped_with_the_turn_s_proposals_does_not_become_the_current_order(
+    engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id = a_shop(engine)
+    broker = Broker()
+    agent = responder(engine, redis, broker)
+    # Every reply fails the guardrails: the turn's proposals are dropped and a person is asked for.
+    monkeypatch.setattr(Responder, "_violations", staticmethod(lambda *_: [Violation("unknown_price", "9.99 EUR")]))
+    burst = await claimed(agent.buffer, redis, tenant_id, "I want two espresso beans")
+    await agent.answer(burst)
+    assert broker.on(ORDERS_COMMANDS) == []
+    state = await memory.turn_state(redis, tenant_id, burst.last.conversation_id)
+    assert state.order_id is None  # the next turn starts a draft that exists, not one that never did
