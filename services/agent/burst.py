@@ -65,15 +65,18 @@ return {
 
 # Finish a turn: append its turns to the conversation's memory (KEYS[4], ARGV[6..]: answers with the memory's
 # length, 0 when there were none), drop the messages it answered; anything newer makes the conversation due
-# again. One round trip where remembering and finishing took two.
+# again. One round trip where remembering and finishing took two. A turn whose claim lapsed (-1) changes
+# nothing: whoever holds the claim now took the same messages and trims them itself, and a trim from here too
+# would drop a message that came after.
 _FINISH = """
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 local length = 0
 if #ARGV > 5 then
   length = redis.call('RPUSH', KEYS[4], unpack(ARGV, 6))
   redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
 redis.call('LTRIM', KEYS[2], ARGV[2], -1)
-if redis.call('GET', KEYS[3]) == ARGV[3] then redis.call('DEL', KEYS[3]) end
+redis.call('DEL', KEYS[3])
 if redis.call('LLEN', KEYS[2]) > 0 then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 else
@@ -215,5 +218,10 @@ class BurstBuffer:
             *stored(remember),
         ]
         length = int(await self._finish(keys=keys, args=args))
+        if length < 0:
+            # Its next claimant answers the same messages, and republishes this turn's plan if its last message
+            # is this one (`turn_plan.py`).
+            log.warning("a turn finished after its claim lapsed; its messages are left to the claim's holder")
+            return
         if length > MAX_STORED_TURNS:  # another writer appended since the claim read the store
             await fold_overflow(self.redis, tenant_id, conversation_id, length=length)

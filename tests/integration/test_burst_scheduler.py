@@ -135,3 +135,24 @@ async def test_a_message_the_consumers_dedup_marked_before_the_upgrade_is_not_bu
     await RedisDedup(redis, ttl_seconds=60).mark(f"agent:inbound_message:{answered_before.event_id}")
     assert not await buffer.add(answered_before)
     assert await redis.llen(f"agent:burst:{answered_before.tenant_id}:{answered_before.conversation_id}") == 0
+
+
+async def test_a_turn_that_lost_its_claim_leaves_the_buffer_to_the_worker_that_holds_it(redis: Redis) -> None:
+    """A's claim lapsed (its renewals failed) and B claimed the burst; the customer wrote again. A finishing
+    must not trim what B took, or B's own trim would then drop the new message unanswered."""
+    buffer = BurstBuffer(redis, quiet_seconds=0, lock_seconds=1)
+    tenant = random_tenant_id()
+    conversation = f"conv-{uuid.uuid4().hex}"
+    member = f"{tenant}:{conversation}"
+    assert await buffer.add(inbound_text(tenant, conversation, "one"))
+    a = await buffer.claim(member)
+    assert a is not None
+    await asyncio.sleep(1.1)  # A's lock expires
+    await redis.zadd("agent:burst:due", {member: time.time()})  # due again, as the claim left it after the lock
+    b = await buffer.claim(member)
+    assert b is not None and [m.event_id for m in b.messages] == [m.event_id for m in a.messages]
+    assert await buffer.add(inbound_text(tenant, conversation, "two"))
+    await buffer.finish(a)  # lost its claim: changes nothing
+    await buffer.finish(b)
+    assert await redis.lrange(f"agent:burst:{member}", 0, -1) != []  # "two" waits for its turn
+    assert await redis.zscore("agent:burst:due", member) is not None
