@@ -178,6 +178,11 @@ async def on_handoff_command(
         # After the commit, and on duplicates too: a crash between commit and this line left the
         # mirror stale, and the redelivery is what repairs it.
         await mode.set_mode(redis, command.tenant_id, conversation, applied.mode)
+        # Then the table again: a command for the same conversation from outside its partition (the sweep's)
+        # may have committed the other mode and written it between this commit and the write above.
+        stored = await in_thread(_stored_mode, engine, command.tenant_id, conversation)
+        if stored is not applied.mode:
+            await mode.set_mode(redis, command.tenant_id, conversation, stored)
 
 
 def _stored_mode(engine: Engine, tenant_id: uuid.UUID, conversation_id: str) -> ConversationMode:
@@ -204,5 +209,10 @@ async def rebuild_mode_mirror(*, engine: Engine, redis: Redis) -> int:
     pairs = await in_thread(_human_conversations, engine)
     for tenant_id, conversation_id in pairs:
         await mode.set_mode(redis, tenant_id, conversation_id, ConversationMode.HUMAN)
-    log.info("handoff mode mirror rebuilt", extra={"human_conversations": len(pairs)})
-    return len(pairs)
+    # A conversation handed back while this ran (another replica, in a rolling deploy) may have had its key
+    # deleted before the write above: it would stay silent. Those left the human set since the first read.
+    handed_back = set(pairs) - set(await in_thread(_human_conversations, engine))
+    for tenant_id, conversation_id in handed_back:
+        await mode.set_mode(redis, tenant_id, conversation_id, ConversationMode.AI)
+    log.info("handoff mode mirror rebuilt", extra={"human_conversations": len(pairs) - len(handed_back)})
+    return len(pairs) - len(handed_back)

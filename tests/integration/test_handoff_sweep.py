@@ -1,5 +1,6 @@
 """The handoff sweep on SQLite and PostgreSQL with a clock the test moves: breaches, no-staff, quiet return."""
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,12 +30,13 @@ from sellmesh.metrics import registry
 from sellmesh.outbox import OutboxRow
 from services.gateway.admin import create_tenant
 from services.gateway.store import Tenant
+from services.handoff import handlers
 from services.handoff.domain import TicketStatus
 from services.handoff.handlers import on_handoff_command
 from services.handoff.mode import get_mode
 from services.handoff.store import HandoffStore, HandoffTicketRow
 from services.handoff.sweep import QUIET_NOTE, HandoffSweep
-from tests.builders import envelope, inbound_text, record_inbound
+from tests.builders import envelope, inbound_text, record_inbound, resolve_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -173,6 +175,58 @@ async def test_a_customer_who_writes_while_the_sweep_works_through_its_batch_kee
     await sweep.run_once()
     assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN
     assert await get_mode(redis, tenant, conversation) == "human"
+
+
+async def test_a_request_committed_while_the_sweep_hands_back_keeps_the_mirror_human(
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's quiet return runs outside the conversation's partition: a new request for the conversation
+    commits and mirrors `human` between the sweep's commit and its own mirror write, which must not win."""
+    tenant = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "first_response_seconds": 86400})
+    conversation = f"quiet-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    real = handlers.mode.set_mode
+    pending = [request(tenant, conversation).model_copy(update={"occurred_at": T0 + timedelta(hours=1)})]
+
+    async def write(client: Redis, tenant_id: uuid.UUID, conversation_id: str, value: str) -> None:
+        if value == "ai" and pending:  # the sweep's write, late: the customer asked for a person meanwhile
+            await on_handoff_command(pending.pop(), engine=migrated_engine, redis=redis, at=T0 + timedelta(hours=1))
+        await real(client, tenant_id, conversation_id, value)
+
+    monkeypatch.setattr(handlers.mode, "set_mode", write)
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(T0 + timedelta(minutes=45)))
+    await sweep.run_once()
+    assert not pending  # the interleaving happened
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN  # the new request's ticket
+    assert await get_mode(redis, tenant, conversation) == "human"
+
+
+async def test_a_conversation_handed_back_while_the_mirror_is_rebuilt_is_not_left_silent(
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica starting in a rolling deploy rebuilds the mirror from a read of the human conversations; another
+    replica hands one back (and deletes its key) between that read and the rebuild's write of it."""
+    tenant = tenant_with(migrated_engine, {"first_response_seconds": 86400})
+    conversation = f"rebuild-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    real = handlers._human_conversations
+    reads: list[int] = []
+
+    def read(engine: Engine) -> list[tuple[uuid.UUID, str]]:
+        found = real(engine)
+        if not reads:  # right after the rebuild's first read, the other replica resolves the ticket
+            resolve = resolve_command(tenant, conversation).model_copy(update={"occurred_at": T0})
+            asyncio.run_coroutine_threadsafe(
+                on_handoff_command(resolve, engine=migrated_engine, redis=redis, at=T0), loop
+            ).result()
+        reads.append(len(found))
+        return found
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(handlers, "_human_conversations", read)
+    await handlers.rebuild_mode_mirror(engine=migrated_engine, redis=redis)
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.RESOLVED
+    assert await get_mode(redis, tenant, conversation) == "ai"
 
 
 async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(
