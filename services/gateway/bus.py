@@ -11,7 +11,7 @@ from schemas.envelope import Actor, ActorKind, Envelope
 from sellmesh.db import in_thread
 from sellmesh.service import new_id, now
 from services.gateway.auth import Principal
-from services.gateway.outcomes import Decision, decide, record_pending
+from services.gateway.outcomes import NOT_PUBLISHED, Decision, decide, record_pending
 from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class CommandBus:
             await self.publish(topic, command, key)
         except Exception as exc:
             log.exception("command not published", extra={"command_id": str(command.event_id)})
-            failed = Decision(command.event_id, "rejected", "not_published", "not_published", "the broker refused it")
+            failed = Decision(command.event_id, "rejected", NOT_PUBLISHED, NOT_PUBLISHED, "the broker refused it")
             await in_thread(lambda: decide(self.engine, command.tenant_id, failed, at=now()))
             raise ProblemError(503, "the command could not be queued; try again", kind="unavailable") from exc
         return command.event_id

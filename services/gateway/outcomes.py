@@ -4,8 +4,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
-from sqlmodel import Session, update
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, update
 
 from schemas.handoff import HandoffEvent, HandoffRejected
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderEvent
@@ -69,14 +69,23 @@ def record_pending(
         )
 
 
+NOT_PUBLISHED = "not_published"
+
+
 def decide(engine: Engine, tenant_id: uuid.UUID, decision: Decision, *, at: datetime) -> bool:
-    """Settle a pending command; False when it is not ours, another tenant's, or already settled (a redelivery)."""
+    """Settle a pending command; False when it is not ours, another tenant's, or already settled (a redelivery).
+
+    A command the gateway gave up publishing is settled again by its own outcome, should one come: a publish
+    that timed out may still have reached the broker, and then what the service decided is the truth."""
+    unsettled = col(CommandOutcomeRow.status) == "pending"
+    if decision.reason != NOT_PUBLISHED:
+        unsettled = or_(unsettled, col(CommandOutcomeRow.reason) == NOT_PUBLISHED)
     query = (
         update(CommandOutcomeRow)
         .where(
             CommandOutcomeRow.command_id == decision.command_id,  # type: ignore[arg-type]
             CommandOutcomeRow.tenant_id == tenant_id,  # type: ignore[arg-type]
-            CommandOutcomeRow.status == "pending",  # type: ignore[arg-type]
+            unsettled,
         )
         .values(
             status=decision.status,

@@ -13,6 +13,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from sellmesh.db import make_engine, run_migrations
+from sellmesh.service import now
+from services.gateway.outcomes import Decision, decide
 from services.gateway.store import ApiKey
 from services.gateway.tables import CommandOutcomeRow
 from services.gateway.team import issue_member_key
@@ -272,3 +274,11 @@ async def test_a_command_the_broker_refuses_is_a_503_and_its_outcome_says_so(
         ).one()
     outcome = await http.get(f"/v1/commands/{row.command_id}", headers=bearer(shop.owner_key))
     assert (outcome.json()["status"], outcome.json()["reason"]) == ("rejected", "not_published")
+    # A publish that timed out may still have reached the broker: if the command's own outcome arrives, it is
+    # the truth, and the owner reads that instead of a refusal that never happened.
+    applied = Decision(row.command_id, "accepted", "order_changed", None, "")
+    assert decide(migrated_engine, shop.id, applied, at=now())
+    outcome = await http.get(f"/v1/commands/{row.command_id}", headers=bearer(shop.owner_key))
+    assert (outcome.json()["status"], outcome.json()["reason"]) == ("accepted", None)
+    # While a settled outcome stays as it was: a redelivered event, or a second verdict, changes nothing.
+    assert not decide(migrated_engine, shop.id, Decision(row.command_id, "rejected", "x", "y", ""), at=now())
