@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
+from services.agent import turn_plan
 from services.agent.memory import (
     MAX_STORED_TURNS,
     TurnState,
@@ -67,7 +68,7 @@ return {
 # length, 0 when there were none), drop the messages it answered; anything newer makes the conversation due
 # again. One round trip where remembering and finishing took two. A turn whose claim lapsed (-1) changes
 # nothing: whoever holds the claim now took the same messages and trims them itself, and a trim from here too
-# would drop a message that came after.
+# would drop a message that came after. A finished turn's plan (KEYS[5], `turn_plan.py`) is no longer needed.
 _FINISH = """
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 local length = 0
@@ -76,7 +77,7 @@ if #ARGV > 5 then
   redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
 redis.call('LTRIM', KEYS[2], ARGV[2], -1)
-redis.call('DEL', KEYS[3])
+redis.call('DEL', KEYS[3], KEYS[5])
 if redis.call('LLEN', KEYS[2]) > 0 then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 else
@@ -208,6 +209,7 @@ class BurstBuffer:
             f"agent:burst:{burst.member}",
             f"agent:burst-lock:{burst.member}",
             turns_key(tenant_id, conversation_id),
+            turn_plan.plan_key(burst.last),
         ]
         args: list[str | int | float] = [
             burst.member,

@@ -17,7 +17,7 @@ from schemas.channel import InboundMessage
 from schemas.envelope import Envelope
 from schemas.registry import adapter_for
 
-# Far longer than a turn is retried for (a claim lapses in seconds); short enough to keep nothing for long.
+# A plan is deleted when its turn finishes (`BurstBuffer.finish`); this only bounds one whose turn never does.
 PLAN_TTL_SECONDS: Final = 86_400
 
 Planned = list[tuple[str, Envelope, str]]  # (topic, message, key), in the order they are published
@@ -29,7 +29,7 @@ class TurnPlan:
     remember: list[dict[str, Any]]  # the exchange the scheduler adds to the conversation's memory
 
 
-def _key(message: InboundMessage) -> str:
+def plan_key(message: InboundMessage) -> str:
     return f"agent:turn:{message.tenant_id}:{message.event_id}"
 
 
@@ -49,12 +49,12 @@ def decode(raw: str | bytes) -> TurnPlan:
 
 async def planned(redis: Redis, message: InboundMessage) -> TurnPlan | None:
     """The plan an earlier run of this turn kept, if any."""
-    raw = await redis.get(_key(message))
+    raw = await redis.get(plan_key(message))
     return None if raw is None else decode(raw)
 
 
 async def keep(redis: Redis, message: InboundMessage, plan: TurnPlan) -> TurnPlan:
     """Keeps `plan` unless a plan is kept for this turn already; returns the one that stands."""
-    if await redis.set(_key(message), encode(plan), nx=True, ex=PLAN_TTL_SECONDS):
+    if await redis.set(plan_key(message), encode(plan), nx=True, ex=PLAN_TTL_SECONDS):
         return plan
     return await planned(redis, message) or plan

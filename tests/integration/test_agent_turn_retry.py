@@ -23,6 +23,7 @@ from services.agent.guardrails import Violation
 from services.agent.model_call import ModelChoice
 from services.agent.offline_model import register
 from services.agent.responder import Responder
+from services.agent.turn_plan import plan_key
 from services.gateway.admin import create_tenant
 from services.orders.store import upsert_product
 from tests.builders import inbound_text
@@ -108,7 +109,7 @@ async def test_a_turn_run_again_publishes_the_same_commands_and_the_order_gets_t
         await agent.answer(burst)  # the commands went out, the reply did not: the turn fails and is run again
     first = {command.event_id for command in broker.on(ORDERS_COMMANDS)}
     assert first and not broker.on(CHANNEL_OUTBOUND)
-    await agent.answer(await again(burst, redis))
+    remember = await agent.answer(await again(burst, redis))
     commands = broker.on(ORDERS_COMMANDS)
     assert {command.event_id for command in commands} == first  # republished, and orders dedups them
     additions = {(c.event_id, c.quantity) for c in commands if isinstance(c, AddItem)}
@@ -117,6 +118,10 @@ async def test_a_turn_run_again_publishes_the_same_commands_and_the_order_gets_t
     [draft] = {c.order_id for c in commands if isinstance(c, CreateDraft)}
     state = await memory.turn_state(redis, tenant_id, burst.last.conversation_id)
     assert state.order_id == draft
+    # The plan lives as long as its turn: a finished turn leaves nothing behind.
+    assert await redis.exists(plan_key(burst.last))
+    await agent.buffer.finish(burst, remember)
+    assert not await redis.exists(plan_key(burst.last))
 
 
 async def test_a_draft_dropped_with_the_turn_s_proposals_does_not_become_the_current_order(
