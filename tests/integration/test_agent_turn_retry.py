@@ -1,10 +1,9 @@
 """An agent turn that fails after publishing part of what it decided, run again as the scheduler does once its
 claim lapses: it publishes what its first run decided, under the same ids, and a draft it dropped never becomes
-the conversation's current order (real Redis, SQLite, the offline model)."""
+the conversation's current order (real Redis, SQLite and PostgreSQL, the offline model)."""
 
 import dataclasses
 import uuid
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -15,7 +14,6 @@ from sqlalchemy import Engine
 from schemas.orders import AddItem, CreateDraft
 from schemas.registry import adapter_for
 from schemas.topics import CHANNEL_OUTBOUND, ORDERS_COMMANDS
-from sellmesh.db import make_engine, run_migrations, session_scope
 from sellmesh.settings import OFFLINE_MODEL
 from services.agent import memory
 from services.agent.burst import Burst, BurstBuffer
@@ -24,19 +22,10 @@ from services.agent.model_call import ModelChoice
 from services.agent.offline_model import register
 from services.agent.responder import Responder
 from services.agent.turn_plan import plan_key
-from services.gateway.admin import create_tenant
-from services.orders.store import upsert_product
 from tests.builders import inbound_text
+from tests.e2e.conftest import seed_shop
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    engine = make_engine(sqlite_url)
-    run_migrations(engine)
-    yield engine
-    engine.dispose()
 
 
 class Broker:
@@ -57,18 +46,7 @@ class Broker:
 
 
 def a_shop(engine: Engine) -> uuid.UUID:
-    tenant_id, _ = create_tenant(engine, name=f"Retry shop {uuid.uuid4().hex[:6]}")
-    with session_scope(engine) as session:
-        upsert_product(
-            session,
-            tenant_id=tenant_id,
-            sku="ESP-250",
-            name="Espresso beans 250g",
-            description="dark roast",
-            price_minor=1250,
-            currency="EUR",
-            stock=40,
-        )
+    tenant_id, *_ = seed_shop(engine)  # espresso beans among its products
     return tenant_id
 
 
@@ -99,8 +77,9 @@ def responder(engine: Engine, redis: Redis, broker: Broker) -> Responder:
 
 
 async def test_a_turn_run_again_publishes_the_same_commands_and_the_order_gets_two_not_four(
-    engine: Engine, redis: Redis
+    migrated_engine: Engine, redis: Redis
 ) -> None:
+    engine = migrated_engine
     tenant_id = a_shop(engine)
     broker = Broker(refuse_once=CHANNEL_OUTBOUND)
     agent = responder(engine, redis, broker)
@@ -125,8 +104,9 @@ async def test_a_turn_run_again_publishes_the_same_commands_and_the_order_gets_t
 
 
 async def test_a_draft_dropped_with_the_turn_s_proposals_does_not_become_the_current_order(
-    engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    engine = migrated_engine
     tenant_id = a_shop(engine)
     broker = Broker()
     agent = responder(engine, redis, broker)

@@ -38,9 +38,16 @@ async def bootstrap() -> AsyncIterator[str]:
 
 
 def subscribed(
-    bootstrap: str, group: str, tracker: KeyOrderTracker, dedup: FlakyDedup, *, commit_interval_ms: int = 200
+    bootstrap: str,
+    group: str,
+    tracker: KeyOrderTracker,
+    dedup: FlakyDedup,
+    *,
+    commit_interval_ms: int = 200,
+    client_id: str | None = None,
+    session_timeout_ms: int = 10_000,
 ) -> MeshBroker:
-    broker = make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=group)
+    broker = make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=client_id or group)
     subscribe(
         broker,
         HANDOFF_COMMANDS,
@@ -50,6 +57,7 @@ def subscribed(
         dedup=dedup,
         retry=RetryPolicy(attempts=1, base_seconds=0.01),
         commit_interval_ms=commit_interval_ms,
+        session_timeout_ms=session_timeout_ms,
     )
     return broker
 
@@ -212,21 +220,10 @@ async def test_a_consumer_joining_mid_batch_takes_over_without_a_record_run_twic
     # Round-robin over members in id order (client id first): the second consumer gets partitions 1 and 3.
     key = key_in_partition(1)
 
-    def one_of(tracker: KeyOrderTracker, client: str) -> MeshBroker:
-        broker = make_broker(bootstrap_servers=bootstrap, enable_idempotence=False, client_id=f"{client}-{group}")
-        subscribe(
-            broker,
-            HANDOFF_COMMANDS,
-            group=group,
-            name="tracker",
-            handler=tracker,
-            dedup=dedup,
-            retry=RetryPolicy(attempts=1, base_seconds=0.01),
-            session_timeout_ms=6000,
-        )
-        return broker
-
-    a, b = one_of(first, "a"), one_of(second, "b")
+    a, b = (
+        subscribed(bootstrap, group, tracker, dedup, client_id=f"{client}-{group}", session_timeout_ms=6000)
+        for tracker, client in ((first, "a"), (second, "b"))
+    )
     await a.connect()
     tenant = random_tenant_id()
     for step in range(steps):

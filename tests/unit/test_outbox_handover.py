@@ -67,6 +67,18 @@ def commit(engine: Engine, producer: str, *, count: int = 1) -> list[uuid.UUID]:
         return [queue(session, producer) for _ in range(count)]
 
 
+def commit_around_a_rolled_back_savepoint(engine: Engine, producer: str) -> list[uuid.UUID]:
+    """Commits one row, and one more written in a savepoint rolled back; returns the id of the row that stays."""
+    with Session(engine) as session:
+        kept = [queue(session, producer)]
+        session.flush()
+        savepoint = session.begin_nested()
+        queue(session, producer)
+        savepoint.rollback()
+        session.commit()
+    return kept
+
+
 def event_ids(rows: list[Pending]) -> list[uuid.UUID]:
     return [uuid.UUID(json.loads(row.payload)["event_id"]) for row in rows]
 
@@ -363,13 +375,7 @@ async def test_after_a_savepoint_rolled_back_the_relay_reads_the_committed_rows_
 ) -> None:
     relay = make_relay(engine, PublishRecorder(), producer)
     attach(relay, monkeypatch)
-    with Session(engine) as session:
-        expected = [queue(session, producer)]
-        session.flush()
-        savepoint = session.begin_nested()
-        queue(session, producer)
-        savepoint.rollback()
-        session.commit()
+    expected = commit_around_a_rolled_back_savepoint(engine, producer)
     await handed_over()
     assert row_count(engine, producer) == 1
     # Which captured rows survived is unknown, so none is handed over; the relay is woken to read the table.
@@ -388,13 +394,7 @@ async def test_rows_that_could_not_be_handed_over_go_out_in_order_with_rows_that
     relay = make_relay(engine, PublishRecorder(), producer)
     attach(relay, monkeypatch)
     first = commit(engine, producer)
-    with Session(engine) as session:
-        second = [queue(session, producer)]
-        session.flush()
-        savepoint = session.begin_nested()
-        queue(session, producer)
-        savepoint.rollback()
-        session.commit()
+    second = commit_around_a_rolled_back_savepoint(engine, producer)
     third = commit(engine, producer)
     await handed_over()
     assert await relay.relay_once() == 3
