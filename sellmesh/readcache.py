@@ -8,10 +8,12 @@ Nothing is cached for a missing row: a channel account connected a moment ago mu
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapper, Session, object_session
 
 V = TypeVar("V")
 
@@ -58,3 +60,26 @@ class ReadCache(Generic[V]):
             self._generation += 1
             for entries in self._by_engine.values():
                 entries.clear()
+
+
+def clear_on_writes(models: Iterable[type], *caches: ReadCache[Any]) -> None:
+    """Clear `caches` whenever a row of `models` is written through the ORM in this process: at the flush, and
+    again at the commit, since a reader between the two still saw the committed rows and may have cached them."""
+    written_here = object()  # this registration's mark in a session's info
+
+    def written(_mapper: Mapper[object], _connection: object, target: object) -> None:
+        session = object_session(target)
+        if session is not None:
+            session.info[written_here] = True
+        for cache in caches:
+            cache.clear()
+
+    def committed(session: Session) -> None:
+        if session.info.pop(written_here, False):
+            for cache in caches:
+                cache.clear()
+
+    for model in models:
+        for when in ("after_insert", "after_update", "after_delete"):
+            sa_event.listen(model, when, written)
+    sa_event.listen(Session, "after_commit", committed)

@@ -8,13 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
-from sqlalchemy import event as sa_event
-from sqlalchemy.orm import Mapper, object_session
-from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, select
 
 from sellmesh.db import in_thread
-from sellmesh.readcache import ReadCache
+from sellmesh.readcache import ReadCache, clear_on_writes
 from services.gateway.store import ChannelAccount, Tenant
 
 # Tenants and channel accounts are read for nearly every message (routing, sending, the agent's prompt,
@@ -23,28 +20,7 @@ from services.gateway.store import ChannelAccount, Tenant
 SETTINGS_TTL_SECONDS = 5.0
 _ACCOUNTS: ReadCache["ChannelAccountView"] = ReadCache(ttl_seconds=SETTINGS_TTL_SECONDS)
 _TENANTS: ReadCache["TenantView"] = ReadCache(ttl_seconds=SETTINGS_TTL_SECONDS)
-_CHANGED = "gateway_settings_changed"
-
-
-def _changed(_mapper: Mapper[object], _connection: object, target: object) -> None:
-    session = object_session(target)
-    if session is not None:
-        session.info[_CHANGED] = True
-    _ACCOUNTS.clear()
-    _TENANTS.clear()
-
-
-for _model in (Tenant, ChannelAccount):
-    for _when in ("after_insert", "after_update", "after_delete"):
-        sa_event.listen(_model, _when, _changed)
-
-
-@sa_event.listens_for(OrmSession, "after_commit")
-def _clear_after_commit(session: OrmSession) -> None:
-    # Cleared again once committed: a reader between the flush and the commit may have cached the old row.
-    if session.info.pop(_CHANGED, False):
-        _ACCOUNTS.clear()
-        _TENANTS.clear()
+clear_on_writes((Tenant, ChannelAccount), _ACCOUNTS, _TENANTS)
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,13 @@ from typing import Final, Protocol, cast
 from uuid import UUID
 
 from sqlalchemy import Connection, Engine, bindparam
-from sqlalchemy import event as sa_event
 from sqlalchemy import select as sa_select
-from sqlalchemy.orm import Mapper, object_session
-from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderSnapshot, OrderState, RejectionReason
 from sellmesh.db import autocommit, in_thread
-from sellmesh.readcache import ReadCache
+from sellmesh.readcache import ReadCache, clear_on_writes
 from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows, read_order
 
 MAX_AUDIT_PAGE: Final = 500
@@ -95,26 +92,7 @@ CATALOG_TTL_SECONDS = 2.0
 _CATALOG: ReadCache[tuple[ProductView, ...]] = ReadCache(ttl_seconds=CATALOG_TTL_SECONDS)
 
 
-_PRODUCT_WRITTEN = "orders.product_written"
-
-
-def _product_written(_mapper: Mapper[object], _connection: object, target: object) -> None:
-    session = object_session(target)
-    if session is not None:
-        session.info[_PRODUCT_WRITTEN] = True
-    _CATALOG.clear()
-
-
-for _when in ("after_insert", "after_update", "after_delete"):
-    sa_event.listen(ProductRow, _when, _product_written)
-
-
-@sa_event.listens_for(OrmSession, "after_commit")
-def _clear_after_commit(session: OrmSession) -> None:
-    # Cleared again once committed: a turn reading between the flush and the commit still saw the old catalog,
-    # and would have kept it for the TTL.
-    if session.info.pop(_PRODUCT_WRITTEN, False):
-        _CATALOG.clear()
+clear_on_writes((ProductRow,), _CATALOG)
 
 
 def order_and_catalog(
