@@ -24,8 +24,16 @@ START_SECONDS = 120.0  # importing litellm and warming up, per process
 
 async def bare_litellm(calls: int, *, concurrency: int) -> Result:
     """`calls` bare calls to the offline provider, `concurrency` at a time, in this process."""
+    await _warm()
+    return await _calls(calls, concurrency)
+
+
+async def _warm() -> None:
     offline_model.register()
     await offline_model.warm_up()
+
+
+async def _calls(calls: int, concurrency: int) -> Result:
     model = f"{offline_model.PROVIDER}/bench"
 
     def call(i: int) -> Any:
@@ -92,12 +100,11 @@ async def _ready(child: asyncio.subprocess.Process) -> None:
 
 
 async def _one_process(calls: int, concurrency: int) -> None:
-    offline_model.register()
-    await offline_model.warm_up()
+    await _warm()
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     started = time.time()
-    result = await bare_litellm(calls, concurrency=concurrency)
+    result = await _calls(calls, concurrency)
     report = {
         "started": started,
         "ended": time.time(),

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.load import percentile
 from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, CHANNEL_OUTBOUND, CHANNEL_RAW
 
 TOPICS = (CHANNEL_RAW, CHANNEL_INBOUND, CHANNEL_OUTBOUND, CHANNEL_DELIVERY)
@@ -87,11 +88,6 @@ def stage_latencies(records: Iterable[Stamped]) -> dict[str, list[float]]:
         stages["agent"].append(reply.made_ms - message.sent_ms)
         stages["send"].append(status.made_ms - reply.sent_ms)
     return stages
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def summary(stages: Mapping[str, list[float]]) -> str:
