@@ -50,13 +50,20 @@ return 1
 # Claim a due conversation: take its lock and push its due time past the lock's life, so a
 # worker that dies mid-turn leaves the conversation due again once the lock expires. The same step reads what
 # the turn needs first (mode, current order, memory: KEYS[4..7], `memory.state_keys`), one round trip for two.
+# A due conversation with nothing buffered (its buffer expired) is no longer due: claimed, it would come due
+# again after every lock life, for ever, and take a place in every poll's first page.
 _CLAIM = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
+local buffered = redis.call('LRANGE', KEYS[2], 0, -1)
+if #buffered == 0 then
+  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('ZREM', KEYS[1], ARGV[1]) end
+  return nil
+end
 if not redis.call('SET', KEYS[3], ARGV[3], 'NX', 'EX', ARGV[4]) then return nil end
 redis.call('ZADD', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[1])
 return {
-  redis.call('LRANGE', KEYS[2], 0, -1),
+  buffered,
   redis.call('GET', KEYS[4]),
   redis.call('GET', KEYS[5]),
   redis.call('LRANGE', KEYS[6], 0, -1),

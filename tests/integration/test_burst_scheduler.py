@@ -1,8 +1,10 @@
 """The burst scheduler in real Redis: a burst this process buffered is answered when it falls due, not a poll later."""
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import pytest
@@ -12,7 +14,7 @@ from sqlalchemy import Engine
 
 from sellmesh.settings import OFFLINE_MODEL
 from sellmesh.subscriber import Handled, RedisDedup
-from services.agent.burst import Burst, BurstBuffer
+from services.agent.burst import DUE_KEY, Burst, BurstBuffer
 from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
 from services.agent.scheduler import BurstScheduler
@@ -51,29 +53,35 @@ async def answered(responder: RecordingResponder, conversation_id: str, *, withi
     return responder.answered[conversation_id]
 
 
-async def running(buffer: BurstBuffer) -> tuple[BurstScheduler, RecordingResponder]:
+@contextlib.asynccontextmanager
+async def running(buffer: BurstBuffer) -> AsyncIterator[tuple[BurstScheduler, RecordingResponder]]:
+    """A scheduler whose first poll is done: from here on only a wake-up starts a turn. The whole test runs under
+    one deadline, so a wait that never ends fails with the line it hung on instead of the run's timeout."""
     responder = RecordingResponder()
     scheduler = BurstScheduler(buffer=buffer, responder=cast(Responder, responder), poll_seconds=POLL_SECONDS)
-    await scheduler.start()
-    await asyncio.sleep(0.05)  # its first poll is done: from here on only a wake-up can start a turn
-    return scheduler, responder
+    async with asyncio.timeout(30):
+        # Bursts earlier tests left due in this Redis database would be this scheduler's first poll's work, and
+        # that poll could outlast the wait below.
+        await buffer.redis.delete(DUE_KEY)
+        await scheduler.start()
+        await asyncio.sleep(0.05)
+        try:
+            yield scheduler, responder
+        finally:
+            await scheduler.stop()
 
 
 async def test_a_burst_with_no_quiet_period_is_answered_at_once(redis: Redis) -> None:
-    scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=0))
-    try:
+    async with running(BurstBuffer(redis, quiet_seconds=0)) as (scheduler, responder):
         conversation = f"conv-{uuid.uuid4().hex}"
         await scheduler.buffer.add(inbound_text(random_tenant_id(), conversation, "hi"))
         await answered(responder, conversation)
         assert [m.content.text for m in responder.bursts[conversation].messages] == ["hi"]
-    finally:
-        await scheduler.stop()
 
 
 async def test_a_burst_is_answered_once_quiet_and_not_before(redis: Redis) -> None:
     quiet = 0.3
-    scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=quiet))
-    try:
+    async with running(BurstBuffer(redis, quiet_seconds=quiet)) as (scheduler, responder):
         tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
         await scheduler.buffer.add(inbound_text(tenant, conversation, "do you have"))
         # Read before the second add: its due time is taken inside the call, so this is a bound from below
@@ -85,13 +93,10 @@ async def test_a_burst_is_answered_once_quiet_and_not_before(redis: Redis) -> No
         assert answered_at - last_added >= quiet - 0.01
         texts = [m.content.text for m in responder.bursts[conversation].messages]
         assert texts == ["do you have", "the blue mug?"]
-    finally:
-        await scheduler.stop()
 
 
 async def test_a_message_buffered_again_is_answered_once_before_or_after_its_turn(redis: Redis) -> None:
-    scheduler, responder = await running(BurstBuffer(redis, quiet_seconds=0.2))
-    try:
+    async with running(BurstBuffer(redis, quiet_seconds=0.2)) as (scheduler, responder):
         tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
         first = inbound_text(tenant, conversation, "hi")
         assert await scheduler.buffer.add(first)
@@ -103,13 +108,11 @@ async def test_a_message_buffered_again_is_answered_once_before_or_after_its_tur
         # Redelivered after its answer (a crash before the offset commit): nothing is buffered, nothing is due.
         assert not await scheduler.buffer.add(first)
         assert await redis.llen(f"agent:burst:{tenant}:{conversation}") == 0
-        assert await redis.zscore("agent:burst:due", f"{tenant}:{conversation}") is None
+        assert await redis.zscore(DUE_KEY, f"{tenant}:{conversation}") is None
         later = inbound_text(tenant, conversation, "still there?")
         assert await scheduler.buffer.add(later)
         await answered(responder, conversation)
         assert [m.event_id for m in responder.bursts[conversation].messages] == [later.event_id]
-    finally:
-        await scheduler.stop()
 
 
 async def test_the_agents_inbound_handler_reports_a_redelivery_to_the_subscriber(
@@ -148,11 +151,35 @@ async def test_a_turn_that_lost_its_claim_leaves_the_buffer_to_the_worker_that_h
     a = await buffer.claim(member)
     assert a is not None
     await asyncio.sleep(1.1)  # A's lock expires
-    await redis.zadd("agent:burst:due", {member: time.time()})  # due again, as the claim left it after the lock
+    await redis.zadd(DUE_KEY, {member: time.time()})  # due again, as the claim left it after the lock
     b = await buffer.claim(member)
     assert b is not None and [m.event_id for m in b.messages] == [m.event_id for m in a.messages]
     assert await buffer.add(inbound_text(tenant, conversation, "two"))
     await buffer.finish(a)  # lost its claim: changes nothing
     await buffer.finish(b)
     assert await redis.lrange(f"agent:burst:{member}", 0, -1) != []  # "two" waits for its turn
-    assert await redis.zscore("agent:burst:due", member) is not None
+    assert await redis.zscore(DUE_KEY, member) is not None
+
+
+async def test_a_due_conversation_with_nothing_buffered_is_no_longer_due(redis: Redis) -> None:
+    """Its buffer expired: claimed, it held a lock and came due again after every lock life, for ever."""
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    member = f"{random_tenant_id()}:conv-{uuid.uuid4().hex}"
+    await redis.zadd(DUE_KEY, {member: time.time() - 1})
+    assert await buffer.claim(member) is None
+    assert await redis.zscore(DUE_KEY, member) is None
+    assert not await redis.exists(f"agent:burst-lock:{member}")
+
+
+async def test_an_empty_burst_whose_turn_holds_the_claim_stays_due(redis: Redis) -> None:
+    """A turn mid-finish holds the lock: its own finish settles the conversation, not a claim from outside."""
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
+    member = f"{tenant}:{conversation}"
+    assert await buffer.add(inbound_text(tenant, conversation, "hi"))
+    held = await buffer.claim(member)
+    assert held is not None
+    await redis.delete(f"agent:burst:{member}")
+    await redis.zadd(DUE_KEY, {member: time.time() - 1})
+    assert await buffer.claim(member) is None
+    assert await redis.zscore(DUE_KEY, member) is not None
