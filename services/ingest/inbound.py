@@ -23,6 +23,7 @@ from sellmesh.subscriber import ERROR_TEXT_LIMIT, Handled, PermanentError
 from services.gateway.query import ChannelAccountView, find_channel_account_async
 from services.ingest.normalize import ParsedMessage, ParsedStatus, Unparsed, parse_webhook
 from services.ingest.routing import UnroutableWebhook
+from services.ingest.send_log import tagged_send
 from services.ingest.store import OutboundSend, log_message, logged_before
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,7 @@ class Normalizer:
         mid-way never learned its message id, and its echo must not read as a person taking over."""
         if session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first():
             return True
-        try:
-            send = uuid.UUID(send_id) if send_id else None
-        except ValueError:
-            return False
+        send = tagged_send(send_id) if send_id else None
         row = session.get(OutboundSend, send) if send is not None else None
         return row is not None and row.tenant_id == tenant_id
 

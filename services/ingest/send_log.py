@@ -40,8 +40,24 @@ class Outcome:
 
 
 def part_id(message: OutboundMessage, index: int) -> uuid.UUID:
-    """Each extra request of a multi-request message gets its own send row, so its echo is known as ours."""
+    """Each extra request of a multi-request message gets its own send row: a retry skips the parts that went out."""
     return derived_id(message.event_id, "part", index)
+
+
+def send_tag(message: OutboundMessage, index: int, *, last: int) -> str:
+    """What a request carries to name its send (Meta hands it back on the echo): the message's own id, and for
+    an extra request `<id>:<index>`. Both name the message's row, which its claim committed before any request
+    went out; a part's own row is written only after its request returns, and an echo can come first."""
+    return str(message.event_id) if index == last else f"{message.event_id}:{index}"
+
+
+def tagged_send(tag: str) -> uuid.UUID | None:
+    """The send row a tag names: the message's for `<id>` and `<id>:<index>`. Tags before `send_tag` named a
+    part by its own row's id, which is a plain id too. None for anything else."""
+    try:
+        return uuid.UUID(tag.partition(":")[0])
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ from services.ingest.send_log import (
     Attempt,
     Outcome,
     begin_attempt,
-    part_id,
     record_outcome,
     record_part,
     release,
+    send_tag,
 )
 from services.ingest.window import Refuse, SendWithTag, decide_send
 
@@ -176,8 +176,7 @@ class Sender:
                 raise PersonOwns
             first = False
             self._posting.add(message.event_id)
-            send_id = message.event_id if index == last else part_id(message, index)
-            tagged = with_send_id(request, message.channel, str(send_id))
+            tagged = with_send_id(request, message.channel, send_tag(message, index, last=last))
             provider_id = await self.graph.post(target, tagged)
             if index < last:
                 try:

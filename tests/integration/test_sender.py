@@ -412,8 +412,8 @@ async def test_every_request_names_the_send_it_belongs_to(shop: Shop) -> None:
     [wa] = shop.graph.accepted(whatsapp.customer_id)
     assert wa.json["biz_opaque_callback_data"] == str(whatsapp.event_id)
     image, text = shop.graph.accepted(messenger.customer_id)
-    # Each request carries the id of its own `ingest_sends` row: the image is a part, the text the message.
-    assert image.json["message"]["metadata"] == str(part_id(messenger, 0))
+    # Each request names the message's `ingest_sends` row, claimed before the first went out; a part adds its index.
+    assert image.json["message"]["metadata"] == f"{messenger.event_id}:0"
     assert text.json["message"]["metadata"] == str(messenger.event_id)
     assert (shop.row(part_id(messenger, 0)).status, shop.row(messenger.event_id).status) == ("sent", "sent")
 
@@ -434,7 +434,7 @@ async def test_a_part_that_went_out_but_could_not_be_recorded_is_never_posted_ag
     monkeypatch.undo()
     await shop.sender.on_outbound(message)
     # The image reached the customer once; the text after it is given to a person, not posted blind.
-    assert [r.json["message"].get("metadata") for r in shop.graph.to(message.customer_id)] == [str(part_id(message, 0))]
+    assert [r.json["message"].get("metadata") for r in shop.graph.to(message.customer_id)] == [f"{message.event_id}:0"]
     assert shop.row(message.event_id).status == "failed"
     [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
     assert handoff["reason"] == "delivery_in_doubt"

@@ -41,10 +41,20 @@ def test_an_echo_of_a_send_that_stopped_mid_way_is_ours_by_its_send_id(engine: E
         assert Normalizer._sent_by_us(session, TENANT, "m_unknown", str(send_id))
 
 
+def test_an_echo_of_a_part_whose_row_is_not_written_yet_is_ours_by_its_message(engine: Engine) -> None:
+    # A part's own row is written after its request returns; the echo can arrive first. Its tag names the
+    # message's row, claimed before any request went out.
+    send_id = _send(engine)
+    with Session(engine) as session:
+        assert Normalizer._sent_by_us(session, TENANT, "m_part", f"{send_id}:0")
+
+
 def test_an_echo_naming_another_tenants_send_or_garbage_is_not_ours(engine: Engine) -> None:
     other = _send(engine, tenant_id=uuid.uuid4())
     with Session(engine) as session:
         assert not Normalizer._sent_by_us(session, TENANT, "m_x", str(other))
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", f"{other}:0")
         assert not Normalizer._sent_by_us(session, TENANT, "m_x", "not-a-uuid")
+        assert not Normalizer._sent_by_us(session, TENANT, "m_x", "not-a-uuid:0")
         assert not Normalizer._sent_by_us(session, TENANT, "m_x", str(uuid.uuid4()))
         assert not Normalizer._sent_by_us(session, TENANT, "m_x", None)
