@@ -1,7 +1,7 @@
 """Checkout rules: what Stripe is asked to charge for an order, built only from the order event's own snapshot."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeGuard
 from uuid import UUID
@@ -15,6 +15,8 @@ LINK_LIFETIME: Final = timedelta(hours=1)
 # Stripe refuses an expires_at less than 30 minutes ahead; keep a margin for the request's own latency.
 FRESH_FOR: Final = timedelta(minutes=25)
 STALE_BUCKET_SECONDS: Final = 15 * 60
+# A kept expiry nearer than this is asked for anew: Stripe refuses one less than 30 minutes ahead.
+MIN_AHEAD: Final = timedelta(minutes=31)
 MAX_LINE_ITEMS: Final = 100  # Stripe's limit for a payment-mode session
 
 
@@ -73,17 +75,47 @@ def wants_sessions_closed(event: OrderEvent) -> TypeGuard[OrderChanged]:
     return isinstance(event, OrderChanged) and event.change == "cancelled"
 
 
-def idempotency_key(order_id: UUID, attempt: int) -> str:
-    return f"checkout:{order_id}:{attempt}"
+@dataclass(frozen=True)
+class CheckoutPlan:
+    """What a checkout attempt asks Stripe for, kept from its first try: the expiry, and which idempotency key."""
+
+    expires_at: datetime
+    generation: int = 0
+
+
+def idempotency_key(order_id: UUID, attempt: int, generation: int = 0) -> str:
+    return f"checkout:{order_id}:{attempt}" + (f":{generation}" if generation else "")
+
+
+def kept_plan(stored: CheckoutPlan | None, *, requested_at: datetime, now: datetime) -> CheckoutPlan:
+    """The plan this try asks with: the one an earlier try kept, so Stripe replays that try's session.
+
+    A kept expiry Stripe would now refuse (a retry hours later: an outage, a DLQ replay) is asked for anew, under
+    the next generation's key. Whatever an earlier try made at Stripe then lapses unused: its link was never
+    recorded, so it never reached the customer.
+    """
+    if stored is None:
+        return CheckoutPlan(link_expiry(requested_at, now=now))
+    if stored.expires_at - now >= MIN_AHEAD:
+        return stored
+    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1)
+
+
+def with_plan(request: CheckoutRequest, plan: CheckoutPlan) -> CheckoutRequest:
+    return replace(
+        request,
+        expires_at=plan.expires_at,
+        idempotency_key=idempotency_key(request.order_id, request.attempt, plan.generation),
+    )
 
 
 def link_expiry(requested_at: datetime, *, now: datetime) -> datetime:
     """When the link lapses: an hour after checkout was requested.
 
-    Stripe replays an idempotency key only for identical parameters, so the expiry must not move
-    between retries of one attempt; it hangs off the request time, not the clock. A request handled
-    late (an outage, a DLQ replay) would be refused for expiring too soon, so it gets an hour from
-    a coarse bucket of now instead: still stable across retries a few minutes apart.
+    A request handled late (an outage, a DLQ replay) would be refused for expiring too soon, so it gets an hour
+    from a coarse bucket of now instead. Retries of one attempt reuse the expiry its first try kept
+    (`kept_plan`); this only picks that first one, and hangs it off the request time so that a replay whose
+    kept plan was lost with its database still asks Stripe for the same session.
     """
     if now - requested_at <= FRESH_FOR:
         return requested_at + LINK_LIFETIME

@@ -25,6 +25,7 @@ from services.payments.domain import (
     plan_checkout,
     wants_checkout,
     wants_sessions_closed,
+    with_plan,
 )
 from services.payments.reconciler import Outcome, Reconciler
 from services.payments.settlement import RANK, AttemptStatus, Cause
@@ -45,6 +46,16 @@ def _settings(engine: Engine, tenant_id: uuid.UUID) -> CheckoutSettings:
 def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
     with session_scope(engine) as session:
         return PaymentStore(session).attempt(request.tenant_id, request.order_id, request.attempt) is not None
+
+
+def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime, now: datetime) -> CheckoutRequest:
+    """The request as this attempt's first try asked it: committed before Stripe is asked, so that a retry, however
+    late, asks for the same session under the same idempotency key (`CheckoutPlanRow`)."""
+    with session_scope(engine) as session:
+        plan = PaymentStore(session).keep_checkout_plan(
+            request.tenant_id, request.order_id, request.attempt, requested_at=requested_at, now=now
+        )
+    return with_plan(request, plan)
 
 
 def _others(engine: Engine, tenant_id: uuid.UUID, order_id: uuid.UUID, attempt: int) -> list[PaymentAttemptRow]:
@@ -121,6 +132,7 @@ async def on_order_event(
         )
         if not closed:
             return None
+        request = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
         session = await gateway.create_session(request)
         link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
     except (CheckoutNotPossible, CheckoutRejected) as exc:

@@ -5,15 +5,23 @@ event is routed to its tenant; every decision after that checks the tenant it wa
 """
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
+from sellmesh.db import insert_unless_present
+from services.payments.domain import CheckoutPlan, kept_plan
 from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
-from services.payments.tables import PaymentAttemptRow, PaymentAuditRow, StripeEventRow, SweepCheckpointRow
+from services.payments.tables import (
+    CheckoutPlanRow,
+    PaymentAttemptRow,
+    PaymentAuditRow,
+    StripeEventRow,
+    SweepCheckpointRow,
+)
 
 __all__ = ["AttemptStatus", "Conflict", "PaymentAttemptRow", "PaymentStore", "attempt_view"]
 
@@ -65,6 +73,26 @@ class PaymentStore:
         self.session.flush()  # the audit row names the attempt's id
         self._audit(row, before="", after=AttemptStatus.OPEN, source="checkout", event=None, at=link.occurred_at)
         return True
+
+    def keep_checkout_plan(
+        self, tenant_id: uuid.UUID, order_id: uuid.UUID, attempt: int, *, requested_at: datetime, now: datetime
+    ) -> CheckoutPlan:
+        """The attempt's plan: the one an earlier try kept, or a new one, kept here (the caller commits it before
+        asking Stripe). The row is locked, so two tries at once ask with one plan."""
+        key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
+        plans = CheckoutPlanRow.__table__  # type: ignore[attr-defined]
+        query = select(CheckoutPlanRow).filter_by(**key).with_for_update()
+        row = self.session.exec(query).first()
+        stored = None if row is None else CheckoutPlan(_utc(row.expires_at), row.generation)
+        plan = kept_plan(stored, requested_at=requested_at, now=now)
+        if row is None:
+            fresh = {**key, "expires_at": plan.expires_at, "generation": plan.generation}
+            if not insert_unless_present(self.session.connection(), plans, fresh):
+                raise Conflict(f"another try planned checkout {order_id}:{attempt} first")
+        elif plan != stored:
+            row.expires_at, row.generation = plan.expires_at, plan.generation
+            self.session.add(row)
+        return plan
 
     def by_session(self, session_id: str) -> PaymentAttemptRow | None:
         query = select(PaymentAttemptRow).where(PaymentAttemptRow.checkout_session_id == session_id)
@@ -162,3 +190,8 @@ class PaymentStore:
             .values(created_through=created_through, version=version + 1, updated_at=at)
         )
         return bool(self.session.exec(statement).rowcount == 1)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; everything here is written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -41,6 +41,22 @@ class PaymentAttemptRow(SQLModel, table=True):
     superseded: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="0"))
 
 
+class CheckoutPlanRow(SQLModel, table=True):
+    """What one checkout attempt asks Stripe for that a clock decides, committed before its first request.
+
+    Stripe replays an idempotency key only for identical parameters, so every retry of the attempt must ask for
+    exactly this expiry, however late it comes; `generation` moves only when the expiry has to be asked for anew.
+    """
+
+    __tablename__ = "payments_checkout_plans"
+
+    tenant_id: uuid.UUID = Field(primary_key=True)
+    order_id: uuid.UUID = Field(primary_key=True)
+    attempt: int = Field(primary_key=True)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    generation: int = 0
+
+
 class PaymentAuditRow(SQLModel, table=True):
     """One row per change of an attempt's status, never updated or deleted: the story of every payment."""
 

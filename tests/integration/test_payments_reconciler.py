@@ -3,7 +3,7 @@ state change per fact, each with its audit row and payments event, whatever the 
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,9 +16,10 @@ from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
 from sellmesh.db import session_scope
 from sellmesh.subscriber import PermanentError
+from services.payments.domain import CheckoutPlan
 from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
-from services.payments.store import PaymentAttemptRow
+from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import SessionState
 from services.payments.stripe_gateway import StripeCheckoutGateway
 from tests.integration.conftest import KEY, Sandbox
@@ -220,3 +221,17 @@ async def test_checkout_uses_the_tenants_return_urls_and_connect_account(
         assert completed["account"] == "acct_shop42"
         await shop.deliver(dict(completed))
         assert shop.attempt(attempt.order_id).status == "paid"
+
+
+def test_a_checkout_plan_is_kept_once_and_renewed_in_place(migrated_engine: Engine) -> None:
+    tenant_id, order_id, requested_at = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC).replace(microsecond=0)
+
+    def keep(now: datetime) -> CheckoutPlan:
+        with session_scope(migrated_engine) as session:
+            return PaymentStore(session).keep_checkout_plan(tenant_id, order_id, 3, requested_at=requested_at, now=now)
+
+    first = keep(requested_at)
+    assert keep(requested_at + timedelta(minutes=28)) == first  # a plan made then would differ
+    renewed = keep(requested_at + timedelta(hours=3))
+    assert renewed.generation == 1 and renewed.expires_at > first.expires_at
+    assert keep(requested_at + timedelta(hours=3, minutes=2)) == renewed

@@ -4,9 +4,9 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,10 +24,11 @@ from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from sellmesh.subscriber import Handled, PermanentError
 from sellmesh.tables import metadata
+from services.payments.domain import CheckoutRequest, CheckoutSession
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow
-from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway, StripeGateway
 from tests.builders import envelope
 from tests.integration.conftest import KEY, Sandbox
 
@@ -180,7 +181,7 @@ def test_the_pay_page_says_what_would_be_paid(client: stripe.StripeClient, sandb
 # The payments handler, end to end against the sandbox, with its tables in SQLite.
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
-TABLES = ("outbox", "payments_attempts", "payments_audit", "gateway_tenants")
+TABLES = ("outbox", "payments_attempts", "payments_audit", "payments_checkout_plans", "gateway_tenants")
 
 
 def checkout_requested(order_id: uuid.UUID) -> OrderChanged:
@@ -264,6 +265,72 @@ async def test_a_replay_after_a_lost_commit_gets_the_same_session_back(
         sessions = [db.exec(select(PaymentAttemptRow)).one().checkout_session_id for db in (first, second)]
     lost.dispose()
     assert sessions[0] == sessions[1]
+
+
+class AnswerLost:
+    """Stripe makes the session; its answer never comes back (a timeout, a dropped connection)."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+        self.made: list[CheckoutSession] = []
+
+    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
+        self.made.append(await self.gateway.create_session(request))
+        raise CheckoutUnavailable("the answer was lost")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+def recorded_session(engine: Engine) -> PaymentAttemptRow:
+    with Session(engine) as session:
+        return session.exec(select(PaymentAttemptRow)).one()
+
+
+@pytest.mark.asyncio
+async def test_a_retry_after_a_lost_answer_asks_for_the_same_session_even_when_it_comes_late(
+    sandbox: Sandbox, engine: Engine
+) -> None:
+    """The first try ran while the request was fresh, its retry once it was stale: the expiry each would pick
+    differs, and Stripe refuses a key replayed with other parameters. The retry asks with the first try's."""
+    event = checkout_requested(uuid.uuid4())
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        with pytest.raises(CheckoutUnavailable):
+            await checkout(
+                event, cast(StripeGateway, lost), engine, clock=lambda: event.occurred_at + timedelta(minutes=24)
+            )
+        assert await checkout(event, gateway, engine, clock=lambda: event.occurred_at + timedelta(minutes=28)) is None
+    [made] = lost.made
+    attempt = recorded_session(engine)
+    assert attempt.checkout_session_id == made.id
+    assert (
+        attempt.expires_at.replace(tzinfo=UTC)
+        == made.expires_at
+        == event.occurred_at.replace(microsecond=0) + timedelta(hours=1)
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_retry_hours_later_asks_for_a_new_expiry_under_a_new_key(sandbox: Sandbox, engine: Engine) -> None:
+    """The kept expiry has passed: Stripe would refuse it. The never-announced first session lapses unused."""
+    event = checkout_requested(uuid.uuid4())
+    later = event.occurred_at + timedelta(hours=3)
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        with pytest.raises(CheckoutUnavailable):
+            await checkout(event, cast(StripeGateway, lost), engine, clock=lambda: event.occurred_at)
+        assert await checkout(event, gateway, engine, clock=lambda: later) is None
+        assert await checkout(event, gateway, engine, clock=lambda: later) is Handled.DUPLICATE
+    [made] = lost.made
+    attempt = recorded_session(engine)
+    assert attempt.checkout_session_id != made.id
+    assert timedelta(minutes=30) < attempt.expires_at.replace(tzinfo=UTC) - later <= timedelta(hours=1)
+    with Session(engine) as session:
+        [link] = [PaymentLinkCreated.model_validate_json(row.payload) for row in session.exec(select(OutboxRow))]
+    assert link.checkout_session_id == attempt.checkout_session_id
 
 
 @pytest.mark.asyncio

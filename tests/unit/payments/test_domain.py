@@ -9,8 +9,12 @@ import pytest
 from schemas.envelope import Actor, ActorKind, Money
 from schemas.orders import CommandRejected, OrderChanged, OrderLine, OrderSnapshot, OrderState, RejectionReason
 from services.payments.domain import (
+    MIN_AHEAD,
     CheckoutNotPossible,
+    CheckoutPlan,
     CheckoutSession,
+    idempotency_key,
+    kept_plan,
     link_created,
     link_expiry,
     plan_checkout,
@@ -108,6 +112,32 @@ def test_a_request_handled_late_still_gets_a_link_stripe_accepts() -> None:
     expiry = link_expiry(REQUESTED_AT, now=now)
     assert timedelta(minutes=30) < expiry - now <= timedelta(hours=1)
     assert link_expiry(REQUESTED_AT, now=now + timedelta(minutes=2)) == expiry
+
+
+def test_a_first_try_plans_the_expiry_the_request_time_gives() -> None:
+    assert kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT) == CheckoutPlan(
+        REQUESTED_AT + timedelta(hours=1)
+    )
+
+
+def test_a_retry_keeps_the_first_tries_plan_while_stripe_would_take_its_expiry() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
+    # 28 minutes on, a plan made now would hang off a bucket of now instead: the stored one is kept.
+    assert kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=28)) == stored
+    assert kept_plan(stored, requested_at=REQUESTED_AT, now=stored.expires_at - MIN_AHEAD) == stored
+
+
+def test_a_retry_too_near_the_kept_expiry_asks_anew_under_the_next_key() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), generation=1)
+    now = stored.expires_at - MIN_AHEAD + timedelta(seconds=1)
+    renewed = kept_plan(stored, requested_at=REQUESTED_AT, now=now)
+    assert renewed.generation == 2
+    assert timedelta(minutes=30) < renewed.expires_at - now <= timedelta(hours=1)
+
+
+def test_the_first_generation_keeps_the_key_earlier_releases_used() -> None:
+    assert idempotency_key(ORDER, 7) == idempotency_key(ORDER, 7, 0) == f"checkout:{ORDER}:7"
+    assert idempotency_key(ORDER, 7, 2) == f"checkout:{ORDER}:7:2"
 
 
 @pytest.mark.parametrize(
