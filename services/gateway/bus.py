@@ -11,7 +11,8 @@ from schemas.envelope import Actor, ActorKind, Envelope
 from sellmesh.db import in_thread
 from sellmesh.service import new_id, now
 from services.gateway.auth import Principal
-from services.gateway.outcomes import NOT_PUBLISHED, Decision, decide, record_pending
+from services.gateway.idempotency import keyed, request_hash
+from services.gateway.outcomes import NOT_PUBLISHED, Decision, KeyReused, decide, record_pending
 from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -37,27 +38,48 @@ class CommandBus:
         self.engine = engine
         self.publish = publish
 
-    async def send(self, topic: str, command: Envelope, *, key: str, target: str) -> uuid.UUID:
-        """Record the command as pending (so its outcome event always finds a row), then publish it."""
+    async def send(
+        self, topic: str, command: Envelope, *, key: str, target: str, idempotency_key: str | None = None
+    ) -> uuid.UUID:
+        """Record the command as pending (so its outcome event always finds a row), then publish it.
+
+        Under an idempotency key the command takes the id the key gives it: a retry republishes the command the
+        first request recorded, or, once a service decided it, only answers with its id."""
+        fingerprint = None
+        if idempotency_key is not None:
+            command = keyed(command, idempotency_key)
+            fingerprint = request_hash(topic, key, command)
         actor: Actor = command.actor  # type: ignore[attr-defined]
         command_type: str = command.type  # type: ignore[attr-defined]
-        await in_thread(
-            lambda: record_pending(
-                self.engine,
-                command_id=command.event_id,
-                tenant_id=command.tenant_id,
-                topic=topic,
-                command_type=command_type,
-                target=target,
-                actor_kind=actor.kind.value,
-                actor_id=actor.id,
+        try:
+            to_publish = await in_thread(
+                lambda: record_pending(
+                    self.engine,
+                    command_id=command.event_id,
+                    tenant_id=command.tenant_id,
+                    topic=topic,
+                    command_type=command_type,
+                    target=target,
+                    actor_kind=actor.kind.value,
+                    actor_id=actor.id,
+                    request_hash=fingerprint,
+                )
             )
-        )
+        except KeyReused:
+            raise ProblemError(
+                422, "this Idempotency-Key was sent with another request", kind="idempotency-key-reused"
+            ) from None
+        if not to_publish:
+            return command.event_id
         try:
             await self.publish(topic, command, key)
         except Exception as exc:
             log.exception("command not published", extra={"command_id": str(command.event_id)})
             failed = Decision(command.event_id, "rejected", NOT_PUBLISHED, NOT_PUBLISHED, "the broker refused it")
             await in_thread(lambda: decide(self.engine, command.tenant_id, failed, at=now()))
-            raise ProblemError(503, "the command could not be queued; try again", kind="unavailable") from exc
+            raise ProblemError(
+                503,
+                "the command could not be queued; a retry with the same Idempotency-Key is the same command",
+                kind="unavailable",
+            ) from exc
         return command.event_id

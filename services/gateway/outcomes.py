@@ -5,11 +5,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, or_
-from sqlmodel import Session, col, update
+from sqlmodel import Session, col, select, update
 
 from schemas.handoff import HandoffEvent, HandoffRejected
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderEvent
-from sellmesh.db import session_scope
+from sellmesh.db import insert_unless_present, session_scope
 from services.gateway.tables import CommandOutcomeRow
 
 
@@ -43,6 +43,10 @@ def handoff_decision(event: HandoffEvent) -> Decision | None:
     return Decision(event.causation_id, "accepted", event.type)
 
 
+class KeyReused(Exception):
+    """An idempotency key already named a different request."""
+
+
 def record_pending(
     engine: Engine,
     *,
@@ -53,20 +57,40 @@ def record_pending(
     target: str,
     actor_kind: str,
     actor_id: str,
-) -> None:
+    request_hash: str | None = None,
+) -> bool:
+    """Record a command as pending; True when it is to be published.
+
+    A retry under an idempotency key (`request_hash` set) finds its row: it is published again unless a service
+    already decided it (the services apply a command id once, so a second copy on the topic changes nothing),
+    and a command the gateway gave up publishing is pending again. `KeyReused` when the row is another request's.
+    """
+    table = CommandOutcomeRow.__table__  # type: ignore[attr-defined]
+    values = {
+        "command_id": command_id,
+        "tenant_id": tenant_id,
+        "topic": topic,
+        "command_type": command_type,
+        "target": target,
+        "actor_kind": actor_kind,
+        "actor_id": actor_id,
+        "status": "pending",
+        "detail": "",
+        "request_hash": request_hash,
+        "created_at": datetime.now(UTC),
+    }
     with session_scope(engine) as session:
-        session.add(
-            CommandOutcomeRow(
-                command_id=command_id,
-                tenant_id=tenant_id,
-                topic=topic,
-                command_type=command_type,
-                target=target,
-                actor_kind=actor_kind,
-                actor_id=actor_id,
-                status="pending",
-            )
-        )
+        if insert_unless_present(session.connection(), table, values):
+            return True
+        row = session.exec(
+            select(CommandOutcomeRow).where(CommandOutcomeRow.command_id == command_id).with_for_update()
+        ).one()
+        if request_hash is None or row.tenant_id != tenant_id or row.request_hash != request_hash:
+            raise KeyReused(f"command {command_id} was recorded for another request")
+        if row.reason == NOT_PUBLISHED:
+            row.status, row.event_type, row.reason, row.detail, row.decided_at = "pending", None, None, "", None
+            session.add(row)
+        return row.status == "pending"
 
 
 NOT_PUBLISHED = "not_published"

@@ -15,6 +15,7 @@ from services.gateway.auth import Principal, authorize
 from services.gateway.bus import envelope_for
 from services.gateway.commerce_models import ActionBody, AuditOut, OrderDetail, OrderOut, OrderPage, PaymentOut
 from services.gateway.context import Gateway
+from services.gateway.idempotency import IdempotencyKey
 from services.gateway.models import Accepted
 from services.gateway.problems import ProblemError
 from services.orders.query import audit_for_order, get_order, list_orders, order_summary
@@ -113,13 +114,16 @@ def router(gw: Gateway) -> APIRouter:
         action: Action,
         principal: Annotated[Principal, Depends(gw.auth.principal)],
         body: ActionBody | None = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Accepted:
         """Ask orders to fulfil, close, cancel or refund; GET /v1/commands/{command_id} tells what it decided."""
         authorize(principal, f"orders.{action}")
         if await in_thread(order_summary, gw.engine, principal.tenant_id, order_id) is None:
             raise ProblemError(404, "order not found")
         command = _command(action, principal, order_id, body.reason if body else "")
-        command_id = await gw.bus.send(ORDERS_COMMANDS, command, key=str(order_id), target=str(order_id))
+        command_id = await gw.bus.send(
+            ORDERS_COMMANDS, command, key=str(order_id), target=str(order_id), idempotency_key=idempotency_key
+        )
         return Accepted(command_id=command_id)
 
     return api
