@@ -91,10 +91,10 @@ async def agent_overhead(*, infra_env: dict[str, str], work_dir: Path, messages:
 
     async def turn(i: int) -> None:
         message = inbound(tenant_id, TEXTS[i % 4])
-        turns = await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
+        answered = await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
         # Stored as the scheduler's finish stores them (there in its own Lua step, here a step of its own), so the
         # turn's memory write is counted.
-        await memory.remember(redis, message.tenant_id, message.conversation_id, *turns)
+        await memory.remember(redis, message.tenant_id, message.conversation_id, *answered.remember)
 
     results = [await timed("bare litellm call (offline model)", messages, bare)]
     results.append(await timed("full agent turn (offline model)", messages, turn))

@@ -49,7 +49,8 @@ return 1
 
 # Claim a due conversation: take its lock and push its due time past the lock's life, so a
 # worker that dies mid-turn leaves the conversation due again once the lock expires. The same step reads what
-# the turn needs first (mode, current order, memory: KEYS[4..7], `memory.state_keys`), one round trip for two.
+# the turn needs first (mode, current order, memory: KEYS[4..7], `memory.state_keys`; the plan an earlier run
+# of the turn kept: KEYS[8], `turn_plan.py`), one round trip for three.
 # A due conversation with nothing buffered (its buffer expired) is no longer due: claimed, it would come due
 # again after every lock life, for ever, and take a place in every poll's first page.
 _CLAIM = """
@@ -68,6 +69,7 @@ return {
   redis.call('GET', KEYS[5]),
   redis.call('LRANGE', KEYS[6], 0, -1),
   redis.call('GET', KEYS[7]),
+  redis.call('GET', KEYS[8]),
 }
 """
 
@@ -113,10 +115,21 @@ class Burst:
     taken: int
     # The conversation's mode, order and memory, read in the claim's step (None for a burst made by hand).
     state: TurnState | None = None
+    # What an earlier run of this turn kept (`turn_plan.py`); the burst is then the messages it answered.
+    plan: turn_plan.TurnPlan | None = None
 
     @property
     def last(self) -> InboundMessage:
         return self.messages[-1]
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What a turn answered: the exchange to remember, and how many buffered entries it covered when that is not
+    its whole burst (the plan that stood was another run's, made from fewer entries)."""
+
+    remember: Sequence[dict[str, Any]] = ()
+    taken: int | None = None
 
 
 def _member(message: InboundMessage) -> str:
@@ -181,11 +194,16 @@ class BurstBuffer:
             f"agent:burst:{member}",
             f"agent:burst-lock:{member}",
             *state_keys(tenant_id, conversation_id),
+            turn_plan.plan_key(tenant_id, conversation_id),
         ]
         claimed = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
         if not claimed:
             return None
-        raw, mode, order, raw_turns, previous = claimed
+        raw, mode, order, raw_turns, previous, kept = claimed
+        plan = None if kept is None else turn_plan.decode(kept)
+        if plan is not None:
+            # The retry answers what its plan answered; anything written since waits for a turn of its own.
+            raw = raw[: plan.taken]
         seen: set[uuid.UUID] = set()
         messages = []
         for item in raw:
@@ -195,16 +213,18 @@ class BurstBuffer:
                 messages.append(message)
         if not messages:
             return None
-        return Burst(member, token, messages, len(raw), state_of(mode, order, raw_turns, previous))
+        return Burst(member, token, messages, len(raw), state_of(mode, order, raw_turns, previous), plan)
 
     async def renew(self, burst: Burst) -> bool:
         """Extend the claim by one lock life; False when it was lost (expired and taken by another worker)."""
         keys = [DUE_KEY, f"agent:burst-lock:{burst.member}"]
         return bool(await self._renew(keys=keys, args=[burst.member, burst.token, self.lock_seconds, time.time()]))
 
-    async def finish(self, burst: Burst, remember: Sequence[dict[str, Any]] = ()) -> None:
-        """Drop the answered messages and release the claim; `remember`: the turn's exchange, appended to the
-        conversation's memory in the same step."""
+    async def finish(self, burst: Burst, answered: Answered = Answered()) -> None:
+        """Drop the answered messages and release the claim; the turn's exchange is appended to the conversation's
+        memory in the same step."""
+        remember = answered.remember
+        taken = burst.taken if answered.taken is None else answered.taken
         tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
         if remember and (burst.state is None or burst.state.stored + len(remember) > MAX_STORED_TURNS):
             # Turns would leave the store: fold them into the summary while the claim still holds (a turn claimed
@@ -216,11 +236,11 @@ class BurstBuffer:
             f"agent:burst:{burst.member}",
             f"agent:burst-lock:{burst.member}",
             turns_key(tenant_id, conversation_id),
-            turn_plan.plan_key(burst.last),
+            turn_plan.plan_key(tenant_id, conversation_id),
         ]
         args: list[str | int | float] = [
             burst.member,
-            burst.taken,
+            taken,
             burst.token,
             time.time(),
             MEMORY_TTL_SECONDS,
@@ -228,8 +248,7 @@ class BurstBuffer:
         ]
         length = int(await self._finish(keys=keys, args=args))
         if length < 0:
-            # Its next claimant answers the same messages, and republishes this turn's plan if its last message
-            # is this one (`turn_plan.py`).
+            # Its next claimant answers the same messages, and republishes this turn's plan (`turn_plan.py`).
             log.warning("a turn finished after its claim lapsed; its messages are left to the claim's holder")
             return
         if length > MAX_STORED_TURNS:  # another writer appended since the claim read the store

@@ -19,7 +19,7 @@ from sellmesh.broker import publish
 from sellmesh.service import caused_by, derived_id, now
 from sellmesh.subscriber import Handled
 from services.agent import intent, memory, turn_plan
-from services.agent.burst import Burst, BurstBuffer
+from services.agent.burst import Answered, Burst, BurstBuffer
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
 from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS
 from services.agent.model_call import ModelChoice, Usage, call_model
@@ -80,7 +80,7 @@ class Responder:
             return Handled.DUPLICATE
         return None
 
-    async def answer(self, burst: Burst) -> list[dict[str, Any]]:
+    async def answer(self, burst: Burst) -> Answered:
         """Answer the burst; returns the exchange to remember (none for a burst without text), which the
         scheduler appends as it finishes the burst (`BurstBuffer.finish`), in the same Redis step."""
         last = burst.last
@@ -89,9 +89,9 @@ class Responder:
             state = await memory.turn_state(self.redis, last.tenant_id, last.conversation_id)
         # First of two locks: while a person owns the conversation the agent stays quiet.
         if state.mode == "human":
-            return []
+            return Answered()
         # A retried turn publishes what its first run planned (`turn_plan.py`), not a new plan.
-        plan = await turn_plan.planned(self.redis, last)
+        plan = burst.plan
         if plan is None:
             plan = await turn_plan.keep(self.redis, last, await self._plan(burst, state))
         drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
@@ -104,7 +104,7 @@ class Responder:
             # Only once its CreateDraft is out: a draft proposed in a turn whose proposals were dropped (the
             # guardrails, a failed model) would otherwise stay the current order without ever existing.
             await memory.set_current_order(self.redis, last.tenant_id, last.conversation_id, draft.order_id)
-        return plan.remember
+        return Answered(plan.remember, None if plan.taken == burst.taken else plan.taken)
 
     async def _plan(self, burst: Burst, state: memory.TurnState) -> turn_plan.TurnPlan:
         """What this turn publishes (its commands, then the reply) and adds to the conversation's memory."""
@@ -118,9 +118,9 @@ class Responder:
             reply = await self._reply(last, "\n".join(texts), commands, state)
         messages = [*commands, (CHANNEL_OUTBOUND, self._outbound(last, reply), last.conversation_id)]
         if not texts:
-            return turn_plan.TurnPlan(messages, [])
+            return turn_plan.TurnPlan(messages, [], burst.taken)
         exchange = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
-        return turn_plan.TurnPlan(messages, exchange)
+        return turn_plan.TurnPlan(messages, exchange, burst.taken)
 
     async def _reply(self, message: InboundMessage, text: str, commands: Commands, state: memory.TurnState) -> Reply:
         turn = await self._turn(message, state.order_id)

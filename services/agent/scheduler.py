@@ -57,10 +57,10 @@ class BurstScheduler:
                 return
             keeper = asyncio.create_task(self._keep_claimed(burst))
             try:
-                turns = await self.responder.answer(burst)
+                answered = await self.responder.answer(burst)
             finally:
                 await cancel_and_wait(keeper)
-            await self.buffer.finish(burst, remember=turns)
+            await self.buffer.finish(burst, answered)
         except Exception:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from services.agent import memory
-from services.agent.burst import BurstBuffer
+from services.agent.burst import Answered, BurstBuffer
 from services.handoff.mode import HUMAN, set_mode
 from tests.builders import inbound_text
 
@@ -99,7 +99,7 @@ async def test_finishing_a_burst_remembers_its_exchange_in_the_same_step_and_fol
     burst = await buffer.claim(member)
     assert burst is not None
     exchange = [{"role": "user", "content": "two mugs please"}, {"role": "assistant", "content": "Done!"}]
-    await buffer.finish(burst, remember=exchange)
+    await buffer.finish(burst, Answered(exchange))
     # Released and emptied: nothing left to answer, the conversation no longer due.
     assert member not in await buffer.due()
     assert await buffer.claim(member) is None
@@ -130,5 +130,5 @@ async def test_finishing_a_burst_that_fits_appends_its_exchange_in_the_finish_st
     burst = await buffer.claim(f"{tenant}:{conversation}")
     assert burst is not None and burst.state is not None and burst.state.stored == 1
     exchange = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
-    await buffer.finish(burst, remember=exchange)
+    await buffer.finish(burst, Answered(exchange))
     assert await memory.context(redis, tenant, conversation) == ("", [turn(0), *exchange])

@@ -5,7 +5,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from sellmesh.settings import OFFLINE_MODEL
 from sellmesh.subscriber import Handled, RedisDedup
-from services.agent.burst import DUE_KEY, Burst, BurstBuffer
+from services.agent.burst import DUE_KEY, Answered, Burst, BurstBuffer
 from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
 from services.agent.scheduler import BurstScheduler
@@ -32,11 +32,11 @@ class RecordingResponder:
         self.bursts: dict[str, Burst] = {}
         self.changed = asyncio.Event()
 
-    async def answer(self, burst: Burst) -> list[dict[str, Any]]:
+    async def answer(self, burst: Burst) -> Answered:
         self.answered[burst.last.conversation_id] = time.monotonic()
         self.bursts[burst.last.conversation_id] = burst
         self.changed.set()
-        return []
+        return Answered()
 
 
 async def answered(responder: RecordingResponder, conversation_id: str, *, within: float = 5.0) -> float:

@@ -138,8 +138,7 @@ class Conversation:
         member = f"{self.tenant_id}:{self.conversation_id}"
         burst = await self.buffer.claim(member)
         assert burst is not None
-        turns = await self.responder.answer(burst)
-        await self.buffer.finish(burst, remember=turns)
+        await self.buffer.finish(burst, await self.responder.answer(burst))
 
     async def sender_runs(self, pending: list[OutboundMessage]) -> None:
         pending.extend(self.broker.take_outbound())
