@@ -20,6 +20,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
@@ -382,20 +383,30 @@ def _attach_workers(
 ) -> None:
     """`consumers` consumers of `topic`, one record at a time each."""
     in_hand, listener = _listener(options["group_id"])
-    finished = finisher(in_hand)
-
-    async def on_message(msg: KafkaMessage) -> None:
-        record: ConsumerRecord[bytes, bytes] = msg.raw_message
-        if not await finished(record):
-            await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
-            # NACK_ON_ERROR rewinds the partition to this record.
-            raise MessageUnfinished(f"{record.topic} offset {record.offset}")
-
+    on_message = _one_at_a_time(finisher(in_hand), in_hand)
     on_message.__name__ = name
     # Several workers with manual commits make FastStream run one consumer per worker in the group.
     subscriber = broker.subscriber(topic, max_workers=consumers, listener=listener, **options)
     subscriber(on_message)
     listener.subscriber = subscriber
+
+
+def _one_at_a_time(
+    finished: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]], in_hand: InHand
+) -> Callable[[KafkaMessage], Awaitable[None]]:
+    async def on_message(msg: KafkaMessage) -> None:
+        record: ConsumerRecord[bytes, bytes] = msg.raw_message
+        if not in_hand.may_start(record):
+            # Fetched before its partition's revoke began: it is the next owner's, from the offset the revoke
+            # commits. A rewind, not an ack (FastStream would commit past it), and no error: nothing failed.
+            # Checked in the same step as `finished` marks the record in hand, so the revoke sees one or the other.
+            raise NackMessage
+        if not await finished(record):
+            await asyncio.sleep(UNFINISHED_PAUSE_SECONDS)
+            # NACK_ON_ERROR rewinds the partition to this record.
+            raise MessageUnfinished(f"{record.topic} offset {record.offset}")
+
+    return on_message
 
 
 def _attach_batches(

@@ -1,12 +1,15 @@
 """On revoke, the message in hand finishes first, and only finished offsets of the revoked partitions commit."""
 
 import asyncio
+from typing import cast
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from faststream.exceptions import NackMessage
+from faststream.kafka.annotations import KafkaMessage
 
 from sellmesh.rebalance import FinishBeforeRevoke, InHand
-from sellmesh.subscriber import _in_order
+from sellmesh.subscriber import _in_order, _one_at_a_time
 from tests.fakes import FakeKafkaConsumer as Consumer
 from tests.fakes import kafka_record as record
 
@@ -150,3 +153,33 @@ async def test_a_partition_assigned_again_after_its_revoke_is_handled_again() ->
 
     assert await _in_order([record(0, 3), record(0, 4)], finish, in_hand) is None
     assert ran == [3, 4]
+
+
+class Delivered:
+    """What FastStream hands a one-at-a-time consumer's handler: the record, as `raw_message`."""
+
+    def __init__(self, one: ConsumerRecord[bytes, bytes]) -> None:
+        self.raw_message = one
+
+
+async def test_with_several_consumers_a_record_fetched_before_its_revoke_is_left_to_the_next_owner() -> None:
+    """FastStream handed the record over before the revoke began and the handler ran after it: run here too, it
+    would also run at the next owner, which starts from the offset the revoke committed. It is rewound, not
+    acked (an ack commits past it), and never run here."""
+    in_hand = InHand()
+    ran: list[int] = []
+
+    async def finish(one: ConsumerRecord[bytes, bytes]) -> bool:
+        with in_hand.holding(one):
+            ran.append(one.offset)
+        return True
+
+    on_message = _one_at_a_time(finish, in_hand)
+    await on_message(cast(KafkaMessage, Delivered(record(0, 4))))
+    revoke, consumer = listener(in_hand)
+    await revoke.on_partitions_revoked({TopicPartition("t", 0)})
+    with pytest.raises(NackMessage):
+        await on_message(cast(KafkaMessage, Delivered(record(0, 5))))
+    await on_message(cast(KafkaMessage, Delivered(record(1, 8))))  # a partition it keeps runs on
+    assert ran == [4, 8]
+    assert consumer.commits == [{TopicPartition("t", 0): 5}]
