@@ -17,8 +17,8 @@ from sellmesh.broker import make_broker
 from sellmesh.db import make_engine, run_migrations, session_scope
 from sellmesh.redis import make_redis
 from sellmesh.service import now
-from services.agent import memory, offline_model, responder
-from services.agent.burst import Burst, BurstBuffer
+from services.agent import offline_model, responder
+from services.agent.burst import BurstBuffer
 from services.agent.model_call import ModelChoice
 from services.agent.prompt import system_prompt
 from services.agent.responder import Responder
@@ -90,11 +90,12 @@ async def agent_overhead(*, infra_env: dict[str, str], work_dir: Path, messages:
         )
 
     async def turn(i: int) -> None:
+        # A whole turn as the scheduler runs it: buffered, claimed, answered and finished in the buffer.
         message = inbound(tenant_id, TEXTS[i % 4])
-        answered = await agent.answer(Burst(member="bench", token="bench", messages=[message], taken=1))
-        # Stored as the scheduler's finish stores them (there in its own Lua step, here a step of its own), so the
-        # turn's memory write is counted.
-        await memory.remember(redis, message.tenant_id, message.conversation_id, *answered.remember)
+        await agent.buffer.add(message)
+        burst = await agent.buffer.claim(f"{message.tenant_id}:{message.conversation_id}")
+        assert burst is not None
+        await agent.buffer.finish(burst, await agent.answer(burst))
 
     results = [await timed("bare litellm call (offline model)", messages, bare)]
     results.append(await timed("full agent turn (offline model)", messages, turn))

@@ -26,7 +26,6 @@ from services.agent.memory import (
     turns_key,
 )
 from services.agent.memory import TTL_SECONDS as MEMORY_TTL_SECONDS
-from services.agent.memory import remember as remember_turns
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +49,16 @@ return 1
 # Claim a due conversation: take its lock and push its due time past the lock's life, so a
 # worker that dies mid-turn leaves the conversation due again once the lock expires. The same step reads what
 # the turn needs first (mode, current order, memory: KEYS[4..7], `memory.state_keys`; the plan an earlier run
-# of the turn kept: KEYS[8], `turn_plan.py`), one round trip for three.
+# of the turn kept: KEYS[8], or under the last entry's id as plans were once kept, `turn_plan.py`), one round
+# trip for three.
 # A due conversation with nothing buffered (its buffer expired) is no longer due: claimed, it would come due
 # again after every lock life, for ever, and take a place in every poll's first page.
 _CLAIM = """
+local function legacy_plan(entry)
+  local ok, message = pcall(cjson.decode, entry)
+  if not ok or type(message) ~= 'table' or type(message['event_id']) ~= 'string' then return false end
+  return redis.call('GET', ARGV[5] .. message['event_id'])
+end
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return nil end
 local buffered = redis.call('LRANGE', KEYS[2], 0, -1)
@@ -70,6 +75,7 @@ return {
   redis.call('LRANGE', KEYS[6], 0, -1),
   redis.call('GET', KEYS[7]),
   redis.call('GET', KEYS[8]),
+  legacy_plan(buffered[#buffered]),
 }
 """
 
@@ -77,7 +83,8 @@ return {
 # length, 0 when there were none), drop the messages it answered; anything newer makes the conversation due
 # again. One round trip where remembering and finishing took two. A turn whose claim lapsed (-1) changes
 # nothing: whoever holds the claim now took the same messages and trims them itself, and a trim from here too
-# would drop a message that came after. A finished turn's plan (KEYS[5], `turn_plan.py`) is no longer needed.
+# would drop a message that came after. A finished turn's plan (KEYS[5], and KEYS[6] where plans were once kept,
+# `turn_plan.py`) is no longer needed.
 _FINISH = """
 if redis.call('GET', KEYS[3]) ~= ARGV[3] then return -1 end
 local length = 0
@@ -86,13 +93,23 @@ if #ARGV > 5 then
   redis.call('EXPIRE', KEYS[4], ARGV[5])
 end
 redis.call('LTRIM', KEYS[2], ARGV[2], -1)
-redis.call('DEL', KEYS[3], KEYS[5])
+redis.call('DEL', KEYS[3], KEYS[5], KEYS[6])
 if redis.call('LLEN', KEYS[2]) > 0 then
   redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
 else
   redis.call('ZREM', KEYS[1], ARGV[1])
 end
 return length
+"""
+
+
+# Keep a turn's plan (KEYS[1]) for the holder of the claim (KEYS[2], ARGV[1]) only, unless one stands already;
+# answers with the plan that stands, nil when the claim was lost. A run whose claim lapsed and whose turn the
+# holder finished meanwhile would otherwise leave its plan behind, and the next turn would take it for its own.
+_KEEP = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+return redis.call('GET', KEYS[1])
 """
 
 
@@ -123,6 +140,10 @@ class Burst:
         return self.messages[-1]
 
 
+class ClaimLost(Exception):
+    """The turn's claim lapsed before it published anything: the worker holding it now answers the burst."""
+
+
 @dataclass(frozen=True)
 class Answered:
     """What a turn answered: the exchange to remember, and how many buffered entries it covered when that is not
@@ -150,6 +171,7 @@ class BurstBuffer:
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
+        self._keep = redis.register_script(_KEEP)
         # Told, after each add, how long until that conversation is due: a scheduler in this process wakes then
         # instead of finding it on its next poll.
         self._due_listeners: list[Callable[[float], None]] = []
@@ -196,24 +218,63 @@ class BurstBuffer:
             *state_keys(tenant_id, conversation_id),
             turn_plan.plan_key(tenant_id, conversation_id),
         ]
-        claimed = await self._claim(keys=keys, args=[member, time.time(), token, self.lock_seconds])
+        args: list[str | int | float] = [
+            member,
+            time.time(),
+            token,
+            self.lock_seconds,
+            turn_plan.legacy_prefix(tenant_id),
+        ]
+        claimed = await self._claim(keys=keys, args=args)
         if not claimed:
             return None
-        raw, mode, order, raw_turns, previous, kept = claimed
-        plan = None if kept is None else turn_plan.decode(kept)
+        raw, mode, order, raw_turns, previous, kept, legacy = claimed
+        entries = [InboundMessage.model_validate_json(item) for item in raw]
+        plan = await self._standing_plan(tenant_id, conversation_id, kept or legacy or None, entries)
         if plan is not None:
             # The retry answers what its plan answered; anything written since waits for a turn of its own.
-            raw = raw[: plan.taken]
+            entries = entries[: plan.taken]
         seen: set[uuid.UUID] = set()
         messages = []
-        for item in raw:
-            message = InboundMessage.model_validate_json(item)
+        for message in entries:
             if message.event_id not in seen:  # a redelivered fragment appears once
                 seen.add(message.event_id)
                 messages.append(message)
         if not messages:
             return None
-        return Burst(member, token, messages, len(raw), state_of(mode, order, raw_turns, previous), plan)
+        return Burst(member, token, messages, len(entries), state_of(mode, order, raw_turns, previous), plan)
+
+    async def _standing_plan(
+        self, tenant_id: uuid.UUID, conversation_id: str, kept: str | None, entries: list[InboundMessage]
+    ) -> turn_plan.TurnPlan | None:
+        """The plan an earlier run kept, while the buffer still begins with what it answered. Any other is
+        deleted: planned for entries that are gone, it would answer the wrong messages."""
+        if kept is None or not entries:
+            return None
+        try:
+            plan = turn_plan.decode(kept, entries)
+        except (ValueError, KeyError, TypeError):
+            log.exception("dropping a turn plan that cannot be read")
+            plan = None
+        if plan is not None and plan.answers(entries):
+            return plan
+        if plan is not None:
+            log.warning("dropping a turn plan whose messages are no longer buffered")
+        await self.redis.delete(turn_plan.plan_key(tenant_id, conversation_id))
+        return None
+
+    async def keep_plan(self, burst: Burst, plan: turn_plan.TurnPlan) -> turn_plan.TurnPlan:
+        """Keeps `plan` for this claim unless one stands already (a run whose claim lapsed planned first), and
+        returns the one that stands; `ClaimLost` when this claim lapsed: its holder answers the burst."""
+        last = burst.last
+        keys = [turn_plan.plan_key(last.tenant_id, last.conversation_id), f"agent:burst-lock:{burst.member}"]
+        encoded = turn_plan.encode(plan)
+        standing = await self._keep(keys=keys, args=[burst.token, encoded, turn_plan.PLAN_TTL_SECONDS])
+        if standing is None:
+            raise ClaimLost(burst.member)
+        if standing in (encoded, encoded.encode()):
+            return plan
+        return turn_plan.decode(standing, burst.messages)
 
     async def renew(self, burst: Burst) -> bool:
         """Extend the claim by one lock life; False when it was lost (expired and taken by another worker)."""
@@ -222,21 +283,18 @@ class BurstBuffer:
 
     async def finish(self, burst: Burst, answered: Answered = Answered()) -> None:
         """Drop the answered messages and release the claim; the turn's exchange is appended to the conversation's
-        memory in the same step."""
+        memory in the same step, and only if the claim still holds (else the holder appends it)."""
         remember = answered.remember
-        taken = burst.taken if answered.taken is None else answered.taken
+        # Never past what this claim saw: anything behind it came after and is the next turn's.
+        taken = burst.taken if answered.taken is None else min(answered.taken, burst.taken)
         tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
-        if remember and (burst.state is None or burst.state.stored + len(remember) > MAX_STORED_TURNS):
-            # Turns would leave the store: fold them into the summary while the claim still holds (a turn claimed
-            # right after must read them in one or the other), then finish without appending.
-            await remember_turns(self.redis, tenant_id, conversation_id, *remember)
-            remember = ()
         keys = [
             DUE_KEY,
             f"agent:burst:{burst.member}",
             f"agent:burst-lock:{burst.member}",
             turns_key(tenant_id, conversation_id),
             turn_plan.plan_key(tenant_id, conversation_id),
+            f"{turn_plan.legacy_prefix(tenant_id)}{burst.last.event_id}",
         ]
         args: list[str | int | float] = [
             burst.member,
@@ -251,5 +309,5 @@ class BurstBuffer:
             # Its next claimant answers the same messages, and republishes this turn's plan (`turn_plan.py`).
             log.warning("a turn finished after its claim lapsed; its messages are left to the claim's holder")
             return
-        if length > MAX_STORED_TURNS:  # another writer appended since the claim read the store
+        if length > MAX_STORED_TURNS:  # the turns leaving the store are folded into the summary
             await fold_overflow(self.redis, tenant_id, conversation_id, length=length)

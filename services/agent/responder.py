@@ -93,7 +93,7 @@ class Responder:
         # A retried turn publishes what its first run planned (`turn_plan.py`), not a new plan.
         plan = burst.plan
         if plan is None:
-            plan = await turn_plan.keep(self.redis, last, await self._plan(burst, state))
+            plan = await self.buffer.keep_plan(burst, await self._plan(burst, state))
         drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
         for draft in drafts:
             # Before the draft goes out: orders may refuse a change to it at once, and the refusal is told here.
@@ -117,10 +117,9 @@ class Responder:
         else:
             reply = await self._reply(last, "\n".join(texts), commands, state)
         messages = [*commands, (CHANNEL_OUTBOUND, self._outbound(last, reply), last.conversation_id)]
-        if not texts:
-            return turn_plan.TurnPlan(messages, [], burst.taken)
         exchange = [{"role": "user", "content": "\n".join(texts)}, {"role": "assistant", "content": reply.text}]
-        return turn_plan.TurnPlan(messages, exchange, burst.taken)
+        head, tail = str(burst.messages[0].event_id), str(last.event_id)
+        return turn_plan.TurnPlan(messages, exchange if texts else [], burst.taken, head, tail)
 
     async def _reply(self, message: InboundMessage, text: str, commands: Commands, state: memory.TurnState) -> Reply:
         turn = await self._turn(message, state.order_id)

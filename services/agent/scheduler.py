@@ -5,7 +5,7 @@ import contextlib
 import logging
 
 from sellmesh.tasks import cancel_and_wait, wait_set
-from services.agent.burst import Burst, BurstBuffer
+from services.agent.burst import Burst, BurstBuffer, ClaimLost
 from services.agent.responder import Responder
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class BurstScheduler:
             finally:
                 await cancel_and_wait(keeper)
             await self.buffer.finish(burst, answered)
+        except ClaimLost:
+            log.warning("a turn's claim lapsed before it published; the worker holding it answers the burst")
         except Exception:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")
