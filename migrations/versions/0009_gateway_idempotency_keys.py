@@ -1,4 +1,4 @@
-"""gateway: what a command sent under an idempotency key asked for
+"""gateway: what a command sent under an idempotency key asked for, and when the broker took each command
 
 Revision ID: 0009
 Revises: 0008
@@ -20,8 +20,10 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("gateway_command_outcomes", schema=None) as batch_op:
         batch_op.add_column(sa.Column("request_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
+        batch_op.add_column(sa.Column("published_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gateway_command_outcomes", schema=None) as batch_op:
+        batch_op.drop_column("published_at")
         batch_op.drop_column("request_hash")

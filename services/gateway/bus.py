@@ -1,5 +1,6 @@
 """Publishing commands for a person: the envelope, the pending outcome row, then the message."""
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,8 +12,8 @@ from schemas.envelope import Actor, ActorKind, Envelope
 from sellmesh.db import in_thread
 from sellmesh.service import new_id, now
 from services.gateway.auth import Principal
-from services.gateway.idempotency import keyed, request_hash
-from services.gateway.outcomes import NOT_PUBLISHED, Decision, KeyReused, decide, record_pending
+from services.gateway.idempotency import Idempotent
+from services.gateway.outcomes import NOT_PUBLISHED, Decision, KeyReused, decide, mark_published, record_pending
 from services.gateway.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -39,18 +40,21 @@ class CommandBus:
         self.publish = publish
 
     async def send(
-        self, topic: str, command: Envelope, *, key: str, target: str, idempotency_key: str | None = None
+        self, topic: str, command: Envelope, *, key: str, target: str, idempotency: Idempotent | None = None
     ) -> uuid.UUID:
         """Record the command as pending (so its outcome event always finds a row), then publish it.
 
-        Under an idempotency key the command takes the id the key gives it: a retry republishes the command the
-        first request recorded, or, once a service decided it, only answers with its id."""
-        fingerprint = None
-        if idempotency_key is not None:
-            command = keyed(command, idempotency_key)
-            fingerprint = request_hash(topic, key, command)
+        Under an idempotency key the command takes the id the key gives it: a retry publishes the command the first
+        request recorded unless the broker is known to have it, and otherwise only answers with its id."""
         actor: Actor = command.actor  # type: ignore[attr-defined]
         command_type: str = command.type  # type: ignore[attr-defined]
+        fingerprint = None
+        if idempotency is not None:
+            command_id = idempotency.next_command_id(command.tenant_id)
+            command = command.model_copy(update={"event_id": command_id, "correlation_id": command_id})
+            # Whoever asks is part of what is asked: another team member's retry under this key is refused.
+            asked = f"{idempotency.fingerprint}|{actor.kind.value}|{actor.id}"
+            fingerprint = hashlib.sha256(asked.encode()).hexdigest()
         try:
             to_publish = await in_thread(
                 lambda: record_pending(
@@ -82,4 +86,5 @@ class CommandBus:
                 "the command could not be queued; a retry with the same Idempotency-Key is the same command",
                 kind="unavailable",
             ) from exc
+        await in_thread(lambda: mark_published(self.engine, command.event_id, at=now()))
         return command.event_id

@@ -1,17 +1,20 @@
 """Idempotency keys on command requests: an owner retrying a request whose answer never came (a timeout, a 503
 after the broker took the command) sends the same command again, never a second one.
 
-The key, the tenant and the command type give the command its id, so the retry's command is the one the first
-request recorded; the services already apply a command id once. The same key with another request is refused.
+The tenant, the key and the command's place among those the request sends (take-over sends two) give each
+command its id, so a retry's commands are the ones the first request recorded, and the services already apply a
+command id once. What the request asked (method, path, body) is fingerprinted: the same key with another
+request is refused, whatever command it would send.
 """
 
 import hashlib
 import json
-from typing import Annotated, TypeVar
+import uuid
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Header
+from fastapi import Depends, Header, Request
 
-from schemas.envelope import Envelope
 from sellmesh.service import derived_id
 
 IdempotencyKey = Annotated[
@@ -25,21 +28,32 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-# Set per command, not per request: what makes two requests the same is in the rest of the command.
-_PER_COMMAND = frozenset({"event_id", "correlation_id", "causation_id", "occurred_at"})
 
-E = TypeVar("E", bound=Envelope)
+@dataclass
+class Idempotent:
+    """A request sent under an Idempotency-Key."""
+
+    key: str
+    fingerprint: str  # what was asked: a retry under the same key must ask the same
+    sent: int = field(default=0)  # commands the request has sent so far
+
+    def next_command_id(self, tenant_id: uuid.UUID) -> uuid.UUID:
+        position, self.sent = self.sent, self.sent + 1
+        return derived_id("gateway-idempotency", tenant_id, self.key, position)
 
 
-def keyed(command: E, idempotency_key: str) -> E:
-    """The command under the id its key gives it. A request that sends several commands (take-over) gives each its
-    own id through its type."""
-    command_type: str = command.type  # type: ignore[attr-defined]
-    command_id = derived_id("gateway-idempotency", command.tenant_id, command_type, idempotency_key)
-    return command.model_copy(update={"event_id": command_id, "correlation_id": command_id})
+async def idempotent(request: Request, key: IdempotencyKey = None) -> Idempotent | None:
+    """The request's key and fingerprint; None without a key. The body counts as JSON where it is JSON, so a
+    retry that spaces or orders its fields differently is the same request."""
+    if key is None:
+        return None
+    body = await request.body()  # read once by FastAPI already, and kept
+    try:
+        asked = json.dumps(json.loads(body), sort_keys=True) if body else ""
+    except ValueError:
+        asked = body.hex()
+    fingerprint = json.dumps([request.method, request.url.path, asked])
+    return Idempotent(key, hashlib.sha256(fingerprint.encode()).hexdigest())
 
 
-def request_hash(topic: str, key: str, command: Envelope) -> str:
-    """What the request asked for, as a fingerprint: a retry under the same key must ask for the same."""
-    asked = {"topic": topic, "key": key, "command": command.model_dump(mode="json", exclude=set(_PER_COMMAND))}
-    return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
+Idempotency = Annotated[Idempotent | None, Depends(idempotent)]

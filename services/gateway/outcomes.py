@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine, and_, or_
 from sqlmodel import Session, col, select, update
 
 from schemas.handoff import HandoffEvent, HandoffRejected
@@ -61,10 +61,12 @@ def record_pending(
 ) -> bool:
     """Record a command as pending; True when it is to be published.
 
-    A retry under an idempotency key (`request_hash` set) finds its row: it is published again unless a service
-    already decided it (the services apply a command id once, so a second copy on the topic changes nothing),
-    and a command the gateway gave up publishing is pending again. `KeyReused` when the row is another request's.
-    """
+    A retry under an idempotency key (`request_hash` set) finds its row: it is published again only while the
+    broker is not known to have it (an earlier publish failed, or has not said yet; the services apply a command
+    id once, so a second copy on the topic changes nothing). Some commands are never answered (availability, a
+    request for a ticket already open), so a pending row alone is no reason to publish again: a late copy of a
+    request would hand a conversation back to a person for a moment. `KeyReused` when the row is another
+    request's."""
     table = CommandOutcomeRow.__table__  # type: ignore[attr-defined]
     values = {
         "command_id": command_id,
@@ -87,10 +89,22 @@ def record_pending(
         ).one()
         if request_hash is None or row.tenant_id != tenant_id or row.request_hash != request_hash:
             raise KeyReused(f"command {command_id} was recorded for another request")
+        return row.published_at is None or row.reason == NOT_PUBLISHED
+
+
+def mark_published(engine: Engine, command_id: uuid.UUID, *, at: datetime) -> None:
+    """The broker has the command. One a failed publish of the same key settled as `not_published` meanwhile (two
+    retries at once) is pending again: it went out after all."""
+    with session_scope(engine) as session:
+        row = session.exec(
+            select(CommandOutcomeRow).where(CommandOutcomeRow.command_id == command_id).with_for_update()
+        ).first()
+        if row is None:
+            return
+        row.published_at = row.published_at or at
         if row.reason == NOT_PUBLISHED:
             row.status, row.event_type, row.reason, row.detail, row.decided_at = "pending", None, None, "", None
-            session.add(row)
-        return row.status == "pending"
+        session.add(row)
 
 
 NOT_PUBLISHED = "not_published"
@@ -104,6 +118,9 @@ def decide(engine: Engine, tenant_id: uuid.UUID, decision: Decision, *, at: date
     unsettled = col(CommandOutcomeRow.status) == "pending"
     if decision.reason != NOT_PUBLISHED:
         unsettled = or_(unsettled, col(CommandOutcomeRow.reason) == NOT_PUBLISHED)
+    else:
+        # Another request's publish of the same command went out: the broker has it whatever this one saw.
+        unsettled = and_(unsettled, col(CommandOutcomeRow.published_at).is_(None))
     query = (
         update(CommandOutcomeRow)
         .where(

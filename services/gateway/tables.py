@@ -51,8 +51,10 @@ class CommandOutcomeRow(SQLModel, table=True):
     detail: str = Field(default="", max_length=500)
     created_at: datetime = Field(default_factory=_now, sa_column=_timestamp())
     decided_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
-    # Set for a command sent under an idempotency key: what the request asked for (`idempotency.request_hash`).
+    # Set for a command sent under an idempotency key: a fingerprint of what the request asked (`bus.send`).
     request_hash: str | None = Field(default=None, max_length=64)
+    # When the broker took the command: a keyed retry publishes again only a command it is not known to have.
+    published_at: datetime | None = Field(default=None, sa_column=_timestamp(nullable=True))
 
 
 class ConversationRow(SQLModel, table=True):

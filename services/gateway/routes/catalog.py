@@ -11,7 +11,7 @@ from services.gateway.auth import Principal
 from services.gateway.bus import envelope_for
 from services.gateway.commerce_models import Product, Products
 from services.gateway.context import Gateway
-from services.gateway.idempotency import IdempotencyKey
+from services.gateway.idempotency import Idempotency, Idempotent
 from services.gateway.models import Accepted
 from services.gateway.problems import ProblemError
 from services.orders.query import ProductView, get_product, list_products
@@ -34,9 +34,9 @@ def _product(view: ProductView) -> Product:
 def router(gw: Gateway) -> APIRouter:
     api = gw.router("catalog")
 
-    async def upsert(principal: Principal, sku: str, fields: ProductFields, idempotency_key: str | None) -> Accepted:
+    async def upsert(principal: Principal, sku: str, fields: ProductFields, idempotency: Idempotent | None) -> Accepted:
         command = UpsertProduct(**envelope_for(principal), sku=sku, **dict(fields))
-        command_id = await gw.bus.send(ORDERS_COMMANDS, command, key=sku, target=sku, idempotency_key=idempotency_key)
+        command_id = await gw.bus.send(ORDERS_COMMANDS, command, key=sku, target=sku, idempotency=idempotency)
         return Accepted(command_id=command_id)
 
     @api.get("/products", response_model=Products)
@@ -57,16 +57,16 @@ def router(gw: Gateway) -> APIRouter:
         sku: SkuPath,
         body: ProductFields,
         principal: Annotated[Principal, gw.require("catalog.write")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Create or replace the product; orders decides, and GET /v1/commands/{id} tells the outcome."""
-        return await upsert(principal, sku, body, idempotency_key)
+        return await upsert(principal, sku, body, idempotency)
 
     @api.delete("/products/{sku}", response_model=Accepted, status_code=202)
     async def deactivate(
         sku: SkuPath,
         principal: Annotated[Principal, gw.require("catalog.deactivate")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Take the product off sale (it stays in past orders and the audit trail)."""
         found = await in_thread(get_product, gw.engine, principal.tenant_id, sku)
@@ -80,6 +80,6 @@ def router(gw: Gateway) -> APIRouter:
             stock=found.stock,
             active=False,
         )
-        return await upsert(principal, sku, fields, idempotency_key)
+        return await upsert(principal, sku, fields, idempotency)
 
     return api

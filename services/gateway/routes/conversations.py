@@ -35,7 +35,7 @@ from services.gateway.conversation_models import (
     ReplyBody,
     TakeOver,
 )
-from services.gateway.idempotency import IdempotencyKey
+from services.gateway.idempotency import Idempotency, Idempotent
 from services.gateway.models import Accepted
 from services.gateway.problems import ProblemError
 from services.handoff.query import open_inbox
@@ -59,10 +59,10 @@ def router(gw: Gateway) -> APIRouter:
         entries = await in_thread(lambda: open_inbox(gw.engine, principal.tenant_id, now=now()))
         return Inbox(tickets=[InboxTicket.model_validate(dataclasses.asdict(entry)) for entry in entries])
 
-    async def to_handoff(command: Envelope, *, about: str, idempotency_key: str | None) -> uuid.UUID:
+    async def to_handoff(command: Envelope, *, about: str, idempotency: Idempotent | None) -> uuid.UUID:
         """Handoff commands are keyed by what they are about (a conversation, or a person's availability),
         which is also the target their outcome is recorded under."""
-        return await gw.bus.send(HANDOFF_COMMANDS, command, key=about, target=about, idempotency_key=idempotency_key)
+        return await gw.bus.send(HANDOFF_COMMANDS, command, key=about, target=about, idempotency=idempotency)
 
     @api.get("/conversations", response_model=ConversationPage)
     async def conversations(
@@ -100,7 +100,7 @@ def router(gw: Gateway) -> APIRouter:
     async def take_over(
         conversation_id: ConversationPath,
         principal: Annotated[Principal, gw.require("conversations.take_over")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> TakeOver:
         """Open a handoff (or join the open one) and assign it to the caller: the AI stops answering."""
         found = await existing(principal, conversation_id)
@@ -116,8 +116,8 @@ def router(gw: Gateway) -> APIRouter:
         )
         assign = AssignHandoff(**envelope_for(principal), conversation_id=conversation_id, staff_id=principal.actor_id)
         # Same key, sent in order: handoff sees the request before the assignment.
-        first = await to_handoff(request, about=conversation_id, idempotency_key=idempotency_key)
-        second = await to_handoff(assign, about=conversation_id, idempotency_key=idempotency_key)
+        first = await to_handoff(request, about=conversation_id, idempotency=idempotency)
+        second = await to_handoff(assign, about=conversation_id, idempotency=idempotency)
         return TakeOver(request_command_id=first, assign_command_id=second)
 
     @api.post("/conversations/{conversation_id}/reply", response_model=Accepted, status_code=202)
@@ -125,33 +125,33 @@ def router(gw: Gateway) -> APIRouter:
         conversation_id: ConversationPath,
         body: ReplyBody,
         principal: Annotated[Principal, gw.require("conversations.reply")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Send a message as a person; handoff refuses it unless the conversation has an open ticket."""
         await existing(principal, conversation_id)
         command = ReplyHandoff(**envelope_for(principal), conversation_id=conversation_id, text=body.text)
-        return Accepted(command_id=await to_handoff(command, about=conversation_id, idempotency_key=idempotency_key))
+        return Accepted(command_id=await to_handoff(command, about=conversation_id, idempotency=idempotency))
 
     @api.post("/conversations/{conversation_id}/resolve", response_model=Accepted, status_code=202)
     async def resolve(
         conversation_id: ConversationPath,
         body: NoteBody,
         principal: Annotated[Principal, gw.require("conversations.resolve")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Close the open ticket with a note; the conversation goes back to the AI."""
         await existing(principal, conversation_id)
         command = ResolveHandoff(**envelope_for(principal), conversation_id=conversation_id, note=body.note)
-        return Accepted(command_id=await to_handoff(command, about=conversation_id, idempotency_key=idempotency_key))
+        return Accepted(command_id=await to_handoff(command, about=conversation_id, idempotency=idempotency))
 
     @api.put("/me/availability", response_model=Accepted, status_code=202)
     async def availability(
         body: AvailabilityBody,
         principal: Annotated[Principal, gw.require("availability.set")],
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Whether new handoff tickets may be assigned to the caller."""
         command = SetAvailability(**envelope_for(principal), staff_id=principal.actor_id, available=body.available)
-        return Accepted(command_id=await to_handoff(command, about=principal.actor_id, idempotency_key=idempotency_key))
+        return Accepted(command_id=await to_handoff(command, about=principal.actor_id, idempotency=idempotency))
 
     return api

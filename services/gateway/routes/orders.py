@@ -15,7 +15,7 @@ from services.gateway.auth import Principal, authorize
 from services.gateway.bus import envelope_for
 from services.gateway.commerce_models import ActionBody, AuditOut, OrderDetail, OrderOut, OrderPage, PaymentOut
 from services.gateway.context import Gateway
-from services.gateway.idempotency import IdempotencyKey
+from services.gateway.idempotency import Idempotency
 from services.gateway.models import Accepted
 from services.gateway.problems import ProblemError
 from services.orders.query import audit_for_order, get_order, list_orders, order_summary
@@ -114,7 +114,7 @@ def router(gw: Gateway) -> APIRouter:
         action: Action,
         principal: Annotated[Principal, Depends(gw.auth.principal)],
         body: ActionBody | None = None,
-        idempotency_key: IdempotencyKey = None,
+        idempotency: Idempotency = None,
     ) -> Accepted:
         """Ask orders to fulfil, close, cancel or refund; GET /v1/commands/{command_id} tells what it decided."""
         authorize(principal, f"orders.{action}")
@@ -122,7 +122,7 @@ def router(gw: Gateway) -> APIRouter:
             raise ProblemError(404, "order not found")
         command = _command(action, principal, order_id, body.reason if body else "")
         command_id = await gw.bus.send(
-            ORDERS_COMMANDS, command, key=str(order_id), target=str(order_id), idempotency_key=idempotency_key
+            ORDERS_COMMANDS, command, key=str(order_id), target=str(order_id), idempotency=idempotency
         )
         return Accepted(command_id=command_id)
 
