@@ -12,11 +12,13 @@ from schemas.payments import PaymentLinkCreated
 
 PRODUCER: Final = "payments"
 LINK_LIFETIME: Final = timedelta(hours=1)
-# Stripe refuses an expires_at less than 30 minutes ahead; keep a margin for the request's own latency.
-FRESH_FOR: Final = timedelta(minutes=25)
+# Stripe refuses an expires_at less than 30 minutes ahead; keep a margin for the request's own latency and for
+# our clock running behind Stripe's.
+FRESH_FOR: Final = timedelta(minutes=20)
 STALE_BUCKET_SECONDS: Final = 15 * 60
-# A kept expiry nearer than this is asked for anew: Stripe refuses one less than 30 minutes ahead.
-MIN_AHEAD: Final = timedelta(minutes=31)
+# A kept expiry nearer than this is asked for anew: Stripe refuses one less than 30 minutes ahead (the same
+# margin as FRESH_FOR).
+MIN_AHEAD: Final = timedelta(minutes=35)
 MAX_LINE_ITEMS: Final = 100  # Stripe's limit for a payment-mode session
 
 

@@ -30,7 +30,7 @@ from services.payments.domain import (
 from services.payments.reconciler import Outcome, Reconciler
 from services.payments.settlement import RANK, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
-from services.payments.stripe_event import MalformedEvent, read_event
+from services.payments.stripe_event import SESSION_EXPIRED, MalformedEvent, read_event
 from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
 
 log = logging.getLogger(__name__)
@@ -154,5 +154,10 @@ async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler)
         outcome = await reconciler.reconcile(signal, cause=cause, tenant_id=event.tenant_id)
     except CheckoutRejected as exc:
         raise PermanentError(str(exc)) from exc
+    if outcome is Outcome.UNKNOWN and signal.event_type == SESSION_EXPIRED:
+        # A session no attempt recorded has lapsed: one a late checkout retry asked for anew left behind
+        # (`domain.kept_plan`), whose link never reached anyone. Nothing was owed; nothing to keep.
+        log.info("an unrecorded checkout session expired", extra={"stripe_event": signal.event_id})
+        return
     if outcome in (Outcome.UNKNOWN, Outcome.REJECTED):
         raise PermanentError(f"stripe event {signal.event_id} ({signal.event_type}): {outcome.value} for this tenant")

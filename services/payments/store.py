@@ -86,11 +86,12 @@ class PaymentStore:
         stored = None if row is None else CheckoutPlan(_utc(row.expires_at), row.generation)
         plan = kept_plan(stored, requested_at=requested_at, now=now)
         if row is None:
-            fresh = {**key, "expires_at": plan.expires_at, "generation": plan.generation}
+            # In UTC: SQLite keeps a timestamp's wall time and drops its offset.
+            fresh = {**key, "expires_at": plan.expires_at.astimezone(UTC), "generation": plan.generation}
             if not insert_unless_present(self.session.connection(), plans, fresh):
                 raise Conflict(f"another try planned checkout {order_id}:{attempt} first")
         elif plan != stored:
-            row.expires_at, row.generation = plan.expires_at, plan.generation
+            row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
             self.session.add(row)
         return plan
 

@@ -3,7 +3,7 @@ state change per fact, each with its audit row and payments event, whatever the 
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -148,6 +148,17 @@ async def test_an_event_for_an_unknown_session_or_another_tenant_is_kept_not_app
     assert shop.attempt(attempt.order_id).status == "paid"
 
 
+async def test_an_unrecorded_session_that_expired_is_nothing_to_keep(shop: PaymentShop) -> None:
+    """A late checkout retry asks for a session anew and leaves the first, never announced, to lapse."""
+    attempt = await shop.checkout()
+    state = await shop.gateway.expire_session(attempt.checkout_session_id, account=None)
+    assert state.status == "expired"
+    [expired] = [e for e in await shop.stripe_events(attempt.checkout_session_id) if e["type"].endswith("expired")]
+    session = {**expired["data"]["object"], "id": f"cs_unrecorded_{uuid.uuid4().hex}"}
+    await shop.deliver({**expired, "id": f"evt_{uuid.uuid4().hex}", "data": {"object": session}})
+    assert shop.attempt(attempt.order_id).status == "open"  # the recorded one is untouched
+
+
 async def test_a_new_checkout_expires_the_open_session_of_the_last_one(shop: PaymentShop) -> None:
     order_id = uuid.uuid4()
     first = await shop.checkout(order_id, version=3)
@@ -224,14 +235,17 @@ async def test_checkout_uses_the_tenants_return_urls_and_connect_account(
 
 
 def test_a_checkout_plan_is_kept_once_and_renewed_in_place(migrated_engine: Engine) -> None:
-    tenant_id, order_id, requested_at = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC).replace(microsecond=0)
+    # Requested in another zone: the plan reads back as the same instant on SQLite too, which keeps a timestamp's
+    # wall time and drops its offset.
+    requested_at = datetime.now(timezone(timedelta(hours=2))).replace(microsecond=0)
+    tenant_id, order_id = uuid.uuid4(), uuid.uuid4()
 
     def keep(now: datetime) -> CheckoutPlan:
         with session_scope(migrated_engine) as session:
             return PaymentStore(session).keep_checkout_plan(tenant_id, order_id, 3, requested_at=requested_at, now=now)
 
     first = keep(requested_at)
-    assert keep(requested_at + timedelta(minutes=28)) == first  # a plan made then would differ
+    assert keep(requested_at + timedelta(minutes=22)) == first  # a plan made then would differ
     renewed = keep(requested_at + timedelta(hours=3))
     assert renewed.generation == 1 and renewed.expires_at > first.expires_at
     assert keep(requested_at + timedelta(hours=3, minutes=2)) == renewed

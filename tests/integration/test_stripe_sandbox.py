@@ -299,9 +299,9 @@ async def test_a_retry_after_a_lost_answer_asks_for_the_same_session_even_when_i
         lost = AnswerLost(gateway)
         with pytest.raises(CheckoutUnavailable):
             await checkout(
-                event, cast(StripeGateway, lost), engine, clock=lambda: event.occurred_at + timedelta(minutes=24)
+                event, cast(StripeGateway, lost), engine, clock=lambda: event.occurred_at + timedelta(minutes=15)
             )
-        assert await checkout(event, gateway, engine, clock=lambda: event.occurred_at + timedelta(minutes=28)) is None
+        assert await checkout(event, gateway, engine, clock=lambda: event.occurred_at + timedelta(minutes=22)) is None
     [made] = lost.made
     attempt = recorded_session(engine)
     assert attempt.checkout_session_id == made.id
