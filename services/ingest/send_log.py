@@ -4,9 +4,11 @@ The outcome, the delivery status and any handoff request commit in one transacti
 so a crash never leaves a failed send that nobody hears about.
 """
 
+import logging
+import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam
@@ -23,6 +25,8 @@ from sellmesh.db import insert_unless_present, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import caused_by, derived_id, now
 from services.ingest.store import OutboundSend, last_inbound_at, log_message
+
+log = logging.getLogger(__name__)
 
 FINISHED = frozenset({"sent", "refused", "failed"})
 
@@ -60,20 +64,30 @@ def tagged_send(tag: str) -> uuid.UUID | None:
         return None
 
 
+# How long a `sending` claim is another attempt's, alive, before it counts as one that stopped mid-send. An attempt
+# longer than a third of this refreshes its claim before each post (`touch_claim`).
+CLAIM_LEASE = timedelta(seconds=60)
+
+
 @dataclass(frozen=True)
 class Attempt:
     """What is known before posting: when the customer last wrote, which requests went out on an earlier try,
-    and whether an earlier try stopped mid-send (its claim is still `sending`), so it may have gone out."""
+    whether an earlier try stopped mid-send (its claim is still `sending`, and old), so it may have gone out, and
+    whether another attempt is sending it right now (a redelivery to another replica after a rebalance)."""
 
     last_inbound_at: datetime | None
     sent_parts: frozenset[int]
     in_doubt: bool = False
+    busy: bool = False
+    # When the claim was taken or renewed (`time.monotonic`): an attempt past a third of its lease renews it.
+    claimed_at: float = field(default_factory=time.monotonic)
 
 
 def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> Attempt | None:
-    """One transaction before the Graph call: None when the message is finished (sent, refused, failed); in
-    doubt when an earlier attempt's claim is still `sending`; otherwise claims it (`sending`) and reads the
-    window's start and which of its `parts` requests went out."""
+    """One transaction before the Graph call: None when the message is finished (sent, refused, failed); busy
+    while another attempt's claim is alive; in doubt when an earlier attempt's claim is still `sending` but older
+    than `CLAIM_LEASE`; otherwise claims it (`sending`) and reads the window's start and which of its `parts`
+    requests went out."""
     sends = OutboundSend.__table__  # type: ignore[attr-defined]
     mine = sends.c.event_id == message.event_id
     # Core statements: this runs for every outbound message, and an ORM session costs several times more.
@@ -81,12 +95,18 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
         # The claim first: a new message (nearly every one) needs no read of its status. When a row is there,
         # its status says what the earlier attempt left.
         if not insert_unless_present(connection, sends, _send(message, message.event_id, "sending")):
-            status = connection.execute(sa_select(sends.c.status).where(mine)).scalar_one()
+            status, alive = connection.execute(_STATUS, {"send": message.event_id, "cutoff": now() - CLAIM_LEASE}).one()
             if status in FINISHED:
                 return None
             if status == "sending":
-                return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
-            connection.execute(sa_update(sends).where(mine).values(status="sending", updated_at=now()))
+                return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=not alive, busy=bool(alive))
+            # Only from `retrying`: two attempts that both read it must not both claim it (the second one's UPDATE
+            # waits for the first's commit, then finds the status changed).
+            claimed = connection.execute(
+                sa_update(sends).where(mine, sends.c.status == "retrying").values(status="sending", updated_at=now())
+            )
+            if not claimed.rowcount:
+                return Attempt(last_inbound_at=None, sent_parts=frozenset(), busy=True)
         return Attempt(
             last_inbound_at=last_inbound_at(
                 connection, tenant_id=message.tenant_id, conversation_id=message.conversation_id
@@ -104,6 +124,18 @@ def release(engine: Engine, message: OutboundMessage) -> None:
             sa_update(sends)
             .where(sends.c.event_id == message.event_id, sends.c.status == "sending")
             .values(status="retrying", updated_at=now())
+        )
+
+
+def touch_claim(engine: Engine, message: OutboundMessage) -> None:
+    """A long attempt (a rate-limit wait, several parts) keeps its claim alive, so a redelivery elsewhere waits
+    for it instead of calling it in doubt."""
+    sends = OutboundSend.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        connection.execute(
+            sa_update(sends)
+            .where(sends.c.event_id == message.event_id, sends.c.status == "sending")
+            .values(updated_at=now())
         )
 
 
@@ -130,9 +162,18 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
             "error": outcome.error[:500],
             "updated_at": now(),
         }
-        # An UPDATE by key rather than a load and a flush; the row is missing only if its claim was never written.
+        # An UPDATE by key rather than a load and a flush, of this attempt's claim only: once its claim outlived
+        # its lease, another attempt may have settled the message (in doubt), and told everyone so.
         updated = session.execute(_OUTCOME, {"send": message.event_id, **changes})
         if not updated.rowcount:  # type: ignore[attr-defined]
+            settled = session.execute(_STATUS, {"send": message.event_id, "cutoff": now()}).first()
+            if settled is not None:
+                log.warning(
+                    "a send finished after another attempt settled it",
+                    extra={"status": outcome.status, "settled": settled[0]},
+                )
+                return
+            # The claim was never written.
             row = _send(message, message.event_id, outcome.status, provider_id=outcome.provider_id)
             session.execute(_SEND_INSERT, {**row, "error": outcome.error[:500]})
         if outcome.status == "sent":
@@ -153,7 +194,11 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
 # Built once, values bound at execution: SQLAlchemy works out a statement's cache key once per object.
 _SENDS = OutboundSend.__table__  # type: ignore[attr-defined]
 # The SET clause comes from the parameters' other names (status, provider_message_id, error, updated_at).
-_OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"))
+_OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"), _SENDS.c.status == "sending")
+# A send's status, and whether its row changed after `cutoff` (a live claim).
+_STATUS = sa_select(_SENDS.c.status, _SENDS.c.updated_at > bindparam("cutoff")).where(
+    _SENDS.c.event_id == bindparam("send")
+)
 _SENT = sa_select(_SENDS.c.event_id).where(_SENDS.c.event_id.in_(bindparam("ids", expanding=True)))
 _SEND_INSERT = sa_insert(_SENDS)
 

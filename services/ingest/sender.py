@@ -10,6 +10,7 @@ request too.
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -25,10 +26,18 @@ from sellmesh.service import now
 from sellmesh.subscriber import Handled
 from services.gateway.query import ChannelAccountView, account_by_id_async
 from services.handoff.query import HUMAN, conversation_mode, conversation_mode_key
-from services.ingest.graph_client import GraphClient, RejectKind, SendInDoubt, SendRejected, SendTarget
+from services.ingest.graph_client import (
+    GraphClient,
+    RejectKind,
+    SendInDoubt,
+    SendRejected,
+    SendTarget,
+    SendUnavailable,
+)
 from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
 from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import (
+    CLAIM_LEASE,
     Attempt,
     Outcome,
     begin_attempt,
@@ -36,6 +45,7 @@ from services.ingest.send_log import (
     record_part,
     release,
     send_tag,
+    touch_claim,
 )
 from services.ingest.window import Refuse, SendWithTag, decide_send
 
@@ -50,6 +60,10 @@ IN_DOUBT = Outcome(
 )
 
 IN_HUMAN_MODE = Outcome("refused", "conversation is in human mode")
+
+
+class SendBusy(SendUnavailable):
+    """Another attempt holds the message's claim: the subscriber waits, and finds it finished or in doubt."""
 
 
 class PersonOwns(Exception):
@@ -86,13 +100,16 @@ class Sender:
         attempt = await in_thread(lambda: begin_attempt(self.engine, message, parts=parts))
         if attempt is None:
             return Handled.DUPLICATE  # finished on an earlier delivery of this event
+        if attempt.busy:
+            # Another attempt is sending it (a redelivery after a rebalance): wait for it to finish.
+            raise SendBusy("another attempt is sending this message")
         if attempt.in_doubt:
             outcome = IN_DOUBT
         else:
             try:
                 outcome = await self._attempt(message, attempt)
             except SendInDoubt:
-                raise  # the claim stays `sending`: the retry finds it in doubt and brings a person in
+                outcome = IN_DOUBT  # a request may have reached the channel: a person decides, not a retry
             except asyncio.CancelledError:
                 # Stopped mid-way: in doubt only if a post had begun; before that, nothing can have left.
                 if message.event_id not in self._posting:
@@ -132,7 +149,7 @@ class Sender:
             )
         requests = build_requests(message, tag=decision.tag if isinstance(decision, SendWithTag) else None)
         try:
-            provider_id = await self._deliver(message, account, requests, attempt.sent_parts)
+            provider_id = await self._deliver(message, account, requests, attempt)
         except PersonOwns:
             return IN_HUMAN_MODE
         except SendRejected as exc:
@@ -153,7 +170,7 @@ class Sender:
         return outcome
 
     async def _deliver(
-        self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest], done: frozenset[int]
+        self, message: OutboundMessage, account: ChannelAccountView, requests: list[GraphRequest], attempt: Attempt
     ) -> str | None:
         """Post every request not already sent on an earlier attempt; returns the last one's message id."""
         last = len(requests) - 1
@@ -169,12 +186,17 @@ class Sender:
         # person who took over in between stops the rest (recorded `refused`).
         hold = Hold(conversation_mode_key(message.tenant_id, message.conversation_id), HUMAN)
         first = message.author is Author.AI
+        touched = attempt.claimed_at
         for index, request in enumerate(requests):
-            if index in done:
+            if index in attempt.sent_parts:
                 continue
             if not await self.limiter.acquire(str(account.id), hold if first else None):
                 raise PersonOwns
             first = False
+            if time.monotonic() - touched > CLAIM_LEASE.total_seconds() / 3:
+                # Slow (rate-limit waits, several parts): a redelivery elsewhere must see this claim alive.
+                await in_thread(touch_claim, self.engine, message)
+                touched = time.monotonic()
             self._posting.add(message.event_id)
             tagged = with_send_id(request, message.channel, send_tag(message, index, last=last))
             provider_id = await self.graph.post(target, tagged)

@@ -6,12 +6,13 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from schemas.channel import Author, QuickReply, WhatsAppTemplate
 from schemas.envelope import Channel
@@ -23,8 +24,8 @@ from services.handoff.mode import set_mode
 from services.ingest import sender as sender_module
 from services.ingest.graph_client import GraphClient, SendInDoubt, SendUnavailable
 from services.ingest.ratelimit import Hold, SendRateLimiter
-from services.ingest.send_log import begin_attempt, part_id
-from services.ingest.sender import Sender
+from services.ingest.send_log import Attempt, Outcome, begin_attempt, part_id, record_outcome, release, touch_claim
+from services.ingest.sender import SendBusy, Sender
 from tests.fakes import (
     MESSENGER_WINDOW_CLOSED,
     RATE_LIMITED,
@@ -318,6 +319,10 @@ async def test_a_send_whose_earlier_attempt_stopped_mid_way_is_not_sent_again_an
     shop.customer_wrote(message, hours_ago=1)
     # A worker claimed it and died before recording what the Graph API said: it may have reached the customer.
     assert begin_attempt(shop.engine, message, parts=0) is not None
+    # While its claim is alive it is another attempt's, still sending: the redelivery waits for it.
+    with pytest.raises(SendBusy):
+        await shop.sender.on_outbound(message)
+    shop.claim_lapses(message)
     await shop.sender.on_outbound(message)
     await shop.sender.on_outbound(message)
     assert shop.graph.to(message.customer_id) == []
@@ -343,12 +348,10 @@ async def test_a_request_that_got_no_answer_is_in_doubt_and_never_posted_again(
         client = GraphClient(graph.base_url, timeout_seconds=0.5)
         limiter = SendRateLimiter(redis, rate_per_second=50.0, burst=20)
         sender = Sender(engine=shop.engine, redis=redis, graph=client, limiter=limiter)
-        with pytest.raises(SendInDoubt):
-            await sender.on_outbound(message)
-        assert shop.row(message.event_id).status == "sending"
-        await sender.on_outbound(message)
+        # The request reached the server and no answer came: a person is asked at once, nothing is retried.
+        assert await sender.on_outbound(message) is None
+        assert await sender.on_outbound(message) is Handled.DUPLICATE
         await client.close()
-    # The request reached the server once; the retry found the claim in doubt and asked a person instead.
     assert graph.requests == 1
     assert shop.row(message.event_id).status == "failed"
     [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
@@ -428,11 +431,9 @@ async def test_a_part_that_went_out_but_could_not_be_recorded_is_never_posted_ag
         raise RuntimeError("database gone")
 
     monkeypatch.setattr(sender_module, "record_part", database_gone)
-    with pytest.raises(SendInDoubt):
-        await shop.sender.on_outbound(message)
-    assert shop.row(message.event_id).status == "sending"
-    monkeypatch.undo()
     await shop.sender.on_outbound(message)
+    monkeypatch.undo()
+    assert await shop.sender.on_outbound(message) is Handled.DUPLICATE
     # The image reached the customer once; the text after it is given to a person, not posted blind.
     assert [r.json["message"].get("metadata") for r in shop.graph.to(message.customer_id)] == [f"{message.event_id}:0"]
     assert shop.row(message.event_id).status == "failed"
@@ -493,3 +494,75 @@ async def test_a_send_after_the_graph_client_closed_is_released_for_a_retry(shop
     assert not isinstance(raised.value, SendInDoubt)
     assert shop.graph.to(message.customer_id) == []
     assert shop.row(message.event_id).status == "retrying"
+
+
+async def test_two_attempts_that_both_read_retrying_do_not_both_claim(shop: Shop) -> None:
+    """A redelivery on another replica reads `retrying` at the same moment as this one: only one may post."""
+    if shop.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs the two transactions one after the other")
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    assert begin_attempt(shop.engine, message, parts=0) is not None
+    release(shop.engine, message)
+    elsewhere: list[Attempt | None] = []
+
+    def claimed_meanwhile(*args: Any) -> None:
+        statement: str = args[2]
+        if statement.lstrip().startswith("SELECT ingest_sends.status") and not elsewhere:
+            elsewhere.append(None)  # before the nested claim, whose own read comes through here too
+            elsewhere[0] = begin_attempt(shop.engine, message, parts=0)
+
+    event.listen(shop.engine, "after_cursor_execute", claimed_meanwhile)
+    try:
+        ours = begin_attempt(shop.engine, message, parts=0)
+    finally:
+        event.remove(shop.engine, "after_cursor_execute", claimed_meanwhile)
+    [theirs] = elsewhere
+    assert theirs is not None and not theirs.busy and not theirs.in_doubt
+    assert ours is not None and ours.busy
+
+
+async def test_an_attempt_that_outlived_its_claim_does_not_overwrite_what_settled_it(shop: Shop) -> None:
+    """Its claim lapsed and a redelivery called the message in doubt (a person was asked): the first attempt's
+    late `sent` does not turn that round, nor tell anyone a second, contradicting outcome."""
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    assert begin_attempt(shop.engine, message, parts=0) is not None
+    shop.claim_lapses(message)
+    await shop.sender.on_outbound(message)  # in doubt
+    record_outcome(shop.engine, message, Outcome("sent", provider_id="wamid.late"))
+    row = shop.row(message.event_id)
+    assert (row.status, row.provider_message_id) == ("failed", None)
+    assert [d["state"] for d in shop.outbox(message, CHANNEL_DELIVERY)] == ["failed"]
+
+
+class SlowTokens:
+    """Every send token takes `seconds` to come."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def acquire(self, _account: str, _hold: Hold | None = None) -> bool:
+        await asyncio.sleep(self.seconds)
+        return True
+
+
+async def test_a_slow_attempt_keeps_its_claim_alive(shop: Shop, redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for send tokens past a third of its lease, it renews the claim before posting, so a redelivery
+    elsewhere waits for it rather than calling it in doubt."""
+    monkeypatch.setattr(sender_module, "CLAIM_LEASE", timedelta(seconds=0.3))
+    touched: list[uuid.UUID] = []
+
+    def touch(engine: Engine, message: Any) -> None:
+        touched.append(message.event_id)
+        touch_claim(engine, message)
+
+    monkeypatch.setattr(sender_module, "touch_claim", touch)
+    message = shop.outbound(Channel.MESSENGER, image_url=PICTURE)  # two requests
+    shop.customer_wrote(message, hours_ago=1)
+    slow = Sender(
+        engine=shop.engine, redis=redis, graph=shop.sender.graph, limiter=cast(SendRateLimiter, SlowTokens(0.15))
+    )
+    await slow.on_outbound(message)
+    assert touched == [message.event_id, message.event_id]
+    assert shop.row(message.event_id).status == "sent"
