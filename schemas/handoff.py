@@ -53,6 +53,9 @@ class ReplyHandoff(HandoffCommandBase):
 class ResolveHandoff(HandoffCommandBase):
     type: Literal["resolve"] = "resolve"
     note: ShortText = ""
+    # Only this ticket, when set: a resolve decided about one ticket (a quiet return) must not close another
+    # opened since. Refused as `ticket_closed` when the conversation's open ticket is another.
+    ticket_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 class SetAvailability(Envelope):

@@ -254,6 +254,8 @@ def resolve(ticket: Ticket | None, command: ResolveHandoff, *, now: datetime, fa
     _require_actor(command, MAY_RESOLVE)
     _require_person(command, facts)
     open_ticket = _require_open(ticket, command, facts)
+    if command.ticket_id is not None and command.ticket_id != open_ticket.id:
+        raise TicketClosed(f"handoff {command.ticket_id} is already resolved; {open_ticket.id} is open")
     closed = replace(
         open_ticket,
         status=TicketStatus.RESOLVED,

@@ -178,6 +178,8 @@ class HandoffSweep:
             conversation_id=ticket.conversation_id,
             actor=SWEEPER,
             note=QUIET_NOTE,
+            # The ticket found quiet, and no other: one opened since (a refund request, say) is not.
+            ticket_id=ticket.id,
         )
 
     @staticmethod

@@ -177,6 +177,37 @@ async def test_a_customer_who_writes_while_the_sweep_works_through_its_batch_kee
     assert await get_mode(redis, tenant, conversation) == "human"
 
 
+async def test_a_ticket_opened_after_the_quiet_one_was_resolved_is_not_handed_back(
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch's snapshot found the ticket quiet; by its turn an owner had resolved it and a new request (a
+    refund, say) had opened another. The quiet return is about the first ticket only."""
+    tenant = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "first_response_seconds": 86400})
+    conversation = f"quiet-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    clock = Clock(T0 + timedelta(minutes=45))
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=clock)
+    snapshot = sweep._open_tickets
+
+    async def resolved_and_opened_again() -> None:
+        await on_handoff_command(
+            resolve_command(tenant, conversation), engine=migrated_engine, redis=redis, at=clock.at
+        )
+        again = request(tenant, conversation)
+        await on_handoff_command(again, engine=migrated_engine, redis=redis, at=clock.at)
+
+    def then_a_new_ticket_opens() -> Any:
+        tickets = snapshot()
+        asyncio.run_coroutine_threadsafe(resolved_and_opened_again(), loop).result()
+        return tickets
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(sweep, "_open_tickets", then_a_new_ticket_opens)
+    await sweep.run_once()
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN
+    assert await get_mode(redis, tenant, conversation) == "human"
+
+
 async def test_a_request_committed_while_the_sweep_hands_back_keeps_the_mirror_human(
     migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -288,6 +288,15 @@ def test_resolve_closes_the_ticket_and_returns_the_conversation_to_ai() -> None:
     assert mode_after(outcome) is ConversationMode.AI
 
 
+def test_a_resolve_for_one_ticket_does_not_close_another_opened_since() -> None:
+    """The sweep found ticket t-0 quiet; by its turn t-0 was resolved and t-1 opened (a refund request)."""
+    for_the_old_one = ResolveHandoff.model_validate({**resolve_cmd().model_dump(), "ticket_id": "t-0"})
+    with pytest.raises(TicketClosed):
+        decide(opened(), for_the_old_one, ticket_id="x", now=AT)
+    for_this_one = ResolveHandoff.model_validate({**resolve_cmd().model_dump(), "ticket_id": "t-1"})
+    assert isinstance(decide(opened(), for_this_one, ticket_id="x", now=AT), Resolved)
+
+
 def test_resolve_is_refused_without_an_open_ticket() -> None:
     with pytest.raises(NoOpenTicket):
         decide(None, resolve_cmd(), ticket_id="x", now=AT)
