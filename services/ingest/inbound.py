@@ -5,8 +5,9 @@ import logging
 import uuid
 
 from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, select
 
 from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook, content_text
@@ -59,12 +60,18 @@ class Normalizer:
                 problems.append(f"{item.channel.value}:{item.account_external_id}: unknown channel account")
                 continue
             with log_context(tenant_id=account.tenant_id):
-                if isinstance(item, ParsedMessage):
-                    messages += 1
-                    repeated += not await self._message(raw, account, item)
-                else:
-                    statuses += 1
-                    await in_thread(self._status, raw, account, item)
+                try:
+                    if isinstance(item, ParsedMessage):
+                        messages += 1
+                        repeated += not await self._message(raw, account, item)
+                    else:
+                        statuses += 1
+                        await in_thread(self._status, raw, account, item)
+                except (ValidationError, DataError) as exc:
+                    # This item can never be taken (a field our events refuse, a value the database refuses):
+                    # kept with the body, while the webhook's other items are answered.
+                    where = f"{item.channel.value}:{item.account_external_id}"
+                    problems.append(f"{where}: {type(exc).__name__}: {exc}"[:300])
         if problems:
             await self._keep(raw, problems)
         return Handled.DUPLICATE if messages and repeated == messages and not (statuses or problems) else None

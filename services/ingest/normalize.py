@@ -81,10 +81,13 @@ def parse_webhook(body: Mapping[str, Any]) -> list[Parsed]:
     for entry in body.get("entry") or []:
         if not isinstance(entry, Mapping):
             items.append(Unparsed(channel, "", "entry is not an object"))
-        elif channel is Channel.WHATSAPP:
-            items.extend(_whatsapp_entry(entry))
-        else:
-            items.extend(_messaging_entry(channel, entry))
+            continue
+        parsed = _whatsapp_entry(entry) if channel is Channel.WHATSAPP else _messaging_entry(channel, entry)
+        try:
+            items.extend(parsed)
+        except ITEM_ERRORS as exc:
+            # A shape no guard below foresaw: what the entry yielded so far stands, the rest is kept as one item.
+            items.append(Unparsed(channel, str(entry.get("id", "")), f"entry: {type(exc).__name__}: {exc}"[:300]))
     return items
 
 
@@ -98,10 +101,14 @@ def _whatsapp_customer(message: Mapping[str, Any]) -> str:
 
 def _whatsapp_entry(entry: Mapping[str, Any]) -> Iterator[Parsed]:
     for change in entry.get("changes") or []:
+        if not isinstance(change, Mapping) or not isinstance(change.get("value") or {}, Mapping):
+            yield Unparsed(Channel.WHATSAPP, "", "change is not an object with an object value")
+            continue
         if change.get("field") != "messages":
             continue  # template status, account updates...: accepted and ignored
         value = change.get("value") or {}
-        account = str((value.get("metadata") or {}).get("phone_number_id", ""))
+        metadata = value.get("metadata")
+        account = str((metadata if isinstance(metadata, Mapping) else {}).get("phone_number_id", ""))
         for message in value.get("messages") or []:
             try:
                 yield ParsedMessage(

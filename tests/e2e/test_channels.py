@@ -66,6 +66,30 @@ async def test_items_for_unknown_accounts_or_unreadable_are_kept_in_the_dlq(shop
     assert json.loads(letter.value)["body"] == encode(body).decode()
 
 
+async def test_an_item_that_can_never_be_taken_is_kept_and_the_rest_of_the_webhook_is_answered(
+    shop: Shop, kafka_bootstrap: str
+) -> None:
+    """A junk change, a status our events refuse (no message id) and a text the database may refuse (a NUL byte):
+    each is kept with the body; the customer who wrote properly in the same webhook is answered."""
+    customer, nul_writer = new_customer(), new_customer()
+    body = whatsapp_text(phone_number_id=shop.phone_number_id, customer=customer, text="hello")
+    value = body["entry"][0]["changes"][0]["value"]
+    value["statuses"] = [{"id": "", "status": "delivered", "timestamp": "1790000000", "recipient_id": customer}]
+    nul = whatsapp_text(phone_number_id=shop.phone_number_id, customer=nul_writer, text="bad\u0000byte")
+    value["messages"].insert(0, nul["entry"][0]["changes"][0]["value"]["messages"][0])
+    body["entry"][0]["changes"].insert(0, "junk")
+    assert (await shop.post_webhook(encode(body))).status_code == 200
+    assert "Welcome" in (await shop.wait_for_replies(customer, 1))[0]["text"]
+
+    async def kept() -> list[Any]:
+        records = await read_topic(kafka_bootstrap, dlq_of(CHANNEL_RAW), timeout_ms=300)
+        return [r for r in records if json.loads(r.value)["body"] == encode(body).decode()]
+
+    [letter] = await eventually(kept, bool)
+    problems = dict(letter.headers)["x-error-message"]
+    assert b"change is not an object" in problems and b"ValidationError" in problems
+
+
 async def test_a_person_answering_from_the_business_inbox_takes_the_conversation_over(shop: Shop, mesh: Any) -> None:
     customer = new_customer()
     echo = encode(messenger_text(page_id=shop.page_id, customer=customer, text="Hi, Anna here!", echo=True))
