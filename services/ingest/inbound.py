@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlmodel import Session, select
 
-from schemas.channel import DeliveryStatus, InboundMessage, RawWebhook, content_text
+from schemas.channel import DeliveryState, DeliveryStatus, InboundMessage, RawWebhook, content_text
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.topics import CHANNEL_DELIVERY, CHANNEL_INBOUND, CHANNEL_RAW, HANDOFF_COMMANDS, dlq_of
@@ -171,6 +171,37 @@ class Normalizer:
         return row is not None and row.tenant_id == tenant_id
 
     @staticmethod
+    def _sent_by_machine(session: Session, tenant_id: uuid.UUID, message_id: str) -> bool:
+        """One of the tenant's sends the AI or the system wrote (a person's own failed message is theirs to see)."""
+        author = session.exec(
+            select(OutboundSend.author).where(
+                OutboundSend.provider_message_id == message_id, OutboundSend.tenant_id == tenant_id
+            )
+        ).first()
+        return author in ("ai", "system")
+
+    @staticmethod
+    def _undelivered(
+        raw: RawWebhook, account: ChannelAccountView, item: ParsedStatus, conversation: str
+    ) -> RequestHandoff:
+        return RequestHandoff(
+            event_id=derived_id("undelivered", account.tenant_id, item.message_id),
+            tenant_id=account.tenant_id,
+            correlation_id=raw.correlation_id,
+            causation_id=raw.event_id,
+            occurred_at=now(),
+            producer="ingest",
+            conversation_id=conversation,
+            actor=Actor(kind=ActorKind.SYSTEM, id="ingest"),
+            # The closest reason for "this channel could not carry the message" (as the sender's refusals).
+            reason=HandoffReason.CHANNEL_WINDOW_CLOSED,
+            channel=item.channel,
+            channel_account_id=str(account.id),
+            customer_id=item.customer_id,
+            note=f"the channel accepted a reply and then reported it undelivered ({item.error_code or 'no code'})",
+        )
+
+    @staticmethod
     def _takeover(
         raw: RawWebhook, account: ChannelAccountView, item: ParsedMessage, conversation: str
     ) -> RequestHandoff:
@@ -207,3 +238,13 @@ class Normalizer:
         )
         with session_scope(self.engine) as session:
             add_to_outbox(session, topic=CHANNEL_DELIVERY, event=status, key=conversation)
+            if item.state is DeliveryState.FAILED and self._sent_by_machine(
+                session, account.tenant_id, item.message_id
+            ):
+                # Accepted, then not delivered (WhatsApp reports it later): the customer has no answer.
+                add_to_outbox(
+                    session,
+                    topic=HANDOFF_COMMANDS,
+                    event=self._undelivered(raw, account, item, conversation),
+                    key=conversation,
+                )

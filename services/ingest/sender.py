@@ -70,9 +70,11 @@ class PersonOwns(Exception):
     """Raised before anything is posted: a person owns the conversation, so the AI's message is refused."""
 
 
+# Every refusal leaves the customer without the message: a person is asked to reach them, whatever the reason.
 HANDOFF_NOTES = {
     RejectKind.TOKEN: "the channel refused the account's access token: reconnect the account",
     RejectKind.WINDOW: "the channel's messaging window is closed for this customer",
+    RejectKind.REQUEST: "the channel refused the message, so the customer did not get it",
 }
 
 
@@ -134,7 +136,12 @@ class Sender:
         # since a person in charge outranks every other reason not to send.
         account = await account_by_id_async(self.engine, uuid.UUID(message.channel_account_id))
         if account is None or account.tenant_id != message.tenant_id:
-            return await self._unless_person_owns(message, Outcome("failed", "channel account not found for tenant"))
+            gone = Outcome(
+                "failed",
+                "channel account not found for tenant",
+                handoff_note="the channel account this conversation came in on is gone: the customer got no reply",
+            )
+            return await self._unless_person_owns(message, gone)
         decision = decide_send(
             channel=message.channel,
             author=message.author,

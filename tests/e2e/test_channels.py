@@ -6,13 +6,17 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlmodel import Session, select
 
+from schemas.handoff import HandoffReason
 from schemas.topics import CHANNEL_DELIVERY, CHANNEL_RAW, dlq_of
 from sellmesh.service import derived_id
 from services.gateway.query import find_channel_account
 from services.handoff.query import conversation_mode
+from services.handoff.store import HandoffTicketRow
 from services.ingest.payloads import encode, messenger_text, whatsapp_text
 from services.ingest.signature import sign
+from services.ingest.store import OutboundSend
 from tests.builders import read_topic
 from tests.e2e.conftest import Shop, eventually, new_customer, seed_shop
 
@@ -155,3 +159,45 @@ async def test_whatsapp_statuses_become_delivery_events(shop: Shop, kafka_bootst
     found = await eventually(statuses, lambda got: len(got) == 2)
     assert {(s["state"], s["error_code"]) for s in found} == {("read", None), ("failed", "131047")}
     assert all(s["tenant_id"] == str(shop.tenant_id) for s in found)
+
+
+def whatsapp_status(phone_number_id: str, wamid: str, customer: str, status: str) -> dict[str, Any]:
+    error = [{"code": 131047, "title": "Re-engagement message"}] if status == "failed" else []
+    value = {
+        "metadata": {"phone_number_id": phone_number_id},
+        "statuses": [
+            {"id": wamid, "status": status, "timestamp": "1790000001", "recipient_id": customer, "errors": error}
+        ],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "waba", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+async def test_an_ai_reply_the_channel_later_reports_undelivered_brings_a_person_in(shop: Shop) -> None:
+    """WhatsApp took the reply, then reported it failed: the customer has no answer, so a person is asked (once,
+    however often the status is delivered)."""
+    customer = new_customer()
+    await shop.post_webhook(
+        encode(whatsapp_text(phone_number_id=shop.phone_number_id, customer=customer, text="hello"))
+    )
+    await shop.wait_for_replies(customer, 1)
+
+    def sent_ids() -> list[tuple[str, str]]:
+        with Session(shop.engine) as session:
+            rows = session.exec(select(OutboundSend).where(OutboundSend.tenant_id == shop.tenant_id)).all()
+            return [(row.provider_message_id or "", row.conversation_id) for row in rows if row.status == "sent"]
+
+    [(wamid, conversation)] = await eventually(lambda: asyncio.to_thread(sent_ids), bool)
+    failed = encode(whatsapp_status(shop.phone_number_id, wamid, customer, "failed"))
+    for _ in range(2):
+        assert (await shop.post_webhook(failed)).status_code == 200
+
+    def tickets() -> list[HandoffTicketRow]:
+        with Session(shop.engine) as session:
+            query = select(HandoffTicketRow).where(HandoffTicketRow.conversation_id == conversation)
+            return list(session.exec(query))
+
+    [ticket] = await eventually(lambda: asyncio.to_thread(tickets), bool)
+    assert ticket.reason == HandoffReason.CHANNEL_WINDOW_CLOSED.value and "undelivered" in ticket.notes

@@ -290,6 +290,22 @@ async def test_an_account_of_another_tenant_is_never_used(shop: Shop, migrated_e
     await shop.sender.on_outbound(message)
     assert shop.graph.to(message.customer_id) == []
     assert shop.row(message.event_id).error == "channel account not found for tenant"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)  # the customer got nothing: a person is asked
+    assert "gone" in handoff["note"]
+
+
+async def test_a_message_the_channel_refuses_asks_for_a_person(shop: Shop) -> None:
+    """Not the token nor the window, the message itself (a recipient the channel does not know, say): the customer
+    is left without it, so a person is asked, as for every other refusal."""
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    shop.graph.script(
+        Scripted(400, {"error": {"message": "Recipient phone number not in allowed list", "code": 131030}})
+    )
+    await shop.sender.on_outbound(message)
+    assert shop.row(message.event_id).status == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (handoff["reason"], "refused the message" in handoff["note"]) == ("channel_window_closed", True)
 
 
 async def test_the_access_token_never_reaches_a_log_record(shop: Shop, caplog: pytest.LogCaptureFixture) -> None:
