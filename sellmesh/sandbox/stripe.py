@@ -187,6 +187,33 @@ class StripeSandbox:
             _query(request)  # no `expand` in the sandbox yet
             return JSONResponse((await store.get(session_id, account))["session"])
 
+        @router.post("/v1/refunds")
+        async def create_refund(request: Request) -> Response:
+            """A full refund of a PaymentIntent's charge, as the owner's refund asks (`/v1/refunds`)."""
+            key, account = _caller(request)
+            params = await _form(request)
+            reject_unknown(params, ("payment_intent",))
+            intent = as_str(params.get("payment_intent"), "payment_intent")
+            if intent is None:
+                raise FormError("Missing required param: payment_intent.", param="payment_intent")
+
+            async def run() -> Record:
+                found = await store.find("pi", intent, account)
+                if found is None:
+                    raise objects.missing("payment_intent", intent)
+                charge = (await store.change(found["session"]["id"], objects.refund, account=account))["charge"]
+                return {
+                    "id": f"re_test_{secrets.token_hex(12)}",
+                    "object": "refund",
+                    "amount": charge["amount"],
+                    "charge": charge["id"],
+                    "currency": charge["currency"],
+                    "payment_intent": intent,
+                    "status": "succeeded",
+                }
+
+            return await store.idempotent(request, f"{key}:{account or ''}", params, run)
+
         @router.post("/v1/checkout/sessions/{session_id}/expire")
         async def expire(session_id: str, request: Request) -> Response:
             key, account = _caller(request)

@@ -73,7 +73,8 @@ def refund_handoff(event: PaymentEventBase, order: Order | None, *, at: datetime
     """Ask for a person about money that reached an order which would not take it.
 
     Only for this tenant's order with a conversation and a channel address (orders created by the
-    agent carry one); otherwise the rejection alone reports it, and payments refunds on that.
+    agent carry one); otherwise the rejection alone reports it (the owners' API shows it), and a person of the
+    business refunds it.
     """
     if order is None or order.tenant_id != event.tenant_id or order.conversation_id is None:
         return None

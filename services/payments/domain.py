@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, TypeGuard
 from uuid import UUID
 
-from schemas.envelope import Money
+from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderChanged, OrderEvent, OrderLine, OrderState
 from schemas.payments import PaymentLinkCreated
 
@@ -70,6 +70,21 @@ class CheckoutSession:
 
 def wants_checkout(event: OrderEvent) -> TypeGuard[OrderChanged]:
     return isinstance(event, OrderChanged) and event.change == "checkout_requested"
+
+
+def wants_money_back(event: OrderEvent) -> TypeGuard[OrderChanged]:
+    """A person of the business refunded the order, or cancelled it once paid: the customer's money goes back.
+    Not payments' own `refunded` (actor system), which reports a refund Stripe already made."""
+    return (
+        isinstance(event, OrderChanged)
+        and event.change in ("refunded", "cancelled")
+        and event.actor.kind in (ActorKind.OWNER, ActorKind.STAFF)
+    )
+
+
+def refund_key(checkout_session_id: str) -> str:
+    """One refund per paid session, however often the order's event is delivered."""
+    return f"refund:{checkout_session_id}"
 
 
 def wants_sessions_closed(event: OrderEvent) -> TypeGuard[OrderChanged]:

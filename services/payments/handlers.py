@@ -23,14 +23,16 @@ from services.payments.domain import (
     CheckoutSettings,
     link_created,
     plan_checkout,
+    refund_key,
     wants_checkout,
+    wants_money_back,
     wants_sessions_closed,
     with_plan,
 )
 from services.payments.reconciler import Outcome, Reconciler
 from services.payments.settlement import RANK, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
-from services.payments.stripe_event import SESSION_EXPIRED, MalformedEvent, read_event
+from services.payments.stripe_event import CHARGE_REFUNDED, SESSION_EXPIRED, MalformedEvent, read_event
 from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,8 @@ async def on_order_event(
     On cancelled: expire the order's open sessions, so a cancelled order cannot be paid.
     """
     try:
+        if wants_money_back(event):
+            await refund_paid_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler)
         if wants_sessions_closed(event):
             await close_open_sessions(event, attempt=None, gateway=gateway, engine=engine, reconciler=reconciler)
             return None
@@ -139,6 +143,27 @@ async def on_order_event(
         raise PermanentError(str(exc)) from exc
     await in_thread(_record, engine, link, request)
     return None
+
+
+async def refund_paid_attempts(
+    event: OrderChanged, *, gateway: StripeGateway, engine: Engine, reconciler: Reconciler
+) -> None:
+    """Give the money of the order's paid attempts back at Stripe, then settle each attempt from the refunded
+    charge (Stripe's `charge.refunded` event finds it settled). One refund per session, by its idempotency key."""
+    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="refund")
+    for row in await in_thread(_others, engine, event.tenant_id, event.order_id, -1):
+        if row.status != AttemptStatus.PAID:
+            continue
+        account = row.stripe_account
+        session = await gateway.retrieve_session(row.checkout_session_id, account=account)
+        intent = row.payment_intent_id or session.payment_intent
+        if intent is None:
+            raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
+        charge_id = await gateway.refund(intent, account=account, idempotency_key=refund_key(row.checkout_session_id))
+        log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
+        if charge_id is not None:
+            charge = await gateway.retrieve_charge(charge_id, account=account)
+            await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
 
 
 async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:

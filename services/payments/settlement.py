@@ -94,7 +94,7 @@ class Cause:
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None
     stripe_event_id: str | None
-    source: str  # webhook | sweep | checkout
+    source: str  # webhook | sweep | checkout | refund
 
 
 def _money(amount: int | None, currency: str | None) -> Money:

@@ -39,6 +39,8 @@ class StripeGateway(Protocol):
 
     async def retrieve_charge(self, charge_id: str, *, account: str | None) -> ChargeState: ...
 
+    async def refund(self, payment_intent: str, *, account: str | None, idempotency_key: str) -> str | None: ...
+
     async def list_events(
         self, *, since: int, types: Sequence[str], account: str | None
     ) -> list[Mapping[str, object]]: ...
@@ -82,13 +84,17 @@ def _options(account: str | None, **extra: str) -> Any:
     return {**({"stripe_account": account} if account else {}), **extra}
 
 
+def _classified(error: stripe.StripeError) -> CheckoutUnavailable | CheckoutRejected:
+    # The SDK's message names the request id and Stripe's reason, never the API key.
+    kind = CheckoutUnavailable if _is_transient(error) else CheckoutRejected
+    return kind(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+
+
 async def _call(call: Callable[[], Awaitable[T]]) -> T:
     try:
         return await call()
     except stripe.StripeError as exc:
-        # The SDK's message names the request id and Stripe's reason, never the API key.
-        kind = CheckoutUnavailable if _is_transient(exc) else CheckoutRejected
-        raise kind(f"{type(exc).__name__} ({exc.http_status}): {exc.user_message or exc}") from exc
+        raise _classified(exc) from exc
 
 
 class StripeCheckoutGateway:
@@ -137,6 +143,21 @@ class StripeCheckoutGateway:
         params: Any = {"payment_intent": payment_intent, "limit": 1}
         page = await _call(lambda: sessions.list_async(params=params, options=_options(account)))
         return session_state(page.data[0].to_dict()) if page.data else None
+
+    async def refund(self, payment_intent: str, *, account: str | None, idempotency_key: str) -> str | None:
+        """Refund the PaymentIntent's charge in full; the refunded charge's id, or None when Stripe says it was
+        refunded already (its `charge.refunded` event settles the attempt either way)."""
+        refunds = self._client.v1.refunds
+        options = _options(account, idempotency_key=idempotency_key)
+        params: Any = {"payment_intent": payment_intent}
+        try:
+            made = await refunds.create_async(params=params, options=options)
+        except stripe.StripeError as exc:
+            if exc.code == "charge_already_refunded":
+                return None
+            raise _classified(exc) from exc
+        charge = made.charge
+        return charge if isinstance(charge, str) or charge is None else charge.id
 
     async def retrieve_charge(self, charge_id: str, *, account: str | None) -> ChargeState:
         charges = self._client.v1.charges

@@ -14,16 +14,18 @@ from sqlmodel import col
 
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
+from schemas.orders import OrderChanged, OrderState
 from sellmesh.db import session_scope
 from sellmesh.subscriber import PermanentError
 from services.payments.domain import CheckoutPlan
+from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import SessionState
 from services.payments.stripe_gateway import StripeCheckoutGateway
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import PaymentShop, add_tenant
+from tests.integration.payment_shop import PaymentShop, add_tenant, checkout_requested
 
 pytestmark = pytest.mark.integration
 
@@ -249,3 +251,55 @@ def test_a_checkout_plan_is_kept_once_and_renewed_in_place(migrated_engine: Engi
     renewed = keep(requested_at + timedelta(hours=3))
     assert renewed.generation == 1 and renewed.expires_at > first.expires_at
     assert keep(requested_at + timedelta(hours=3, minutes=2)) == renewed
+
+
+async def paid_order(shop: PaymentShop) -> PaymentAttemptRow:
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    await shop.deliver(completed)
+    return shop.attempt(attempt.order_id)
+
+
+def order_changed(shop: PaymentShop, order_id: uuid.UUID, change: str, actor: ActorKind) -> OrderChanged:
+    """What orders publishes once the change is applied: the order's snapshot in its new state."""
+    requested = checkout_requested(shop.tenant_id, order_id)
+    state = OrderState.REFUNDED if change == "refunded" else OrderState.CANCELLED
+    return requested.model_copy(
+        update={
+            "event_id": uuid.uuid4(),
+            "change": change,
+            "actor": Actor(kind=actor, id="owner-1" if actor is ActorKind.OWNER else "payments"),
+            "order": requested.order.model_copy(update={"state": state}),
+        }
+    )
+
+
+@pytest.mark.parametrize("change", ["refunded", "cancelled"])
+async def test_an_owners_refund_or_cancel_of_a_paid_order_gives_the_money_back_once(
+    shop: PaymentShop, change: str
+) -> None:
+    paid = await paid_order(shop)
+    event = order_changed(shop, paid.order_id, change, ActorKind.OWNER)
+    for _ in range(2):  # a redelivery refunds nothing twice
+        await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.attempt(paid.order_id).status == "refunded"
+    assert shop.facts(paid.order_id) == ["link_created", "paid", "refunded"]
+    # Refunded at Stripe once, in full; Stripe's own report of it comes after and finds it settled.
+    [refunded] = await refunds_of(shop, paid)
+    assert refunded["data"]["object"]["amount_refunded"] == 2500
+    await shop.deliver(refunded)
+    assert shop.facts(paid.order_id) == ["link_created", "paid", "refunded"]
+
+
+async def test_payments_own_report_of_a_refund_asks_stripe_for_nothing(shop: PaymentShop) -> None:
+    """`refunded` by the system is a refund Stripe already made; refunding again would fail or double it."""
+    paid = await paid_order(shop)
+    event = order_changed(shop, paid.order_id, "refunded", ActorKind.SYSTEM)
+    await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.attempt(paid.order_id).status == "paid"
+    assert await refunds_of(shop, paid) == []
+
+
+async def refunds_of(shop: PaymentShop, attempt: PaymentAttemptRow) -> list[dict[str, Any]]:
+    return [e for e in await shop.stripe_events(attempt.checkout_session_id) if e["type"] == "charge.refunded"]
