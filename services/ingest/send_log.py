@@ -5,10 +5,9 @@ so a crash never leaves a failed send that nobody hears about.
 """
 
 import logging
-import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam
@@ -64,30 +63,27 @@ def tagged_send(tag: str) -> uuid.UUID | None:
         return None
 
 
-# How long a `sending` claim is another attempt's, alive, before it counts as one that stopped mid-send. An attempt
-# longer than a third of this refreshes its claim before each post (`touch_claim`).
-CLAIM_LEASE = timedelta(seconds=60)
-
-
 @dataclass(frozen=True)
 class Attempt:
     """What is known before posting: when the customer last wrote, which requests went out on an earlier try,
-    whether an earlier try stopped mid-send (its claim is still `sending`, and old), so it may have gone out, and
-    whether another attempt is sending it right now (a redelivery to another replica after a rebalance)."""
+    whether an earlier try stopped mid-send (its claim is still `sending`), so it may have gone out, and whether
+    another attempt claimed it a moment ago (two retries that both read `retrying`)."""
 
     last_inbound_at: datetime | None
     sent_parts: frozenset[int]
     in_doubt: bool = False
     busy: bool = False
-    # When the claim was taken or renewed (`time.monotonic`): an attempt past a third of its lease renews it.
-    claimed_at: float = field(default_factory=time.monotonic)
 
 
 def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> Attempt | None:
-    """One transaction before the Graph call: None when the message is finished (sent, refused, failed); busy
-    while another attempt's claim is alive; in doubt when an earlier attempt's claim is still `sending` but older
-    than `CLAIM_LEASE`; otherwise claims it (`sending`) and reads the window's start and which of its `parts`
-    requests went out."""
+    """One transaction before the Graph call: None when the message is finished (sent, refused, failed); in
+    doubt when an earlier attempt's claim is still `sending`; busy when another attempt claimed it from `retrying`
+    first; otherwise claims it (`sending`) and reads the window's start and which of its `parts` requests went
+    out.
+
+    A `sending` claim is in doubt at once, though its attempt may still be at work elsewhere (a handler that
+    outlasted its partition's revoke): waiting for it would stall the partition behind a worker that may be dead,
+    and a person asked for nothing beats a reply read twice. Its late outcome then leaves the doubt standing."""
     sends = OutboundSend.__table__  # type: ignore[attr-defined]
     mine = sends.c.event_id == message.event_id
     # Core statements: this runs for every outbound message, and an ORM session costs several times more.
@@ -95,11 +91,11 @@ def begin_attempt(engine: Engine, message: OutboundMessage, *, parts: int) -> At
         # The claim first: a new message (nearly every one) needs no read of its status. When a row is there,
         # its status says what the earlier attempt left.
         if not insert_unless_present(connection, sends, _send(message, message.event_id, "sending")):
-            status, alive = connection.execute(_STATUS, {"send": message.event_id, "cutoff": now() - CLAIM_LEASE}).one()
+            status = connection.execute(_STATUS, {"send": message.event_id}).scalar_one()
             if status in FINISHED:
                 return None
             if status == "sending":
-                return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=not alive, busy=bool(alive))
+                return Attempt(last_inbound_at=None, sent_parts=frozenset(), in_doubt=True)
             # Only from `retrying`: two attempts that both read it must not both claim it (the second one's UPDATE
             # waits for the first's commit, then finds the status changed).
             claimed = connection.execute(
@@ -127,18 +123,6 @@ def release(engine: Engine, message: OutboundMessage) -> None:
         )
 
 
-def touch_claim(engine: Engine, message: OutboundMessage) -> None:
-    """A long attempt (a rate-limit wait, several parts) keeps its claim alive, so a redelivery elsewhere waits
-    for it instead of calling it in doubt."""
-    sends = OutboundSend.__table__  # type: ignore[attr-defined]
-    with engine.begin() as connection:
-        connection.execute(
-            sa_update(sends)
-            .where(sends.c.event_id == message.event_id, sends.c.status == "sending")
-            .values(updated_at=now())
-        )
-
-
 def _sent_parts(connection: Connection, message: OutboundMessage, count: int) -> frozenset[int]:
     """Which of the first `count` requests already went out on an earlier attempt."""
     ids = {part_id(message, index): index for index in range(count)}
@@ -162,11 +146,11 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
             "error": outcome.error[:500],
             "updated_at": now(),
         }
-        # An UPDATE by key rather than a load and a flush, of this attempt's claim only: once its claim outlived
-        # its lease, another attempt may have settled the message (in doubt), and told everyone so.
+        # An UPDATE by key rather than a load and a flush, of this attempt's claim only: another attempt may have
+        # settled the message meanwhile (in doubt), and told everyone so.
         updated = session.execute(_OUTCOME, {"send": message.event_id, **changes})
         if not updated.rowcount:  # type: ignore[attr-defined]
-            settled = session.execute(_STATUS, {"send": message.event_id, "cutoff": now()}).first()
+            settled = session.execute(_STATUS, {"send": message.event_id}).first()
             if settled is not None:
                 log.warning(
                     "a send finished after another attempt settled it",
@@ -195,10 +179,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
 _SENDS = OutboundSend.__table__  # type: ignore[attr-defined]
 # The SET clause comes from the parameters' other names (status, provider_message_id, error, updated_at).
 _OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"), _SENDS.c.status == "sending")
-# A send's status, and whether its row changed after `cutoff` (a live claim).
-_STATUS = sa_select(_SENDS.c.status, _SENDS.c.updated_at > bindparam("cutoff")).where(
-    _SENDS.c.event_id == bindparam("send")
-)
+_STATUS = sa_select(_SENDS.c.status).where(_SENDS.c.event_id == bindparam("send"))
 _SENT = sa_select(_SENDS.c.event_id).where(_SENDS.c.event_id.in_(bindparam("ids", expanding=True)))
 _SEND_INSERT = sa_insert(_SENDS)
 

@@ -10,7 +10,6 @@ request too.
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -37,7 +36,6 @@ from services.ingest.graph_client import (
 from services.ingest.graph_request import GraphRequest, build_requests, with_send_id
 from services.ingest.ratelimit import Hold, SendRateLimiter
 from services.ingest.send_log import (
-    CLAIM_LEASE,
     Attempt,
     Outcome,
     begin_attempt,
@@ -45,7 +43,6 @@ from services.ingest.send_log import (
     record_part,
     release,
     send_tag,
-    touch_claim,
 )
 from services.ingest.window import Refuse, SendWithTag, decide_send
 
@@ -63,7 +60,7 @@ IN_HUMAN_MODE = Outcome("refused", "conversation is in human mode")
 
 
 class SendBusy(SendUnavailable):
-    """Another attempt holds the message's claim: the subscriber waits, and finds it finished or in doubt."""
+    """Another attempt claimed the message first: the subscriber retries, and finds it finished or in doubt."""
 
 
 class PersonOwns(Exception):
@@ -103,8 +100,8 @@ class Sender:
         if attempt is None:
             return Handled.DUPLICATE  # finished on an earlier delivery of this event
         if attempt.busy:
-            # Another attempt is sending it (a redelivery after a rebalance): wait for it to finish.
-            raise SendBusy("another attempt is sending this message")
+            # Another attempt claimed it a moment ago: the retry finds it finished, or in doubt.
+            raise SendBusy("another attempt claimed this message first")
         if attempt.in_doubt:
             outcome = IN_DOUBT
         else:
@@ -193,17 +190,12 @@ class Sender:
         # person who took over in between stops the rest (recorded `refused`).
         hold = Hold(conversation_mode_key(message.tenant_id, message.conversation_id), HUMAN)
         first = message.author is Author.AI
-        touched = attempt.claimed_at
         for index, request in enumerate(requests):
             if index in attempt.sent_parts:
                 continue
             if not await self.limiter.acquire(str(account.id), hold if first else None):
                 raise PersonOwns
             first = False
-            if time.monotonic() - touched > CLAIM_LEASE.total_seconds() / 3:
-                # Slow (rate-limit waits, several parts): a redelivery elsewhere must see this claim alive.
-                await in_thread(touch_claim, self.engine, message)
-                touched = time.monotonic()
             self._posting.add(message.event_id)
             tagged = with_send_id(request, message.channel, send_tag(message, index, last=last))
             provider_id = await self.graph.post(target, tagged)

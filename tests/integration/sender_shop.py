@@ -15,7 +15,6 @@ from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import now
 from services.gateway.query import account_by_id
-from services.ingest.send_log import CLAIM_LEASE
 from services.ingest.sender import Sender
 from services.ingest.store import MessageLog, OutboundSend
 from tests.builders import envelope
@@ -66,14 +65,6 @@ class Shop:
         row = self.row_or_none(event_id)
         assert row is not None
         return row
-
-    def claim_lapses(self, message: OutboundMessage) -> None:
-        """The worker that claimed the message stopped long ago: its claim outlived its lease."""
-        with session_scope(self.engine) as session:
-            row = session.get(OutboundSend, message.event_id)
-            assert row is not None
-            row.updated_at = now() - CLAIM_LEASE - timedelta(seconds=1)
-            session.add(row)
 
     def row_or_none(self, event_id: uuid.UUID) -> OutboundSend | None:
         with Session(self.engine) as session:
