@@ -1,12 +1,13 @@
 """Composition of the handoff service: the command subscriber, the inbox read model, the sweep, webhook
-delivery, its outbox relay, and the mode mirror rebuild."""
+delivery, its outbox relay, and the mode mirror's reconcile."""
 
 from schemas.handoff import HandoffCommand
 from schemas.topics import CHANNEL_INBOUND, CHANNEL_OUTBOUND, HANDOFF_COMMANDS
 from sellmesh.service import MeshContext, ServiceParts
 from services.handoff.delivery import NotificationDelivery
-from services.handoff.handlers import on_handoff_command, rebuild_mode_mirror
+from services.handoff.handlers import on_handoff_command
 from services.handoff.inbox import InboxWriter
+from services.handoff.mirror import MirrorReconciler
 from services.handoff.settings import HandoffServiceSettings
 from services.handoff.sweep import HandoffSweep
 
@@ -14,6 +15,7 @@ from services.handoff.sweep import HandoffSweep
 def build(ctx: MeshContext) -> ServiceParts:
     settings = HandoffServiceSettings()
     relay = ctx.relay("handoff")
+    mirror = MirrorReconciler(engine=ctx.engine, redis=ctx.redis, interval_seconds=settings.mirror_reconcile_seconds)
     sweep = HandoffSweep(engine=ctx.engine, redis=ctx.redis, interval_seconds=settings.sweep_interval_seconds)
     delivery = NotificationDelivery(
         engine=ctx.engine,
@@ -25,9 +27,6 @@ def build(ctx: MeshContext) -> ServiceParts:
 
     async def on_command(command: HandoffCommand) -> None:
         await on_handoff_command(command, engine=ctx.engine, redis=ctx.redis)
-
-    async def rebuild_mirror() -> None:
-        await rebuild_mode_mirror(engine=ctx.engine, redis=ctx.redis)
 
     inbox = InboxWriter(ctx.engine)
 
@@ -48,6 +47,6 @@ def build(ctx: MeshContext) -> ServiceParts:
     return ServiceParts(
         name="handoff",
         relays=[relay],
-        on_start=[rebuild_mirror, sweep.start, delivery.start],
-        on_stop=[sweep.stop, delivery.stop],
+        on_start=[mirror.start, sweep.start, delivery.start],
+        on_stop=[mirror.stop, sweep.stop, delivery.stop],
     )

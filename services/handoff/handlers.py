@@ -40,6 +40,9 @@ from services.handoff.store import HandoffStore
 
 log = logging.getLogger(__name__)
 
+# Longer than a command's retries take; a crashed worker's redelivery writes its own hold again.
+REQUEST_HOLD_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Applied:
@@ -165,8 +168,10 @@ async def on_handoff_command(
     conversation = None if isinstance(command, SetAvailability) else command.conversation_id
     if isinstance(command, RequestHandoff) and conversation is not None:
         # Close the sender's lock before the ticket exists: an AI reply already in flight must not
-        # slip out between this commit and the mirror write below.
-        await mode.set_mode(redis, command.tenant_id, conversation, mode.HUMAN)
+        # slip out between this commit and the mirror write below. A hold, not a lasting key: should this
+        # request never commit (its retries spent, the command in the DLQ), the conversation is not left
+        # silent with no ticket behind it.
+        await mode.hold_human(redis, command.tenant_id, conversation, REQUEST_HOLD_SECONDS)
     try:
         applied = await in_thread(apply_command, engine, command, at or now(), settings)
     except Exception:
@@ -197,22 +202,3 @@ async def _restore_mirror(engine: Engine, redis: Redis, tenant_id: uuid.UUID, co
     except Exception:
         # The retry of this command writes the mirror again; erring towards "human" keeps the AI quiet.
         log.exception("could not restore the mode mirror after a failed command")
-
-
-def _human_conversations(engine: Engine) -> list[tuple[uuid.UUID, str]]:
-    with session_scope(engine) as session:
-        return HandoffStore(session).human_conversations()
-
-
-async def rebuild_mode_mirror(*, engine: Engine, redis: Redis) -> int:
-    """Write every human-mode conversation back into Redis (a flushed or replaced Redis forgets them)."""
-    pairs = await in_thread(_human_conversations, engine)
-    for tenant_id, conversation_id in pairs:
-        await mode.set_mode(redis, tenant_id, conversation_id, ConversationMode.HUMAN)
-    # A conversation handed back while this ran (another replica, in a rolling deploy) may have had its key
-    # deleted before the write above: it would stay silent. Those left the human set since the first read.
-    handed_back = set(pairs) - set(await in_thread(_human_conversations, engine))
-    for tenant_id, conversation_id in handed_back:
-        await mode.set_mode(redis, tenant_id, conversation_id, ConversationMode.AI)
-    log.info("handoff mode mirror rebuilt", extra={"human_conversations": len(pairs) - len(handed_back)})
-    return len(pairs) - len(handed_back)

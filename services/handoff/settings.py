@@ -7,6 +7,7 @@ class HandoffServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HANDOFF_", extra="ignore")
 
     sweep_interval_seconds: float = 15.0
+    mirror_reconcile_seconds: float = 300.0
     notify_poll_seconds: float = 1.0
     notify_max_attempts: int = 8
     notify_timeout_seconds: float = 5.0

@@ -30,10 +30,10 @@ from sellmesh.metrics import registry
 from sellmesh.outbox import OutboxRow
 from services.gateway.admin import create_tenant
 from services.gateway.store import Tenant
-from services.handoff import handlers
+from services.handoff import handlers, mirror
 from services.handoff.domain import TicketStatus
 from services.handoff.handlers import on_handoff_command
-from services.handoff.mode import get_mode
+from services.handoff.mode import get_mode, set_mode
 from services.handoff.store import HandoffStore, HandoffTicketRow
 from services.handoff.sweep import QUIET_NOTE, HandoffSweep
 from tests.builders import envelope, inbound_text, record_inbound, resolve_command
@@ -240,7 +240,7 @@ async def test_a_conversation_handed_back_while_the_mirror_is_rebuilt_is_not_lef
     tenant = tenant_with(migrated_engine, {"first_response_seconds": 86400})
     conversation = f"rebuild-{uuid.uuid4().hex[:8]}"
     await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
-    real = handlers._human_conversations
+    real = mirror._human_conversations
     reads: list[int] = []
 
     def read(engine: Engine) -> list[tuple[uuid.UUID, str]]:
@@ -254,10 +254,38 @@ async def test_a_conversation_handed_back_while_the_mirror_is_rebuilt_is_not_lef
         return found
 
     loop = asyncio.get_running_loop()
-    monkeypatch.setattr(handlers, "_human_conversations", read)
-    await handlers.rebuild_mode_mirror(engine=migrated_engine, redis=redis)
+    monkeypatch.setattr(mirror, "_human_conversations", read)
+    await mirror.reconcile_mode_mirror(engine=migrated_engine, redis=redis)
     assert status_of(migrated_engine, tenant, conversation) is TicketStatus.RESOLVED
     assert await get_mode(redis, tenant, conversation) == "ai"
+
+
+async def test_a_conversation_handed_to_a_person_while_stale_keys_are_swept_keeps_its_key(
+    migrated_engine: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lasting "human" no ticket backs is deleted by the reconcile; a request for that conversation commits
+    (and writes its key) between the reconcile's read of the table and that delete."""
+    tenant = tenant_with(migrated_engine, {"first_response_seconds": 86400})
+    conversation = f"stale-{uuid.uuid4().hex[:8]}"
+    await set_mode(redis, tenant, conversation, "human")  # left behind by a handback whose delete failed
+    real = mirror._human_conversations
+    reads: list[int] = []
+
+    def read(engine: Engine) -> list[tuple[uuid.UUID, str]]:
+        found = real(engine)
+        if not reads:
+            asyncio.run_coroutine_threadsafe(
+                on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0), loop
+            ).result()
+        reads.append(len(found))
+        return found
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(mirror, "_human_conversations", read)
+    await mirror.reconcile_mode_mirror(engine=migrated_engine, redis=redis)
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN
+    assert await get_mode(redis, tenant, conversation) == "human"
+    assert await redis.pttl(f"mode:{tenant}:{conversation}") == -1
 
 
 async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(

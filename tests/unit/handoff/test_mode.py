@@ -15,8 +15,10 @@ from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff, ResolveHandoff
 from sellmesh.db import make_engine
 from sellmesh.localredis import LocalRedis
-from services.handoff.handlers import on_handoff_command, rebuild_mode_mirror
-from services.handoff.mode import get_mode, mode_key, set_mode
+from services.handoff import handlers
+from services.handoff.handlers import on_handoff_command
+from services.handoff.mirror import conversation_of, reconcile_mode_mirror
+from services.handoff.mode import get_mode, hold_human, mode_key, set_mode
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -30,6 +32,7 @@ def redis_url() -> Iterator[str]:
 @pytest_asyncio.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
+    await client.flushdb()  # the server is the module's; the reconcile's counts are of one test's keys
     yield client
     await client.aclose()
 
@@ -131,6 +134,66 @@ async def test_rebuild_restores_human_conversations_a_fresh_redis_forgot(redis: 
     for command in (request_cmd(human), request_cmd(resolved), resolve_cmd(resolved)):
         await on_handoff_command(command, engine=engine, redis=redis)
     await redis.delete(mode_key(human, "conv-1"))
-    assert await rebuild_mode_mirror(engine=engine, redis=redis) == 1
+    report = await reconcile_mode_mirror(engine=engine, redis=redis)
+    assert (report.human, report.stale_deleted) == (1, 0)
     assert await get_mode(redis, human, "conv-1") == "human"
+    assert await redis.pttl(mode_key(human, "conv-1")) == -1
     assert await get_mode(redis, resolved, "conv-1") == "ai"
+
+
+@pytest.mark.asyncio
+async def test_the_reconcile_deletes_a_lasting_human_no_ticket_backs_and_nothing_else(
+    redis: Redis, engine: Engine
+) -> None:
+    """A handback whose key delete failed on every retry left "human" behind: the AI would stay quiet for good."""
+    owned, stale, pending = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await on_handoff_command(request_cmd(owned), engine=engine, redis=redis)
+    await set_mode(redis, stale, "conv-1", "human")
+    await hold_human(redis, pending, "conv-1", 30)  # a request still on its way to its commit
+    await redis.set(f"mode:{stale}:conv-2", "robot")  # not a value anyone reads as human
+    await redis.set("mode:not-a-tenant:conv-1", "human")  # not a key anyone reads
+    report = await reconcile_mode_mirror(engine=engine, redis=redis)
+    assert report.stale_deleted == 1
+    assert await get_mode(redis, owned, "conv-1") == "human"
+    assert await redis.exists(mode_key(stale, "conv-1")) == 0
+    assert await get_mode(redis, pending, "conv-1") == "human"
+    assert await redis.get(f"mode:{stale}:conv-2") == "robot"
+    assert await redis.get("mode:not-a-tenant:conv-1") == "human"
+
+
+def test_a_key_names_its_conversation_only_in_the_writers_form() -> None:
+    tenant = uuid.UUID("0f0e0d0c-0b0a-4908-8706-050403020100")
+    assert conversation_of(mode_key(tenant, "wa:15551234:x")) == (tenant, "wa:15551234:x")
+    assert conversation_of(mode_key(tenant, "conv-1").encode()) == (tenant, "conv-1")
+    assert conversation_of(f"mode:{str(tenant).upper()}:conv-1") is None
+    assert conversation_of(f"mode:{tenant}:") is None
+    assert conversation_of(f"mode:{tenant}") is None
+    assert conversation_of("turns:x:y") is None
+
+
+@pytest.mark.asyncio
+async def test_a_request_that_never_commits_leaves_only_a_hold_that_lapses(
+    redis: Redis, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is gone for the whole retry budget: neither the request nor the mirror's repair lands."""
+
+    def down(*_: object) -> None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(handlers, "apply_command", down)
+    monkeypatch.setattr(handlers, "_stored_mode", down)
+    tenant, owned = uuid.uuid4(), uuid.uuid4()
+    await set_mode(redis, owned, "conv-1", "human")  # a person already owns this one
+    for who in (tenant, owned):
+        with pytest.raises(ConnectionError):
+            await on_handoff_command(request_cmd(who), engine=engine, redis=redis)
+    assert await get_mode(redis, tenant, "conv-1") == "human"  # the AI stays quiet while the request retries
+    assert 0 < await redis.pttl(mode_key(tenant, "conv-1")) <= handlers.REQUEST_HOLD_SECONDS * 1000
+    assert await redis.pttl(mode_key(owned, "conv-1")) == -1  # the hold never puts an expiry on a person's key
+
+
+@pytest.mark.asyncio
+async def test_a_committed_request_makes_its_hold_lasting(redis: Redis, engine: Engine) -> None:
+    tenant = uuid.uuid4()
+    await on_handoff_command(request_cmd(tenant), engine=engine, redis=redis)
+    assert await redis.pttl(mode_key(tenant, "conv-1")) == -1
