@@ -109,9 +109,16 @@ class CatalogCommandBase(Envelope):
 
 
 class UpsertProduct(ProductFields, CatalogCommandBase):
-    """Create the tenant's product `sku`, or replace every field of it."""
+    """Create the tenant's product `sku`, or replace every field of it.
+
+    `stock` replaces the units left to sell, as of when orders applies it: units pending orders hold are
+    already taken off, and come back only if those orders give them up. With `keep_stock`, the stock stays
+    as orders holds it and `stock` is used only for a product that does not exist yet: a change of other
+    fields (taking a product off sale, say) must not undo reservations made since the sender read it.
+    """
 
     type: Literal["upsert_product"] = "upsert_product"
+    keep_stock: bool = False
 
 
 OrderCommand = Annotated[

@@ -39,7 +39,7 @@ def decide_catalog(current: ProductSnapshot | None, command: CatalogCommand) -> 
         description=command.description,
         attributes=command.attributes,
         price=command.price,
-        stock=command.stock,
+        stock=current.stock if command.keep_stock and current is not None else command.stock,
         active=command.active,
     )
     return CatalogAccepted(product, "product_created" if current is None else "product_updated", current)

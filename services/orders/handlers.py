@@ -126,7 +126,9 @@ class OrderHandlers:
             current = self.store.load_product(session, tenant_id=command.tenant_id, sku=command.sku)
             decision = decide_catalog(current, command)
             if isinstance(decision, CatalogAccepted):
-                self.store.save_product(session, tenant_id=command.tenant_id, product=decision.product)
+                self.store.save_product(
+                    session, tenant_id=command.tenant_id, product=decision.product, keep_stock=command.keep_stock
+                )
             outcome = catalog_event(command, decision, at=self.clock())
             self.store.record(
                 session,

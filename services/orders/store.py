@@ -151,8 +151,13 @@ class OrderStore:
         row = session.exec(query).first()
         return None if row is None else row.snapshot()
 
-    def save_product(self, session: Session, *, tenant_id: uuid.UUID, product: ProductSnapshot) -> None:
-        """Create or replace a product; a rival creating the same SKU first makes `record`'s insert collide."""
+    def save_product(
+        self, session: Session, *, tenant_id: uuid.UUID, product: ProductSnapshot, keep_stock: bool = False
+    ) -> None:
+        """Create or replace a product; a rival creating the same SKU first makes `record`'s insert collide.
+
+        With `keep_stock`, an existing product's stock column is not written at all: the snapshot's figure was
+        read without a lock, and a reservation committed since must not be undone."""
         upsert_product(
             session,
             tenant_id=tenant_id,
@@ -164,6 +169,7 @@ class OrderStore:
             stock=product.stock,
             attributes=dict(product.attributes),
             active=product.active,
+            keep_stock=keep_stock,
         )
 
 
@@ -229,8 +235,10 @@ def upsert_product(
     stock: int | None,
     attributes: dict[str, str] | None = None,
     active: bool = True,
+    keep_stock: bool = False,
 ) -> None:
-    """Create or replace the tenant's product `sku` (demo seeding and catalog imports)."""
+    """Create or replace the tenant's product `sku` (demo seeding and catalog imports); `keep_stock` leaves an
+    existing product's stock as it stands."""
     if not _SKU.match(sku):
         raise ValueError(f"invalid sku {sku!r}")
     if not _CURRENCY.match(currency):
@@ -258,4 +266,5 @@ def upsert_product(
     if existing is None:
         session.add(product)
     else:
-        session.add(existing.sqlmodel_update(product.model_dump(exclude={"id"})))
+        kept = {"id", "stock"} if keep_stock else {"id"}
+        session.add(existing.sqlmodel_update(product.model_dump(exclude=kept)))

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 import services.gateway.bus as bus_module
+from schemas.orders import UpsertProduct
 from sellmesh.db import session_scope
 from sellmesh.service import now
 from services.gateway.outcomes import NOT_PUBLISHED, Decision, decide
@@ -164,7 +165,7 @@ async def test_taking_a_product_off_sale_is_the_same_request_after_its_stock_mov
 ) -> None:
     """DELETE sends the product as it stands, off sale: an order reserving one in between changes that command,
     not what the owner asked."""
-    http, _, _ = client
+    http, published, _ = client
     headers, path = keyed(shop, f"off-{uuid.uuid4()}"), f"/v1/products/{shop.sku}"
     first = await http.delete(path, headers=headers)
     with session_scope(migrated_engine) as session:
@@ -181,6 +182,9 @@ async def test_taking_a_product_off_sale_is_the_same_request_after_its_stock_mov
     again = await http.delete(path, headers=headers)
     assert (first.status_code, again.status_code) == (202, 202)
     assert first.json()["command_id"] == again.json()["command_id"]
+    # And orders leaves the stock as it holds it: the figure read here may be gone by then.
+    sent = [command for _, command, _ in published.commands if isinstance(command, UpsertProduct)]
+    assert sent and all(command.keep_stock and not command.active for command in sent)
 
 
 async def test_keys_are_per_tenant(

@@ -12,6 +12,8 @@ from sqlmodel import Session, col, select
 from schemas.envelope import ActorKind
 from schemas.orders import (
     AddItem,
+    CancelOrder,
+    CatalogChanged,
     CommandRejected,
     CreateDraft,
     OrderChanged,
@@ -90,3 +92,39 @@ def test_racing_checkouts_sell_exactly_the_units_in_stock(engine: Engine, units:
     assert states == {OrderState.AWAITING_PAYMENT: units, OrderState.DRAFT: WORKERS - units}
     for command in checkouts:
         assert len(audited(engine, command.event_id)) == len(queued(engine, command.event_id)) == 1
+
+
+def test_taking_a_product_off_sale_keeps_the_units_a_checkout_reserved_after_the_product_was_read(
+    engine: Engine,
+) -> None:
+    """The gateway's DELETE reads the product, then sends it back inactive; a checkout reserves units in between.
+    Writing the stock it read would hand those units out a second time once the order gave them back."""
+    tenant_id = uuid.uuid4()
+    orders = OrderHandlers(OrderStore(engine))
+    orders.handle_command(upsert_product(tenant_id, "MUG", price_minor=900, stock=5))
+    order_id = uuid.uuid4()
+    orders.handle_command(order_command(CreateDraft, tenant_id, order_id))
+    orders.handle_command(order_command(AddItem, tenant_id, order_id, sku="MUG", quantity=2))
+    read_by_gateway = stock_of(engine, tenant_id, "MUG")
+    orders.handle_command(order_command(RequestCheckout, tenant_id, order_id))
+    off_sale = upsert_product(tenant_id, "MUG", price_minor=900, stock=read_by_gateway, active=False, keep_stock=True)
+    changed = orders.handle_command(off_sale)
+    assert isinstance(changed, CatalogChanged) and changed.product.stock == 3 and not changed.product.active
+    assert stock_of(engine, tenant_id, "MUG") == 3
+    orders.handle_command(order_command(CancelOrder, tenant_id, order_id, actor=ActorKind.OWNER))
+    assert stock_of(engine, tenant_id, "MUG") == 5  # the two units come back; no more than there are
+
+
+def test_a_new_stock_figure_replaces_what_is_left_to_sell(engine: Engine) -> None:
+    """Without `keep_stock` the owner's figure is the units left to sell from now on, beyond what orders hold."""
+    tenant_id = uuid.uuid4()
+    orders = OrderHandlers(OrderStore(engine))
+    orders.handle_command(upsert_product(tenant_id, "MUG", price_minor=900, stock=5))
+    order_id = uuid.uuid4()
+    orders.handle_command(order_command(CreateDraft, tenant_id, order_id))
+    orders.handle_command(order_command(AddItem, tenant_id, order_id, sku="MUG", quantity=2))
+    orders.handle_command(order_command(RequestCheckout, tenant_id, order_id, actor=ActorKind.AI))
+    orders.handle_command(upsert_product(tenant_id, "MUG", price_minor=900, stock=10))
+    assert stock_of(engine, tenant_id, "MUG") == 10
+    orders.handle_command(upsert_product(tenant_id, "NEW", price_minor=900, stock=4, keep_stock=True))
+    assert stock_of(engine, tenant_id, "NEW") == 4  # nothing to keep: a new product takes the figure it came with

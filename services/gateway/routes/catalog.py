@@ -34,8 +34,10 @@ def _product(view: ProductView) -> Product:
 def router(gw: Gateway) -> APIRouter:
     api = gw.router("catalog")
 
-    async def upsert(principal: Principal, sku: str, fields: ProductFields, idempotency: Idempotent | None) -> Accepted:
-        command = UpsertProduct(**envelope_for(principal), sku=sku, **dict(fields))
+    async def upsert(
+        principal: Principal, sku: str, fields: ProductFields, idempotency: Idempotent | None, keep_stock: bool = False
+    ) -> Accepted:
+        command = UpsertProduct(**envelope_for(principal), sku=sku, keep_stock=keep_stock, **dict(fields))
         command_id = await gw.bus.send(ORDERS_COMMANDS, command, key=sku, target=sku, idempotency=idempotency)
         return Accepted(command_id=command_id)
 
@@ -59,7 +61,9 @@ def router(gw: Gateway) -> APIRouter:
         principal: Annotated[Principal, gw.require("catalog.write")],
         idempotency: Idempotency = None,
     ) -> Accepted:
-        """Create or replace the product; orders decides, and GET /v1/commands/{id} tells the outcome."""
+        """Create or replace the product; orders decides, and GET /v1/commands/{id} tells the outcome.
+
+        `stock` is the units left to sell from when orders applies it, beyond what pending orders already hold."""
         return await upsert(principal, sku, body, idempotency)
 
     @api.delete("/products/{sku}", response_model=Accepted, status_code=202)
@@ -80,6 +84,7 @@ def router(gw: Gateway) -> APIRouter:
             stock=found.stock,
             active=False,
         )
-        return await upsert(principal, sku, fields, idempotency)
+        # The stock read above may be gone by the time orders applies this: reservations made since stay.
+        return await upsert(principal, sku, fields, idempotency, keep_stock=True)
 
     return api
