@@ -119,6 +119,8 @@ class Normalizer:
                     event_id=event_id,
                     kind=item.content.kind,
                     text=content_text(item.content),
+                    # Echoes are ours and never open the window; a customer's message opens it from when sent.
+                    sent_at=None if item.is_echo else item.sent_at,
                 )
                 if item.is_echo:
                     if not self._sent_by_us(session, account.tenant_id, item.message_id, item.send_id):

@@ -32,6 +32,9 @@ class MessageLog(SQLModel, table=True):
     kind: str = Field(max_length=32)
     text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=_now)
+    # An inbound message's time by the channel (never later than it was logged): Meta counts the 24-hour window
+    # from it, and a backlog logged hours late must not hold a window open that Meta has closed.
+    sent_at: datetime | None = Field(default=None)
 
 
 class OutboundSend(SQLModel, table=True):
@@ -61,6 +64,7 @@ def log_message(
     event_id: uuid.UUID,
     kind: str,
     text: str,
+    sent_at: datetime | None = None,
 ) -> None:
     """Write one message-log row now, as a Core INSERT in the session's transaction (no unit of work for an
     append-only row, and no table-model object: building one cost more than the insert's own statement);
@@ -77,9 +81,18 @@ def log_message(
             "event_id": event_id,
             "kind": kind,
             "text": text,
-            "created_at": _now(),
+            "created_at": (logged := _now()),
+            "sent_at": _window_start(sent_at, logged),
         },
     )
+
+
+def _window_start(sent_at: datetime | None, logged: datetime) -> datetime | None:
+    """The channel's time for a message, as the window counts it; None where only the log time can tell."""
+    if sent_at is None or sent_at.timestamp() <= 0:
+        return None  # no timestamp in the webhook parses as the epoch: not a time the customer wrote
+    # A channel clock running ahead of ours must not stretch the window past what Meta allows.
+    return min(sent_at, logged)
 
 
 def logged_before(
@@ -112,7 +125,8 @@ def last_inbound_at(connection: Connection, *, tenant_id: uuid.UUID, conversatio
 # a statement's cache key once per object, where a statement built per call paid that walk every time.
 _LOG = MessageLog.__table__  # type: ignore[attr-defined]
 _LOG_INSERT = sa_insert(_LOG)
-_LAST_INBOUND = sa_select(func.max(_LOG.c.created_at)).where(
+# Rows logged before `sent_at` existed have none: their log time is the nearest there is.
+_LAST_INBOUND = sa_select(func.max(func.coalesce(_LOG.c.sent_at, _LOG.c.created_at))).where(
     _LOG.c.tenant_id == bindparam("tenant"),
     _LOG.c.conversation_id == bindparam("conversation"),
     _LOG.c.direction == "in",

@@ -44,7 +44,9 @@ class Shop:
             **fields,
         )
 
-    def customer_wrote(self, message: OutboundMessage, hours_ago: float) -> None:
+    def customer_wrote(self, message: OutboundMessage, hours_ago: float, sent_hours_ago: float | None = None) -> None:
+        """An inbound row logged `hours_ago`, sent by the customer `sent_hours_ago` (None: as old as the row's
+        log time, as rows from before the column were)."""
         with session_scope(self.engine) as session:
             session.add(
                 MessageLog(
@@ -58,6 +60,7 @@ class Shop:
                     kind="text",
                     text="hi",
                     created_at=now() - timedelta(hours=hours_ago),
+                    sent_at=None if sent_hours_ago is None else now() - timedelta(hours=sent_hours_ago),
                 )
             )
 

@@ -193,6 +193,20 @@ async def test_the_ai_outside_the_window_is_refused_and_a_person_is_asked_for(
     assert (handoff["reason"], handoff["actor"]["kind"]) == ("channel_window_closed", "system")
 
 
+@pytest.mark.parametrize(("sent_hours_ago", "sent"), [(25.0, False), (23.0, True)], ids=["closed", "open"])
+async def test_the_window_counts_from_when_the_customer_sent_not_from_when_ingest_logged_it(
+    shop: Shop, sent_hours_ago: float, sent: bool
+) -> None:
+    """A backlog (ingest down for hours, Meta retrying its webhooks) is logged now, but Meta's window closed
+    24 hours after the customer wrote: an AI reply then must go to a person, not to a Graph error."""
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=0.0, sent_hours_ago=sent_hours_ago)
+    await shop.sender.on_outbound(message)
+    assert shop.row(message.event_id).status == ("sent" if sent else "refused")
+    assert len(shop.graph.to(message.customer_id)) == (1 if sent else 0)
+    assert len(shop.outbox(message, HANDOFF_COMMANDS)) == (0 if sent else 1)
+
+
 async def test_a_person_on_messenger_outside_the_window_is_sent_with_the_human_agent_tag(shop: Shop) -> None:
     message = shop.outbound(Channel.MESSENGER, Author.HUMAN, "Sorry for the wait!")
     shop.customer_wrote(message, hours_ago=30)

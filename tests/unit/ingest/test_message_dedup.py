@@ -2,7 +2,8 @@
 insert is raised (retried, then kept in the DLQ), never dropped as a redelivery."""
 
 import uuid
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 import pytest
@@ -14,7 +15,7 @@ from sqlmodel import Session
 from schemas.channel import RawWebhook, TextContent
 from schemas.envelope import Channel
 from services.gateway.query import ChannelAccountView
-from services.ingest import inbound
+from services.ingest import inbound, store
 from services.ingest.inbound import Normalizer
 from services.ingest.normalize import ParsedMessage
 from services.ingest.store import MessageLog
@@ -69,3 +70,33 @@ def test_another_failed_insert_is_raised_not_taken_for_a_duplicate(
     with pytest.raises(IntegrityError):
         normalizer._record_message(_raw(), ACCOUNT, item)
     assert _logged(file_engine, item) == 0  # rolled back with it: the retry logs it
+
+
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        (AT - timedelta(hours=25), AT - timedelta(hours=25)),  # a backlog: the window counts from the customer
+        (AT + timedelta(hours=3), AT),  # a channel clock ahead of ours stretches nothing
+        (datetime.fromtimestamp(0, UTC), AT),  # no timestamp in the webhook: the log time is all there is
+    ],
+    ids=["late", "ahead", "missing"],
+)
+def test_the_window_opens_from_the_customers_send_time_never_later_than_logged(
+    file_engine: Engine, monkeypatch: pytest.MonkeyPatch, sent: datetime, expected: datetime
+) -> None:
+    monkeypatch.setattr(store, "_now", lambda: AT)
+    normalizer = Normalizer(engine=file_engine, broker=cast(KafkaBroker, None))
+    item = replace(_item(), sent_at=sent)
+    assert normalizer._record_message(_raw(), ACCOUNT, item) is True
+    with file_engine.connect() as connection:
+        conversation = inbound.conversation_id(ACCOUNT, item.customer_id)
+        assert store.last_inbound_at(connection, tenant_id=TENANT, conversation_id=conversation) == expected
+
+
+def test_an_echo_never_opens_the_window(file_engine: Engine) -> None:
+    normalizer = Normalizer(engine=file_engine, broker=cast(KafkaBroker, None))
+    echo = replace(_item(), is_echo=True, send_id=None)
+    normalizer._record_message(_raw(), ACCOUNT, echo)
+    with file_engine.connect() as connection:
+        conversation = inbound.conversation_id(ACCOUNT, echo.customer_id)
+        assert store.last_inbound_at(connection, tenant_id=TENANT, conversation_id=conversation) is None
