@@ -69,6 +69,9 @@ class Ticket:
     # Each escalation is sent once per ticket: these mark that it was.
     sla_breached_at: datetime | None = None
     no_staff_escalated_at: datetime | None = None
+    # The last request that joined the ticket while open (a refund to make, a refused send): activity the quiet
+    # return must count, or a ticket quiet before it would go back to the AI with that need unmet.
+    last_requested_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def request(
     if ticket is not None and ticket.status is TicketStatus.OPEN:
         open_ticket = _require_open(ticket, command, facts)
         extra = f"{command.reason}: {command.note}" if command.note else str(command.reason)
-        return Noted(replace(open_ticket, notes=_with_note(open_ticket.notes, extra)))
+        return Noted(replace(open_ticket, notes=_with_note(open_ticket.notes, extra), last_requested_at=now))
     staff_id = pick_staff(list(facts.roster.members.values()))
     return Opened(
         Ticket(

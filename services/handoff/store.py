@@ -57,6 +57,7 @@ class HandoffTicketRow(SQLModel, table=True):
     first_replied_at: datetime | None = Field(default=None, sa_column=_moment())
     sla_breached_at: datetime | None = Field(default=None, sa_column=_moment())
     no_staff_escalated_at: datetime | None = Field(default=None, sa_column=_moment())
+    last_requested_at: datetime | None = Field(default=None, sa_column=_moment())
 
 
 class HandoffModeRow(SQLModel, table=True):
@@ -105,6 +106,7 @@ def to_ticket(row: HandoffTicketRow) -> Ticket:
         first_replied_at=_maybe_utc(row.first_replied_at),
         sla_breached_at=_maybe_utc(row.sla_breached_at),
         no_staff_escalated_at=_maybe_utc(row.no_staff_escalated_at),
+        last_requested_at=_maybe_utc(row.last_requested_at),
     )
 
 
@@ -204,6 +206,7 @@ class HandoffStore:
         row.first_replied_at = ticket.first_replied_at
         row.sla_breached_at = ticket.sla_breached_at
         row.no_staff_escalated_at = ticket.no_staff_escalated_at
+        row.last_requested_at = ticket.last_requested_at
         self.session.add(row)
 
     def mode(self, tenant_id: uuid.UUID, conversation_id: str) -> ConversationMode:

@@ -222,7 +222,7 @@ def _mark(
 
 
 def _last_activity(ticket: Ticket, latest_message: datetime | None) -> datetime:
-    moments = [ticket.opened_at, ticket.first_replied_at, latest_message]
+    moments = [ticket.opened_at, ticket.first_replied_at, ticket.last_requested_at, latest_message]
     return max(m for m in moments if m is not None)
 
 

@@ -288,6 +288,26 @@ async def test_a_conversation_handed_to_a_person_while_stale_keys_are_swept_keep
     assert await redis.pttl(f"mode:{tenant}:{conversation}") == -1
 
 
+async def test_a_request_that_joins_an_open_ticket_keeps_it_from_going_back_to_the_ai_while_quiet(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """Payments asks for a person (money reached a cancelled order) on a ticket nobody wrote on for 25 minutes:
+    the quiet return five minutes later would hand the conversation back with the refund unmade."""
+    tenant = tenant_with(migrated_engine, {"quiet_return_seconds": 1800, "first_response_seconds": 86400})
+    conversation = f"noted-{uuid.uuid4().hex[:8]}"
+    await on_handoff_command(request(tenant, conversation), engine=migrated_engine, redis=redis, at=T0)
+    refund = request(tenant, conversation).model_copy(
+        update={"reason": HandoffReason.PAYMENT_MISMATCH, "actor": Actor(kind=ActorKind.SYSTEM, id="payments")}
+    )
+    joined = T0 + timedelta(minutes=25)
+    await on_handoff_command(refund, engine=migrated_engine, redis=redis, at=joined)
+    await HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(T0 + timedelta(minutes=31))).run_once()
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.OPEN
+    assert await get_mode(redis, tenant, conversation) == "human"
+    await HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(joined + timedelta(minutes=31))).run_once()
+    assert status_of(migrated_engine, tenant, conversation) is TicketStatus.RESOLVED  # quiet since the request
+
+
 async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_it_with_people(
     migrated_engine: Engine, redis: Redis
 ) -> None:
