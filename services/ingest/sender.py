@@ -96,7 +96,7 @@ class Sender:
     async def on_outbound(self, message: OutboundMessage) -> Handled | None:
         # Requests after the first go out as parts of their own; their count does not depend on the tag.
         parts = len(build_requests(message)) - 1
-        attempt = await in_thread(lambda: begin_attempt(self.engine, message, parts=parts))
+        attempt = await self._claim(message, parts)
         if attempt is None:
             return Handled.DUPLICATE  # finished on an earlier delivery of this event
         if attempt.busy:
@@ -126,6 +126,24 @@ class Sender:
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
         return None
+
+    async def _claim(self, message: OutboundMessage, parts: int) -> Attempt | None:
+        """The claim, as `begin_attempt` took it. A cancellation (a stop, a revoked partition) that comes while the
+        claim's transaction runs cannot stop it; a claim it committed for this attempt is released, since nothing
+        was posted, so the next delivery sends instead of finding it in doubt and asking for a person."""
+        work = asyncio.ensure_future(in_thread(lambda: begin_attempt(self.engine, message, parts=parts)))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            while not work.done():
+                try:
+                    await asyncio.wait({work})
+                except asyncio.CancelledError:
+                    continue
+            claimed = None if work.cancelled() or work.exception() is not None else work.result()
+            if claimed is not None and not claimed.busy and not claimed.in_doubt:
+                await asyncio.shield(record_durably(release, self.engine, message))
+            raise
 
     async def _attempt(self, message: OutboundMessage, attempt: Attempt) -> Outcome:
         # Second lock of two (the agent is the first): a person owns this conversation. A message on its way

@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import secrets
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
@@ -13,7 +14,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from sqlalchemy import Engine, event
 
-from schemas.channel import Author, QuickReply, WhatsAppTemplate
+from schemas.channel import Author, OutboundMessage, QuickReply, WhatsAppTemplate
 from schemas.envelope import Channel
 from schemas.topics import CHANNEL_DELIVERY, HANDOFF_COMMANDS
 from sellmesh.logging import JsonFormatter
@@ -493,6 +494,35 @@ async def test_a_send_cancelled_before_its_post_is_released_not_left_in_doubt(sh
     await shop.sender.on_outbound(message)
     assert len(shop.graph.accepted(message.customer_id)) == 1
     assert shop.row(message.event_id).status == "sent"
+
+
+async def test_a_send_cancelled_while_its_claim_commits_is_released_not_left_in_doubt(
+    shop: Shop, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop comes while the claim's transaction runs in its thread: the claim commits, nothing is posted."""
+    message = shop.outbound(Channel.WHATSAPP)
+    shop.customer_wrote(message, hours_ago=1)
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_claim(engine: Engine, claimed: OutboundMessage, *, parts: int) -> Attempt | None:
+        started.set()
+        finish.wait(10)
+        return begin_attempt(engine, claimed, parts=parts)
+
+    monkeypatch.setattr(sender_module, "begin_attempt", slow_claim)
+    task = asyncio.create_task(shop.sender.on_outbound(message))
+    await asyncio.to_thread(started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    finish.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert shop.row(message.event_id).status == "retrying"
+    monkeypatch.undo()
+    await shop.sender.on_outbound(message)
+    assert len(shop.graph.accepted(message.customer_id)) == 1
+    assert shop.row(message.event_id).status == "sent"
+    assert shop.outbox(message, HANDOFF_COMMANDS) == []
 
 
 async def test_a_redirect_is_no_acceptance_and_is_not_followed(shop: Shop) -> None:
