@@ -16,7 +16,7 @@ from sellmesh.broker import MeshBroker
 from sellmesh.infra import Endpoints
 from sellmesh.outbox import OutboxRelay
 from sellmesh.settings import MeshSettings
-from sellmesh.subscriber import Dedup, Handler, NoDedup, RetryPolicy, Subscription, consume
+from sellmesh.subscriber import Dedup, GiveUp, Handler, NoDedup, RetryPolicy, Subscription, consume
 
 
 @dataclass
@@ -36,13 +36,21 @@ class MeshContext:
     subscriptions: dict[str, list[Subscription]] = field(default_factory=dict)
 
     def subscribe(
-        self, topic: str, *, group: str, name: str, handler: Handler, idempotent: bool = False
+        self,
+        topic: str,
+        *,
+        group: str,
+        name: str,
+        handler: Handler,
+        idempotent: bool = False,
+        on_give_up: GiveUp | None = None,
     ) -> Subscription:
         """`idempotent`: the handler's own unique keys make a redelivery a no-op, so the Redis dedup is skipped.
+        `on_give_up`: called with a message and its last error once it went to the DLQ.
 
         Subscriptions of one group share one consumer over all their topics (`subscriber.consume`)."""
         dedup = NoDedup() if idempotent else self.dedup
-        subscription = Subscription(self.broker, topic, group, name, handler, dedup, self.retry)
+        subscription = Subscription(self.broker, topic, group, name, handler, dedup, self.retry, on_give_up)
         self.subscriptions.setdefault(group, []).append(subscription)
         return subscription
 

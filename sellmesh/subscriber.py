@@ -122,6 +122,10 @@ class Handled(Enum):
 
 
 Handler = Callable[[Any], Awaitable[Handled | None]]
+# Called once a decoded message went to the DLQ after its handler failed (spent retries or a permanent error):
+# where a dead letter alone would leave someone waiting (a customer's reply that was never sent), the service
+# records what it gave up on. Not for undecodable bytes: there is no message to speak of.
+GiveUp = Callable[[Any, BaseException], Awaitable[None]]
 
 
 def dead_letter_headers(
@@ -156,6 +160,7 @@ class Subscription:
     handler: Handler
     dedup: Dedup
     retry: RetryPolicy
+    on_give_up: GiveUp | None = None
 
     async def dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, *, kind: str, attempts: int
@@ -173,6 +178,15 @@ class Subscription:
             "message dead-lettered",
             extra={"error_kind": kind, "error": str(error)[:ERROR_TEXT_LIMIT], "attempts": attempts},
         )
+
+    async def _give_up(self, event: Any, error: BaseException) -> None:
+        if self.on_give_up is None:
+            return
+        try:
+            await self.on_give_up(event, error)
+        except Exception:
+            # The DLQ holds the message: a redrive runs the handler again, and on-call is alerted by the dead letter.
+            log.exception("could not record a dead-lettered message as given up")
 
     async def consume(self, record: ConsumerRecord[bytes, bytes]) -> None:
         started = time.perf_counter()
@@ -220,6 +234,7 @@ class Subscription:
                 return "duplicate" if result is Handled.DUPLICATE else "ok"
             except PermanentError as exc:
                 await self.dead_letter(record, exc, kind="permanent", attempts=attempt)
+                await self._give_up(event, exc)
                 return None
             except Exception as exc:
                 first_failure = first_failure or time.monotonic()
@@ -229,6 +244,7 @@ class Subscription:
                 )
                 if attempt >= self.retry.attempts and not waiting:
                     await self.dead_letter(record, exc, kind="exhausted", attempts=attempt)
+                    await self._give_up(event, exc)
                     return None
                 HANDLER_RETRIES.labels(self.group, self.topic, self.name).inc()
                 log.warning(

@@ -22,7 +22,12 @@ def build(ctx: MeshContext) -> ServiceParts:
     # A finished send is skipped by its `ingest_sends` row, so the sender needs no Redis dedup. Its own group:
     # a send waits out Graph's rate limits and outages, which must not hold back recording what customers write.
     ctx.subscribe(
-        CHANNEL_OUTBOUND, group="ingest-sender", name="outbound_message", handler=sender.on_outbound, idempotent=True
+        CHANNEL_OUTBOUND,
+        group="ingest-sender",
+        name="outbound_message",
+        handler=sender.on_outbound,
+        idempotent=True,
+        on_give_up=sender.on_give_up,
     )
     # Closed after the consumers stopped: the sends in flight finish on it first.
     return ServiceParts(

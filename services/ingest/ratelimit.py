@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from sellmesh.subscriber import DependencyUnavailable
+
 log = logging.getLogger(__name__)
 
 # Unless KEYS[2] holds ARGV[3] (then -1, nothing taken): refill by the time elapsed since the last call,
@@ -62,8 +64,9 @@ class Hold:
     value: str
 
 
-class RateLimited(Exception):
-    """No token within the allowed wait: retryable, the subscriber backs off and tries again."""
+class RateLimited(DependencyUnavailable):
+    """No token within the allowed wait: retryable, the subscriber backs off and tries again. Every message of the
+    account would wait alike, so it is waited out like an outage rather than spending the message's attempts."""
 
 
 class SendRateLimiter:

@@ -138,7 +138,9 @@ def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str,
         _log(session, message, part, kind, provider_id)
 
 
-def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -> None:
+def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome, *, over: str = "sending") -> None:
+    """Settle the message over a row in status `over`: this attempt's claim (`sending`), or for a message given
+    up on (`give_up`) a claim its last attempt released (`retrying`)."""
     with session_scope(engine) as session:
         changes = {
             "status": outcome.status,
@@ -148,7 +150,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
         }
         # An UPDATE by key rather than a load and a flush, of this attempt's claim only: another attempt may have
         # settled the message meanwhile (in doubt), and told everyone so.
-        updated = session.execute(_OUTCOME, {"send": message.event_id, **changes})
+        updated = session.execute(_OUTCOME, {"send": message.event_id, "over": over, **changes})
         if not updated.rowcount:  # type: ignore[attr-defined]
             settled = session.execute(_STATUS, {"send": message.event_id}).first()
             if settled is not None:
@@ -178,7 +180,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome) -
 # Built once, values bound at execution: SQLAlchemy works out a statement's cache key once per object.
 _SENDS = OutboundSend.__table__  # type: ignore[attr-defined]
 # The SET clause comes from the parameters' other names (status, provider_message_id, error, updated_at).
-_OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"), _SENDS.c.status == "sending")
+_OUTCOME = sa_update(_SENDS).where(_SENDS.c.event_id == bindparam("send"), _SENDS.c.status == bindparam("over"))
 _STATUS = sa_select(_SENDS.c.status).where(_SENDS.c.event_id == bindparam("send"))
 _SENT = sa_select(_SENDS.c.event_id).where(_SENDS.c.event_id.in_(bindparam("ids", expanding=True)))
 _SEND_INSERT = sa_insert(_SENDS)
@@ -235,6 +237,15 @@ def _delivery(message: OutboundMessage, outcome: Outcome) -> DeliveryStatus:
         error_code=outcome.error_code,
         error_detail=outcome.error[:500] or None,
     )
+
+
+def give_up(engine: Engine, message: OutboundMessage, error: BaseException) -> None:
+    """The message went to the DLQ with nothing sent (every attempt released its claim: the channel stayed
+    unavailable or rate limited past the retry budget). It is failed, and a person is asked to reach the customer,
+    as for any message the channel would not carry; a redrive of the dead letter then finds it finished. A claim
+    still `sending` (a post may have gone out) or a message settled meanwhile is left as it is."""
+    detail = f"not sent: {type(error).__name__}: {error}"
+    record_outcome(engine, message, Outcome(status="failed", error=detail, handoff_note=detail), over="retrying")
 
 
 def _handoff(message: OutboundMessage, note: str, reason: HandoffReason) -> RequestHandoff:

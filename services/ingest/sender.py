@@ -39,6 +39,7 @@ from services.ingest.send_log import (
     Attempt,
     Outcome,
     begin_attempt,
+    give_up,
     record_outcome,
     record_part,
     release,
@@ -126,6 +127,12 @@ class Sender:
         if outcome.status != "sent":
             log.info("outbound message not sent", extra={"status": outcome.status, "error": outcome.error})
         return None
+
+    async def on_give_up(self, message: OutboundMessage, error: BaseException) -> None:
+        """After the message went to the DLQ: the customer must not be left with neither a reply nor a person."""
+        await record_durably(give_up, self.engine, message, error)
+        INGEST_SENDS.labels(message.channel.value, message.author.value, "failed").inc()
+        log.warning("outbound message given up; a person is asked", extra={"error": repr(error)[:300]})
 
     async def _claim(self, message: OutboundMessage, parts: int) -> Attempt | None:
         """The claim, as `begin_attempt` took it. A cancellation (a stop, a revoked partition) that comes while the

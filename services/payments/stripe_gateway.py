@@ -12,6 +12,7 @@ import stripe
 from stripe.params.checkout import SessionCreateParams
 
 from schemas.envelope import Money
+from sellmesh.subscriber import DependencyUnavailable
 from services.payments.domain import CheckoutRequest, CheckoutSession
 from services.payments.stripe_event import ChargeState, SessionState, charge_state, session_state
 from services.payments.stripe_transport import HttpxTransport
@@ -24,8 +25,9 @@ class CheckoutRejected(Exception):
     """The provider refused the request itself (4xx): the same request will be refused again."""
 
 
-class CheckoutUnavailable(Exception):
-    """The provider could not answer (5xx, 409, 429, network): the same request may well succeed later."""
+class CheckoutUnavailable(DependencyUnavailable):
+    """The provider could not answer (5xx, 409, 429, network): the same request may well succeed later, so the
+    subscriber waits it out (`RetryPolicy.unavailable_seconds`) instead of spending the message's attempts."""
 
 
 class StripeGateway(Protocol):

@@ -143,6 +143,40 @@ async def test_a_server_error_is_retryable_too(shop: Shop) -> None:
     assert len(shop.graph.accepted(message.customer_id)) == 1
 
 
+async def test_a_message_the_channel_never_took_within_the_retry_budget_fails_and_asks_for_a_person(
+    shop: Shop,
+) -> None:
+    """Meta answered 429 on every attempt until the subscriber dead-lettered the message: without a give-up the
+    customer would have neither the reply nor a person, and nobody would know but on-call."""
+    message = shop.outbound(Channel.MESSENGER)
+    shop.customer_wrote(message, hours_ago=2)
+    shop.graph.script(RATE_LIMITED)
+    with pytest.raises(SendUnavailable) as last:
+        await shop.sender.on_outbound(message)
+    await shop.sender.on_give_up(message, last.value)
+    row = shop.row(message.event_id)
+    assert (row.status, row.error.startswith("not sent: ")) == ("failed", True)
+    [delivery] = shop.outbox(message, CHANNEL_DELIVERY)
+    assert delivery["state"] == "failed"
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (handoff["actor"]["kind"], handoff["note"].startswith("not sent: ")) == ("system", True)
+    # A redrive of the dead letter finds it finished: a person was asked instead, nothing goes out twice.
+    assert await shop.sender.on_outbound(message) is Handled.DUPLICATE
+    assert [r.status for r in shop.graph.to(message.customer_id)] == [429]
+
+
+async def test_giving_up_leaves_a_send_that_may_have_gone_out_or_was_settled_as_it_is(shop: Shop) -> None:
+    in_flight, sent = shop.outbound(Channel.WHATSAPP), shop.outbound(Channel.WHATSAPP)
+    for message in (in_flight, sent):
+        shop.customer_wrote(message, hours_ago=1)
+    assert begin_attempt(shop.engine, in_flight, parts=0) is not None  # claimed: a post may be under way
+    await shop.sender.on_outbound(sent)
+    for message in (in_flight, sent):
+        await shop.sender.on_give_up(message, RuntimeError("late"))
+    assert (shop.row(in_flight.event_id).status, shop.row(sent.event_id).status) == ("sending", "sent")
+    assert shop.outbox(in_flight, HANDOFF_COMMANDS) == [] and shop.outbox(sent, HANDOFF_COMMANDS) == []
+
+
 async def test_a_refused_token_fails_the_message_and_asks_for_a_person(shop: Shop) -> None:
     message = shop.outbound(Channel.WHATSAPP)
     shop.customer_wrote(message, hours_ago=1)

@@ -10,7 +10,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from schemas.topics import HANDOFF_COMMANDS, dlq_of
-from sellmesh.subscriber import DependencyUnavailable, RetryPolicy, Subscription, dependency_unavailable
+from sellmesh.subscriber import (
+    DependencyUnavailable,
+    PermanentError,
+    RetryPolicy,
+    Subscription,
+    dependency_unavailable,
+)
+from services.ingest.ratelimit import RateLimited
+from services.payments.stripe_gateway import CheckoutRejected, CheckoutUnavailable
 from tests.builders import random_tenant_id, resolve_command
 
 # No real waiting: the policy's delays are a few milliseconds, its outage budget one second.
@@ -97,3 +105,49 @@ async def test_an_outage_longer_than_the_budget_is_dead_lettered() -> None:
 def test_errors_about_the_message_are_not_outages() -> None:
     assert not dependency_unavailable(ValueError("bad sku"))
     assert not dependency_unavailable(KeyError("missing"))
+
+
+class GaveUp:
+    """An `on_give_up` that keeps what it was told, or fails as its own dependency is down."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.calls: list[tuple[Any, BaseException]] = []
+
+    async def __call__(self, event: Any, error: BaseException) -> None:
+        self.calls.append((event, error))
+        if self.fails:
+            raise RedisConnectionError("down too")
+
+
+@pytest.mark.parametrize("error", [RuntimeError("bug"), PermanentError("never resolves")], ids=["spent", "permanent"])
+async def test_a_message_dead_lettered_after_its_handler_failed_is_given_up_once_after_its_dead_letter(
+    error: Exception,
+) -> None:
+    broker, gave_up = Published(), GaveUp()
+    handler = FailsThen(error, failures=100)
+    sent = record()
+    sub = Subscription(broker, HANDOFF_COMMANDS, "g", "resolve", handler, Forgetful(), FAST, gave_up)  # type: ignore[arg-type]
+    await sub.consume(sent)
+    assert [topic for topic, _ in broker.messages] == [dlq_of(HANDOFF_COMMANDS)]
+    [(event, last)] = gave_up.calls
+    assert event.model_dump_json().encode() == sent.value and last is error
+
+
+async def test_undecodable_bytes_are_not_given_up_and_a_failing_give_up_still_finishes_the_message() -> None:
+    broker, gave_up = Published(), GaveUp(fails=True)
+    junk = ConsumerRecord(HANDOFF_COMMANDS, 0, 8, 0, 0, b"k", b"{not json", None, 1, 9, [])
+    sub = Subscription(
+        broker, HANDOFF_COMMANDS, "g", "resolve", FailsThen(RuntimeError("bug"), 100), Forgetful(), FAST, gave_up
+    )  # type: ignore[arg-type]
+    await sub.consume(junk)
+    assert gave_up.calls == []
+    await sub.consume(record())  # the give-up's own failure is logged; the dead letter stands, nothing raises
+    assert len(gave_up.calls) == 1
+    assert [topic for topic, _ in broker.messages] == [dlq_of(HANDOFF_COMMANDS)] * 2
+
+
+def test_a_channel_rate_limit_and_a_stripe_outage_are_waited_out_like_any_outage() -> None:
+    assert dependency_unavailable(RateLimited("no token within 30 s"))
+    assert dependency_unavailable(CheckoutUnavailable("stripe answered 503"))
+    assert not dependency_unavailable(CheckoutRejected("stripe answered 400"))
