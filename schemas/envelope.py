@@ -8,9 +8,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 # Ids coming from outside (Meta, Stripe) are opaque strings; bound them so a hostile
 # payload cannot push megabytes through every topic.
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-ShortText = Annotated[str, StringConstraints(max_length=500)]
-MessageText = Annotated[str, StringConstraints(max_length=4096)]
+# No NUL character in any free text: PostgreSQL's text types cannot hold one, so a message carrying it would be
+# accepted here and fail at every write that follows, for ever (its command never answered).
+NO_NUL = r"^[^\x00]*$"
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+ShortText = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
+MessageText = Annotated[str, StringConstraints(max_length=4096, pattern=NO_NUL)]
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
 

@@ -6,16 +6,16 @@ from uuid import UUID
 
 from pydantic import Field, StringConstraints, model_validator
 
-from schemas.envelope import Actor, Channel, Envelope, ExternalId, Frozen, Money, ShortText, Sku
+from schemas.envelope import NO_NUL, Actor, Channel, Envelope, ExternalId, Frozen, Money, ShortText, Sku
 
 Quantity = Annotated[int, Field(ge=1, le=1000)]
-ProductName = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Description = Annotated[str, StringConstraints(max_length=4000)]
+ProductName = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)]
+Description = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 # Attributes are shown to customers and searched; bound them like every other free text.
 Attributes = Annotated[
     dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=64)],
-        Annotated[str, StringConstraints(max_length=256)],
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)],
+        Annotated[str, StringConstraints(max_length=256, pattern=NO_NUL)],
     ],
     Field(max_length=32),
 ]

@@ -25,7 +25,8 @@ T = TypeVar("T")
 def make_engine(url: str, *, schema: str | None = None) -> Engine:
     """One engine per process. `schema` pins PostgreSQL's search_path (tests isolate runs with it)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # hide_parameters: a failed statement's error names its values, and some are secrets (channel tokens).
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -39,7 +40,7 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
         return engine
     url = url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
     connect_args = {"options": f"-csearch_path={schema}"} if schema else {}
-    engine = create_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args)
+    engine = create_engine(url, pool_size=10, max_overflow=10, connect_args=connect_args, hide_parameters=True)
     ping_when_idle(engine)
     return engine
 

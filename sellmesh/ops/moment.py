@@ -17,7 +17,10 @@ def parse_moment(text: str, *, now: datetime) -> datetime:
         return now
     relative = _RELATIVE.match(value)
     if relative:
-        return now - timedelta(seconds=int(relative.group(1)) * _UNIT_SECONDS[relative.group(2)])
+        try:
+            return now - timedelta(seconds=int(relative.group(1)) * _UNIT_SECONDS[relative.group(2)])
+        except OverflowError:
+            raise BadInput(f"{text!r} reaches before the first year a clock can name") from None
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from schemas.envelope import Channel
+from schemas.envelope import NO_NUL, Channel
 
 
 class Body(BaseModel):
@@ -16,8 +16,8 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NO_NUL)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=NO_NUL)]
 Url = Annotated[str, StringConstraints(pattern=r"^https?://\S{1,2040}$")]
 Clock = Annotated[str, StringConstraints(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")]
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -114,9 +114,10 @@ class Usage(BaseModel):
 class ChannelAccountIn(Body):
     channel: Channel
     external_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-    display_name: Annotated[str, StringConstraints(max_length=200)] = ""
-    app_secret: Secret
-    verify_token: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    display_name: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+    # The columns' own lengths: a longer value would fail at the insert, not here.
+    app_secret: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
+    verify_token: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_NUL)]
     access_token: Secret
 
 

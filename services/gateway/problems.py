@@ -7,11 +7,12 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
-from fastapi import HTTPException, Request, Response
+from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
 
 from sellmesh.logging import log_context
 
@@ -186,7 +187,7 @@ async def _answer(request: Request, endpoint: Endpoint, max_body_bytes: int) -> 
         return problem_response(request, exc.status, exc.detail, kind=exc.kind, headers=exc.headers)
     except RequestValidationError as exc:
         return _answer_validation(request, exc)
-    except HTTPException as exc:
+    except HTTPException as exc:  # Starlette's, which FastAPI's subclasses: a body that would not parse is one
         return problem_response(request, exc.status_code, str(exc.detail), headers=exc.headers)
     except Exception:
         log.exception("gateway request failed")

@@ -71,7 +71,8 @@ def _millis(value: Any) -> datetime:
 
 
 def _clip(text: Any) -> str:
-    return str(text or "")[:TEXT_LIMIT]
+    # A NUL is nothing a customer meant to write, and no database column can keep it: dropped, not refused.
+    return str(text or "").replace("\x00", "")[:TEXT_LIMIT]
 
 
 def parse_webhook(body: Mapping[str, Any]) -> list[Parsed]:

@@ -16,6 +16,13 @@ class UnroutableWebhook(ValueError):
     """The body is JSON but not a Meta webhook we can route (unknown object, no entries)."""
 
 
+MAX_ACCOUNTS = 50
+
+
+class TooManyAccounts(ValueError):
+    """More receiving accounts in one webhook than any delivery of Meta's carries."""
+
+
 def channel_of(body: Mapping[str, Any]) -> Channel:
     obj = body.get("object")
     if not isinstance(obj, str) or obj not in OBJECT_CHANNELS:
@@ -34,13 +41,22 @@ def account_ids(body: Mapping[str, Any]) -> list[str]:
         if not isinstance(entry, dict):
             raise UnroutableWebhook("entry is not an object")
         if channel is Channel.WHATSAPP:
-            for change in entry.get("changes") or []:
-                metadata = (change.get("value") or {}).get("metadata") or {} if isinstance(change, dict) else {}
-                phone_number_id = metadata.get("phone_number_id")
-                if phone_number_id:
+            changes = entry.get("changes") or []
+            if not isinstance(changes, list):
+                raise UnroutableWebhook("changes is not a list")
+            for change in changes:
+                value = change.get("value") if isinstance(change, dict) else None
+                metadata = value.get("metadata") if isinstance(value, dict) else None
+                phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+                if phone_number_id and isinstance(phone_number_id, str | int):
                     found.append(str(phone_number_id))
-        elif entry.get("id") is not None:
+        elif isinstance(entry.get("id"), str | int):
             found.append(str(entry["id"]))
     if not found:
         raise UnroutableWebhook("no entry names a receiving account")
-    return list(dict.fromkeys(found))
+    accounts = list(dict.fromkeys(found))
+    if len(accounts) > MAX_ACCOUNTS:
+        # Each is a lookup before any account's signature is checked: a body naming thousands is no delivery of
+        # Meta's (it batches one app's accounts, a handful) and would cost the database for nothing.
+        raise TooManyAccounts(f"webhook names {len(accounts)} receiving accounts; at most {MAX_ACCOUNTS}")
+    return accounts

@@ -16,7 +16,7 @@ from sellmesh.logging import log_context
 from sellmesh.metrics import webhook_rejected, webhook_verified
 from sellmesh.service import MeshContext, now
 from services.gateway.query import ChannelAccountView, find_channel_account, verify_token_known
-from services.ingest.routing import UnroutableWebhook, account_ids, channel_of
+from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 from services.ingest.signature import header_well_formed, signature_ok
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,15 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
         try:
             body = json.loads(raw)
             text = raw.decode("utf-8")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested deeper than the parser goes
             return reject(400, "invalid_json")
         if not isinstance(body, dict):
             return reject(400, "invalid_json")
         try:
             channel = channel_of(body)
             external_ids = account_ids(body)
+        except TooManyAccounts:
+            return reject(400, "too_many_accounts")
         except UnroutableWebhook:
             # Signed by our app but a shape we do not handle: acknowledge, or Meta retries for days.
             if platform_secret:

@@ -82,6 +82,9 @@ async def _read_capped(request: Request, limit: int) -> bytes:
 def _verified(raw: bytes, header: str | None, secret: str) -> tuple[str, dict[str, object]]:
     if not header:
         raise _Refused(401, "missing_signature")
+    if not header.isascii() or not header.isprintable():
+        # Stripe's check compares with hmac.compare_digest, which raises on non-ASCII text instead of answering no.
+        raise _Refused(401, "bad_signature")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -93,7 +96,7 @@ def _verified(raw: bytes, header: str | None, secret: str) -> tuple[str, dict[st
         raise _Refused(401, reason) from exc
     try:
         body = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise _Refused(400, "invalid_json") from exc
     if not isinstance(body, dict):
         raise _Refused(400, "invalid_json")

@@ -1,5 +1,6 @@
 """A signed WhatsApp webhook in, a reply out at the channel API, through every service over the real broker."""
 
+import json
 import uuid
 
 import pytest
@@ -112,6 +113,32 @@ async def test_malformed_signed_body_gets_400(shop: Shop, body: bytes) -> None:
     response = await shop.post_webhook(body)
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_json"
+
+
+async def test_json_nested_deeper_than_the_parser_goes_gets_400(shop: Shop) -> None:
+    response = await shop.post_webhook(b"[" * 200_000)
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_json")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"object":"whatsapp_business_account","entry":[{"changes":5}]}',
+        b'{"object":"whatsapp_business_account","entry":[{"changes":[{"value":[1]}]}]}',
+        b'{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"metadata":[1]}}]}]}',
+        b'{"object":"page","entry":[{"id":{"a":1}}]}',
+    ],
+    ids=["changes-not-a-list", "value-not-an-object", "metadata-not-an-object", "id-not-a-string"],
+)
+async def test_a_body_of_a_shape_meta_never_sends_gets_400_not_a_crash(shop: Shop, body: bytes) -> None:
+    response = await shop.post_webhook(body)
+    assert (response.status_code, response.json()["error"]) == (400, "unroutable")
+
+
+async def test_a_body_naming_more_accounts_than_meta_batches_is_refused_before_any_lookup(shop: Shop) -> None:
+    entries = [{"id": str(10**9 + n), "time": 1, "messaging": []} for n in range(51)]
+    response = await shop.post_webhook(json.dumps({"object": "page", "entry": entries}).encode())
+    assert (response.status_code, response.json()["error"]) == (400, "too_many_accounts")
 
 
 async def test_oversized_body_gets_413(shop: Shop) -> None:

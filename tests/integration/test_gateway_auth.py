@@ -167,6 +167,44 @@ async def test_secrets_never_appear_in_responses_or_logs(
     assert (await http.get("/v1/settings", headers=owner)).json()["notify_secret_set"] is True
 
 
+@pytest.mark.parametrize(
+    "field", ["app_secret", "access_token", "verify_token", "display_name"], ids=lambda f: f"nul-in-{f}"
+)
+async def test_a_nul_character_or_an_over_long_secret_is_a_422_that_names_no_secret(
+    shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any], caplog: pytest.LogCaptureFixture, field: str
+) -> None:
+    """PostgreSQL cannot keep a NUL and the columns are 256 long: both failed at the insert, as a 500 whose logged
+    traceback carried the statement's parameters, tokens included."""
+    http, _, _ = client
+    owner = bearer(shop.owner_key)
+    token = f"EAA{uuid.uuid4().hex}"
+    account = {
+        "channel": "messenger",
+        "external_id": str(uuid.uuid4().int)[:15],
+        "app_secret": "s" * 300,
+        "verify_token": f"verify-{uuid.uuid4().hex}",
+        "access_token": token,
+    }
+    with caplog.at_level(logging.DEBUG):
+        assert_problem(await http.post("/v1/channel-accounts", json=account, headers=owner), 422)
+        nul = {**account, "app_secret": "s" * 32, field: "a\x00b"}
+        assert_problem(await http.post("/v1/channel-accounts", json=nul, headers=owner), 422)
+    logged = "\n".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
+    assert token not in logged
+    listed = (await http.get("/v1/channel-accounts", headers=owner)).json()["accounts"]
+    assert all(a["external_id"] != account["external_id"] for a in listed)
+
+
+@pytest.mark.parametrize("body", [b'{"text":"\xff"}', b"[" * 4000], ids=["not-utf8", "nested-too-deep"])
+async def test_a_body_that_will_not_parse_is_a_400_problem_not_a_500(
+    shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any], body: bytes
+) -> None:
+    http, published, _ = client
+    headers = {**bearer(shop.owner_key), "content-type": "application/json"}
+    assert_problem(await http.post("/v1/conversations/conv-1/reply", content=body, headers=headers), 400)
+    assert published.commands == []
+
+
 async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
     migrated_engine: Engine, redis: Redis, shop: Tenant
 ) -> None:
@@ -224,6 +262,21 @@ async def test_bad_bodies_get_a_problem_and_write_nothing(
     chunked = await http.patch("/v1/settings", content=stream(), headers=headers)
     assert_problem(chunked, 413)  # no content-length: the cap holds while streaming
     assert tenant_rows(migrated_engine, shop.id) == before
+    assert published.commands == []
+
+
+@pytest.mark.parametrize("field", ["name", "description", "attribute"])
+async def test_a_product_with_a_nul_character_is_refused_at_the_edge_not_dead_lettered_by_orders(
+    shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any], field: str
+) -> None:
+    http, published, _ = client
+    product: dict[str, Any] = {"name": "Mug", "price": {"amount_minor": 900, "currency": "EUR"}, "stock": 1}
+    if field == "attribute":
+        product["attributes"] = {"colour": "bl\x00ue"}
+    else:
+        product[field] = "Mu\x00g"
+    response = await http.put(f"/v1/products/{shop.sku}", json=product, headers=bearer(shop.owner_key))
+    assert_problem(response, 422)
     assert published.commands == []
 
 

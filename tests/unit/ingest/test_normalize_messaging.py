@@ -56,6 +56,11 @@ def test_oversized_messenger_text_is_clipped() -> None:
     assert item.content == TextContent(text="y" * TEXT_LIMIT)
 
 
+def test_a_nul_in_a_customers_text_is_dropped_so_the_message_can_be_kept_and_answered() -> None:
+    item = _only(_body(_event(message={"mid": "m_nul", "text": "two\x00 mugs"})))
+    assert item.content == TextContent(text="two mugs")
+
+
 def test_an_echo_is_flagged_and_belongs_to_the_customer_it_was_sent_to() -> None:
     event = _event(sender=PAGE, recipient=PSID, message={"mid": "m_echo", "text": "hi!", "is_echo": True, "app_id": 1})
     item = _only(_body(event))

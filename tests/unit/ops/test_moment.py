@@ -54,3 +54,9 @@ def test_refuses_rates_that_are_not_positive_per_second(text: str) -> None:
 
 def test_millis_round_trip() -> None:
     assert from_millis(to_millis(NOW)) == NOW
+
+
+@pytest.mark.parametrize("text", ["999999999d", "99999999999w"])
+def test_an_age_reaching_before_year_one_is_bad_input_not_a_crash(text: str) -> None:
+    with pytest.raises(BadInput, match="before the first year"):
+        parse_moment(text, now=NOW)

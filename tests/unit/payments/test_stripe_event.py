@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from services.payments import webhook
 from services.payments.stripe_event import (
     MalformedEvent,
     charge_state,
@@ -97,3 +98,11 @@ def test_objects_read_back_with_currencies_in_upper_case() -> None:
         {"id": "ch_1", "payment_intent": {"id": "pi_1"}, "amount": 1500, "amount_refunded": 0, "currency": "usd"}
     )
     assert (charge.payment_intent, charge.currency, charge.refunded, charge.disputed) == ("pi_1", "USD", False, False)
+
+
+def test_a_signature_header_that_is_not_printable_ascii_is_refused_not_a_crash() -> None:
+    """Stripe's check compares with hmac.compare_digest, which raises TypeError on non-ASCII text."""
+    for header in ("t=1,v1=\xe9", "t=1,v1=abc\x00"):
+        with pytest.raises(webhook._Refused) as refused:
+            webhook._verified(b"{}", header, "whsec_test")
+        assert (refused.value.status, refused.value.reason) == (401, "bad_signature")
