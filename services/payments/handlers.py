@@ -81,12 +81,20 @@ def _record(engine: Engine, link: PaymentLinkCreated, request: CheckoutRequest) 
 
 
 async def close_open_sessions(
-    event: OrderChanged, *, attempt: int | None, gateway: StripeGateway, engine: Engine, reconciler: Reconciler
+    event: OrderChanged,
+    *,
+    attempt: int | None,
+    gateway: StripeGateway,
+    engine: Engine,
+    reconciler: Reconciler,
+    announce_payment: bool = True,
 ) -> bool:
     """Expire the order's other open sessions before attempt `attempt` (None: the order was cancelled).
 
     False when another attempt already took the money, or is taking it (a delayed payment is
-    pending), or is newer than this one: then no new link may be made.
+    pending), or is newer than this one: then no new link may be made. A session that can no
+    longer be expired because the customer paid is settled from what Stripe says, its payment
+    announced only with `announce_payment`.
     """
     cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="checkout")
     for row in await in_thread(_others, engine, event.tenant_id, event.order_id, -1 if attempt is None else attempt):
@@ -100,7 +108,7 @@ async def close_open_sessions(
         if attempt is not None:
             await in_thread(_supersede, engine, row)
         state = await gateway.expire_session(row.checkout_session_id, account=row.stripe_account)
-        await reconciler.settle(row, state, cause=cause)
+        await reconciler.settle(row, state, cause=cause, announce_payment=announce_payment)
         if state.status == "complete" and attempt is not None:
             log.info("no new checkout: the earlier session completed", extra={"attempt": row.attempt})
             return False
@@ -117,14 +125,24 @@ async def on_order_event(
 ) -> Handled | None:
     """On checkout_requested: create (or, with the same idempotency key, get back) the session and announce it.
 
-    On cancelled: expire the order's open sessions, so a cancelled order cannot be paid.
+    On cancelled: expire the order's open sessions, so a cancelled order cannot be paid. On a person's cancel or
+    refund: then give back the money of every attempt that took some.
     """
     try:
+        if wants_sessions_closed(event):
+            # Closed first: a session the customer paid before the cancel (its webhook not yet reconciled) is
+            # found complete here and settled, so the refund below sees the money it holds. That payment is
+            # not announced when it goes straight back.
+            await close_open_sessions(
+                event,
+                attempt=None,
+                gateway=gateway,
+                engine=engine,
+                reconciler=reconciler,
+                announce_payment=not wants_money_back(event),
+            )
         if wants_money_back(event):
             await refund_paid_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler)
-        if wants_sessions_closed(event):
-            await close_open_sessions(event, attempt=None, gateway=gateway, engine=engine, reconciler=reconciler)
-            return None
         if not wants_checkout(event):
             return None
         settings = await in_thread(_settings, engine, event.tenant_id)

@@ -113,8 +113,9 @@ class Reconciler:
         cause: Cause,
         event_type: str | None = None,
         reason: str = "",
+        announce_payment: bool = True,
     ) -> Outcome:
-        """Apply what Stripe's current objects say to the attempt."""
+        """Apply what Stripe's current objects say to the attempt (`announce_payment`: see `settlement.plan`)."""
         try:
             observation = observe(attempt_view(row), session, charge, event_type=event_type, dispute_reason=reason)
         except NotThisAttempt as exc:
@@ -124,7 +125,8 @@ class Reconciler:
             return _count(cause, Outcome.UNCHANGED)
         handoff = None
         if (
-            observation.collected is AttemptStatus.MISMATCH
+            announce_payment
+            and observation.collected is AttemptStatus.MISMATCH
             and RANK[AttemptStatus(row.status)] < RANK[AttemptStatus.MISMATCH]
         ):
             received = observation.received
@@ -132,7 +134,7 @@ class Reconciler:
             handoff = await in_thread(self._handoff, row, text, cause)
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                applied = await in_thread(self._commit, row.id, observation, cause, handoff)
+                applied = await in_thread(self._commit, row.id, observation, cause, handoff, announce_payment)
                 break
             except Conflict:
                 if attempt == CONFLICT_ATTEMPTS - 1:
@@ -174,6 +176,7 @@ class Reconciler:
         observation: Observation,
         cause: Cause,
         handoff: RequestHandoff | None,
+        announce_payment: bool = True,
     ) -> int:
         """Steps from the attempt's status as it is now, each with its audit row and event, in one transaction."""
         at = self.clock()
@@ -185,7 +188,7 @@ class Reconciler:
             others = store.other_attempts(row.tenant_id, row.order_id, attempt=row.attempt)
             superseded = row.superseded or any(other.attempt > row.attempt for other in others)
             attempt = attempt_view(row)
-            steps = plan(attempt.status, observation, superseded=superseded)
+            steps = plan(attempt.status, observation, superseded=superseded, announce_payment=announce_payment)
             for step in steps:
                 store.advance(row, step, cause=cause, payment_intent=observation.payment_intent, at=at)
                 event_id = derived_id("payment", row.checkout_session_id, step.after.value)

@@ -159,12 +159,17 @@ def settled(current: AttemptStatus, *, with_charge: bool) -> bool:
     return RANK[current] >= (RANK[A.REFUNDED] if with_charge else RANK[A.PAID])
 
 
-def plan(current: AttemptStatus, observation: Observation, *, superseded: bool) -> tuple[Step, ...]:
+def plan(
+    current: AttemptStatus, observation: Observation, *, superseded: bool, announce_payment: bool = True
+) -> tuple[Step, ...]:
     """The steps from `current` up to the observed state; none when that would not be a step up.
 
     A refund or dispute seen before the payment goes through the payment first, so orders hears
     `paid` before `refunded`. An expiry of an attempt a newer one replaced is recorded but not
-    announced: orders would otherwise send the order's current checkout back to draft.
+    announced: orders would otherwise send the order's current checkout back to draft. Without
+    `announce_payment` the money collected is recorded but not announced: a person cancelled the
+    order and the money goes straight back, so orders would only ask a person to refund it and the
+    customer would be thanked for a payment of a cancelled order.
     """
     target = observation.target
     if RANK[target] <= RANK[current]:
@@ -172,9 +177,10 @@ def plan(current: AttemptStatus, observation: Observation, *, superseded: bool) 
     steps: list[Step] = []
     state = current
     if RANK[target] > RANK[A.PAID] and RANK[state] < RANK[A.PAID] and observation.collected is not None:
-        steps.append(Step(state, observation.collected))
+        steps.append(Step(state, observation.collected, announce=announce_payment))
         state = observation.collected
-    steps.append(Step(state, target, announce=not (target is A.EXPIRED and superseded)))
+    quiet = (target is A.EXPIRED and superseded) or (target in (A.PAID, A.MISMATCH) and not announce_payment)
+    steps.append(Step(state, target, announce=not quiet))
     return tuple(steps)
 
 

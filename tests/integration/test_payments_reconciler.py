@@ -303,3 +303,22 @@ async def test_payments_own_report_of_a_refund_asks_stripe_for_nothing(shop: Pay
 
 async def refunds_of(shop: PaymentShop, attempt: PaymentAttemptRow) -> list[dict[str, Any]]:
     return [e for e in await shop.stripe_events(attempt.checkout_session_id) if e["type"] == "charge.refunded"]
+
+
+async def test_an_owners_cancel_refunds_a_payment_whose_webhook_has_not_been_reconciled(shop: PaymentShop) -> None:
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)  # paid at Stripe; checkout.session.completed not handled yet
+    event = order_changed(shop, attempt.order_id, "cancelled", ActorKind.OWNER)
+    await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.attempt(attempt.order_id).status == "refunded"
+    await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)  # redelivered
+    [refunded] = await refunds_of(shop, attempt)
+    assert refunded["data"]["object"]["amount_refunded"] == 2500
+    # The money went straight back: orders, whose order is cancelled, hears of the refund, not of a payment it
+    # would only ask a person to refund.
+    assert shop.facts(attempt.order_id) == ["link_created", "refunded"]
+    assert shop.story(attempt.order_id) == [("", "open"), ("open", "paid"), ("paid", "refunded")]
+    for body in await shop.stripe_events(attempt.checkout_session_id):  # Stripe's own events, late
+        await shop.deliver(body)
+    assert shop.facts(attempt.order_id) == ["link_created", "refunded"]
+    assert len(await refunds_of(shop, attempt)) == 1

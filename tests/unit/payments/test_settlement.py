@@ -175,3 +175,12 @@ def test_an_attempt_at_the_top_needs_no_question_to_stripe() -> None:
     assert not settled(S.PAID, with_charge=True)
     assert not settled(S.EXPIRED, with_charge=False)
     assert settled(S.DISPUTED, with_charge=True)
+
+
+def test_a_payment_given_straight_back_is_recorded_but_only_its_refund_announced() -> None:
+    paid = observe(ATTEMPT, session(), None, event_type=None)
+    [quiet] = plan(S.OPEN, paid, superseded=False, announce_payment=False)
+    assert (quiet.after, quiet.announce) == (S.PAID, False)
+    refunded = observe(ATTEMPT, session(), charge(refunded=True), event_type=None)
+    steps = plan(S.OPEN, refunded, superseded=False, announce_payment=False)
+    assert [(step.after, step.announce) for step in steps] == [(S.PAID, False), (S.REFUNDED, True)]
