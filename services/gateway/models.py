@@ -1,10 +1,13 @@
 """Shared request-body base and the bodies of the account, settings, team and channel-account routes."""
 
+import ipaddress
+import socket
 from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.envelope import NO_NUL, Channel
@@ -32,6 +35,46 @@ def _known_zone(value: str) -> str:
 
 
 TimeZone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_known_zone)]
+
+
+def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names by itself, in any spelling a resolver takes (`127.1`, `0x7f.1`, `2130706433`)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _public_https(value: str) -> str:
+    """The handoff worker posts to this URL from inside the cluster: it must not name an address there.
+
+    Only what the URL says by itself is checked here; a DNS name is resolved and checked when a
+    notification is sent (services/handoff/delivery.py), since it may point anywhere by then.
+    """
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError("not a URL") from exc
+    if url.scheme != "https":
+        raise ValueError("must be an https URL")
+    host = url.host.rstrip(".").lower()
+    if not host:
+        raise ValueError("must name a host")
+    if host == "localhost" or host.endswith(".localhost"):
+        raise ValueError("must not name localhost")
+    address = _literal_address(host)
+    if address is not None and (not address.is_global or address.is_multicast):
+        raise ValueError("must not name a loopback, private, link-local, multicast or reserved address")
+    return value
+
+
+NotifyUrl = Annotated[str, StringConstraints(pattern=r"^https://\S{1,2040}$"), AfterValidator(_public_https)]
 
 
 class Accepted(BaseModel):
@@ -63,6 +106,15 @@ class HandoffSettings(Body):
     notify_url: Url | None = None
 
 
+class HandoffSettingsIn(HandoffSettings):
+    """The handoff settings an owner sends. Its notify_url is held to more than the shown one, so a stored URL
+    that would be refused now still shows in GET /v1/settings."""
+
+    notify_url: NotifyUrl | None = Field(
+        None, description="https only, to a public host: not localhost, nor a loopback, private or link-local address"
+    )
+
+
 Policies = Annotated[
     dict[
         Annotated[str, StringConstraints(min_length=1, max_length=64)],
@@ -85,7 +137,7 @@ class SettingsPatch(Body):
     stripe_account: StripeAccount | None = None
     success_url: Url | None = None
     cancel_url: Url | None = None
-    handoff: HandoffSettings | None = None
+    handoff: HandoffSettingsIn | None = None
 
 
 class Settings(BaseModel):

@@ -19,7 +19,7 @@ def build(ctx: MeshContext) -> ServiceParts:
     sweep = HandoffSweep(engine=ctx.engine, redis=ctx.redis, interval_seconds=settings.sweep_interval_seconds)
     delivery = NotificationDelivery(
         engine=ctx.engine,
-        http=ctx.http,
+        allow_local=settings.notify_allow_local,
         max_attempts=settings.notify_max_attempts,
         poll_seconds=settings.notify_poll_seconds,
         timeout_seconds=settings.notify_timeout_seconds,

@@ -7,6 +7,7 @@ notify secret, so a receiver can check both origin and freshness (and refuse rep
 
 import hashlib
 import hmac
+import ipaddress
 import uuid
 from datetime import datetime
 
@@ -81,3 +82,26 @@ def signed_headers(secret: str, timestamp: int, body: bytes, event_id: uuid.UUID
 def backoff_seconds(attempts: int, *, base: float = 2.0, cap: float = 3600.0) -> float:
     """Wait after the `attempts`-th failure: 2 s, 4 s, 8 s ... up to an hour."""
     return float(min(cap, base * 2 ** (attempts - 1)))
+
+
+def address_refusal(address: str) -> str | None:
+    """Why no notification may go to this IP address, or None for a public one.
+
+    Anything not globally routable is refused, which covers more than the named kinds: shared (carrier NAT),
+    documentation and benchmarking ranges too. IPv4 written as IPv6 (`::ffff:127.0.0.1`) is judged as IPv4.
+    """
+    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (`fe80::1%eth0`) names no other host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_global and not ip.is_multicast:
+        return None
+    kinds = (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    )
+    kind = next((name for name, found in kinds if found), "non-public")
+    return f"{kind} address {ip}"

@@ -265,6 +265,32 @@ async def test_bad_bodies_get_a_problem_and_write_nothing(
     assert published.commands == []
 
 
+async def test_a_notify_url_aimed_inside_the_network_is_a_422_naming_the_field_and_changes_nothing(
+    migrated_engine: Engine, shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any]
+) -> None:
+    """The handoff worker posts to this URL from inside the cluster: it must not be a way to reach what is there."""
+    http, _, _ = client
+    owner = bearer(shop.owner_key)
+    before = tenant_rows(migrated_engine, shop.id)
+    for url in (
+        "https://169.254.169.254/latest/meta-data/",
+        "https://localhost:6379/",
+        "https://[::1]/h",
+        "https://10.0.0.5/h",
+        "http://hooks.example.com/h",
+    ):
+        response = await http.patch("/v1/settings", json={"handoff": {"notify_url": url}}, headers=owner)
+        body = assert_problem(response, 422)
+        assert [error["loc"] for error in body["errors"]] == [["body", "handoff", "notify_url"]], url
+    assert tenant_rows(migrated_engine, shop.id) == before
+    public = "https://hooks.example.com/sellmesh"
+    accepted = await http.patch("/v1/settings", json={"handoff": {"notify_url": public}}, headers=owner)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["handoff"]["notify_url"] == public
+    cleared = await http.patch("/v1/settings", json={"handoff": None}, headers=owner)
+    assert cleared.json()["handoff"]["notify_url"] is None
+
+
 @pytest.mark.parametrize("field", ["name", "description", "attribute"])
 async def test_a_product_with_a_nul_character_is_refused_at_the_edge_not_dead_lettered_by_orders(
     shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any], field: str

@@ -1,4 +1,5 @@
-"""The notification webhook against a local HTTP server: signed, retried with backoff, never logging secrets."""
+"""The notification webhook against a local HTTP server: signed, retried with backoff, never logging secrets,
+and never posted inside the network unless local receivers are allowed (as here, for the server on 127.0.0.1)."""
 
 import hashlib
 import hmac
@@ -7,13 +8,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-import pytest_asyncio
 import uvicorn
 from redis.asyncio import Redis
 from sqlalchemy import Engine
@@ -30,7 +29,7 @@ from sellmesh.logging import JsonFormatter
 from sellmesh.metrics import registry
 from services.gateway.admin import create_tenant
 from services.gateway.store import Tenant
-from services.handoff.delivery import NotificationDelivery
+from services.handoff.delivery import NotificationDelivery, resolve_host
 from services.handoff.handlers import on_handoff_command
 from services.handoff.notification import HandoffNotificationRow
 from tests.builders import envelope
@@ -73,12 +72,6 @@ def hook() -> Iterator[Hook]:
     yield receiver
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 class Clock:
@@ -124,14 +117,14 @@ def received_by(hook: Hook, tenant: uuid.UUID) -> list[tuple[dict[str, str], byt
 
 
 async def test_events_reach_the_webhook_signed_after_a_failure_and_a_backoff(
-    migrated_engine: Engine, redis: Redis, hook: Hook, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+    migrated_engine: Engine, redis: Redis, hook: Hook, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = notified_tenant(migrated_engine, hook.url("handoff"))
     command = request(tenant)
     await on_handoff_command(command, engine=migrated_engine, redis=redis, at=T0)
     assert received_by(hook, tenant) == []  # the handler only queued; delivery is another task's work
     clock = Clock()
-    delivery = NotificationDelivery(engine=migrated_engine, http=http, clock=clock)
+    delivery = NotificationDelivery(engine=migrated_engine, allow_local=True, clock=clock)
     hook.script[:] = [503]
     caplog.set_level(logging.INFO)
     await delivery.deliver_once()  # opened: 503; escalated (nobody on the team): 200
@@ -140,6 +133,7 @@ async def test_events_reach_the_webhook_signed_after_a_failure_and_a_backoff(
     assert sorted(r.status for r in rows(migrated_engine, tenant)) == ["delivered", "pending"]
     clock.at = T0 + timedelta(seconds=3)
     await delivery.deliver_once()
+    await delivery.stop()
     assert {r.status for r in rows(migrated_engine, tenant)} == {"delivered"}
     mine = received_by(hook, tenant)
     assert [json.loads(b)["type"] for _, b in mine] == ["opened", "escalated", "opened"]
@@ -155,17 +149,52 @@ async def test_events_reach_the_webhook_signed_after_a_failure_and_a_backoff(
 
 
 async def test_a_webhook_that_keeps_failing_is_given_up_and_counted(
-    migrated_engine: Engine, redis: Redis, hook: Hook, http: httpx.AsyncClient
+    migrated_engine: Engine, redis: Redis, hook: Hook
 ) -> None:
     tenant = notified_tenant(migrated_engine, f"http://127.0.0.1:{free_port()}/nobody-listens")
     await on_handoff_command(request(tenant), engine=migrated_engine, redis=redis, at=T0)
     clock = Clock()
-    delivery = NotificationDelivery(engine=migrated_engine, http=http, clock=clock, max_attempts=2)
+    delivery = NotificationDelivery(engine=migrated_engine, allow_local=True, clock=clock, max_attempts=2)
     failed = registry.get_sample_value("sellmesh_handoff_notifications_total", {"outcome": "failed"}) or 0.0
     for seconds in (0, 10):
         clock.at = T0 + timedelta(seconds=seconds)
         await delivery.deliver_once()
+    await delivery.stop()
     stored = rows(migrated_engine, tenant)
     assert {(r.status, r.attempts, r.last_error) for r in stored} == {("failed", 2, "ConnectError")}
     after = registry.get_sample_value("sellmesh_handoff_notifications_total", {"outcome": "failed"})
     assert after == failed + len(stored)
+
+
+async def test_a_url_inside_the_network_is_refused_once_marked_failed_and_never_reached(
+    migrated_engine: Engine, redis: Redis, hook: Hook, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the allowance (production's default): plain http, a name for this machine, and a public-looking
+    name whose DNS answer is the metadata service are each refused on the first try, not retried for an hour."""
+
+    async def dns(host: str, port: int) -> list[str]:
+        return ["169.254.169.254"] if host == "hooks.example.test" else await resolve_host(host, port)
+
+    tenants = {
+        notified_tenant(migrated_engine, hook.url("plain")): "refused: notify_url uses http; only https is delivered",
+        notified_tenant(migrated_engine, f"https://localhost:{hook.port}/h"): "refused: the host resolves to a "
+        "loopback address",
+        notified_tenant(migrated_engine, "https://hooks.example.test/h"): "refused: the host resolves to a link-local "
+        "address 169.254.169.254",
+    }
+    for tenant in tenants:
+        await on_handoff_command(request(tenant), engine=migrated_engine, redis=redis, at=T0)
+    failed = registry.get_sample_value("sellmesh_handoff_notifications_total", {"outcome": "failed"}) or 0.0
+    delivery = NotificationDelivery(engine=migrated_engine, resolve=dns, clock=Clock())
+    caplog.set_level(logging.INFO)
+    await delivery.deliver_once()
+    await delivery.stop()
+    for tenant, reason in tenants.items():
+        stored = rows(migrated_engine, tenant)
+        assert [(r.status, r.attempts) for r in stored] == [("failed", 1), ("failed", 1)]  # opened and escalated
+        assert all(r.last_error.startswith(reason) for r in stored), [r.last_error for r in stored]
+        assert received_by(hook, tenant) == []
+    after = registry.get_sample_value("sellmesh_handoff_notifications_total", {"outcome": "failed"})
+    assert after == failed + 6
+    logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
+    assert "hooks.example.test" not in logged and "refused: the host resolves to a link-local" in logged

@@ -1,0 +1,58 @@
+"""The notify_url an owner may set: https to a host that does not name, by itself, a place inside the network."""
+
+import pytest
+from pydantic import ValidationError
+
+from services.gateway.models import HandoffSettings, HandoffSettingsIn
+
+INSIDE = [
+    "https://localhost/h",
+    "https://LOCALHOST./h",
+    "https://admin.localhost:8443/h",
+    "https://127.0.0.1/h",
+    "https://127.1/h",
+    "https://0x7f.1/h",
+    "https://2130706433/h",
+    "https://[::1]:8443/h",
+    "https://[::ffff:127.0.0.1]/h",
+    "https://0.0.0.0/h",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://[fe80::1]/h",
+    "https://10.0.0.5/h",
+    "https://172.16.4.4/h",
+    "https://192.168.1.1/h",
+    "https://100.64.0.1/h",
+    "https://224.0.0.251/h",
+    "https://240.0.0.1/h",
+    "https://user@127.0.0.1/h",
+]
+
+
+@pytest.mark.parametrize("url", INSIDE)
+def test_a_url_naming_localhost_or_a_non_public_address_is_refused(url: str) -> None:
+    with pytest.raises(ValidationError, match="must not name"):
+        HandoffSettingsIn(notify_url=url)
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com/h", "ftp://hooks.example.com/h", "hooks.example.com/h"])
+def test_only_https_is_accepted(url: str) -> None:
+    with pytest.raises(ValidationError, match="notify_url"):
+        HandoffSettingsIn(notify_url=url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/sellmesh?token=abc",
+        "https://93.184.215.14:8443/h",
+        "https://[2606:4700:4700::1111]/h",
+        "https://localhost.example.com/h",
+    ],
+)
+def test_public_https_urls_are_accepted(url: str) -> None:
+    assert HandoffSettingsIn(notify_url=url).notify_url == url
+
+
+def test_a_url_stored_before_the_rules_is_still_shown() -> None:
+    """Reading settings uses the lenient model, so a stored URL the worker now refuses does not vanish from view."""
+    assert HandoffSettings(notify_url="http://10.0.0.5/h").notify_url == "http://10.0.0.5/h"
