@@ -12,7 +12,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from schemas.envelope import ActorKind, Money
-from schemas.orders import OrderSnapshot, OrderState, RejectionReason
+from schemas.orders import ChannelAddress, OrderSnapshot, OrderState, RejectionReason
 from sellmesh.db import autocommit, in_thread
 from sellmesh.readcache import ReadCache, clear_on_writes
 from services.orders.tables import AuditRow, LineRow, OrderRow, ProductRow, order_from_rows, read_order
@@ -78,6 +78,24 @@ def get_order(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderSnapshot 
     """The order as it stands, or None when it does not exist or belongs to another tenant."""
     with autocommit(engine) as connection:
         return _order(connection, tenant_id, order_id)
+
+
+@dataclass(frozen=True)
+class OrderContact:
+    """Where the customer of an order's conversation is reached, for a person to step in about the order."""
+
+    conversation_id: str
+    address: ChannelAddress
+
+
+def order_contact(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderContact | None:
+    """The order's conversation and channel address; None without both, or for another tenant's order."""
+    with autocommit(engine) as connection:
+        order = read_order(connection, order_id)
+    if order is None or order.tenant_id != tenant_id or order.conversation_id is None:
+        return None
+    address = order.channel_address
+    return None if address is None else OrderContact(conversation_id=order.conversation_id, address=address)
 
 
 def _order(connection: Connection, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from schemas.orders import OrderChanged, OrderEvent
 from schemas.payments import PaymentLinkCreated, StripeEventReceived
-from schemas.topics import PAYMENTS_EVENTS
+from schemas.topics import HANDOFF_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
@@ -29,9 +29,10 @@ from services.payments.domain import (
     wants_sessions_closed,
     with_plan,
 )
+from services.payments.escalation import refund_handoff
 from services.payments.reconciler import Outcome, Reconciler
-from services.payments.settlement import RANK, AttemptStatus, Cause
-from services.payments.store import PaymentAttemptRow, PaymentStore
+from services.payments.settlement import HOLDS_MONEY, RANK, AttemptStatus, Cause
+from services.payments.store import PaymentAttemptRow, PaymentStore, attempt_view
 from services.payments.stripe_event import CHARGE_REFUNDED, SESSION_EXPIRED, MalformedEvent, read_event
 from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
 
@@ -142,7 +143,7 @@ async def on_order_event(
                 announce_payment=not wants_money_back(event),
             )
         if wants_money_back(event):
-            await refund_paid_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler)
+            await refund_collected_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler, clock=clock)
         if not wants_checkout(event):
             return None
         settings = await in_thread(_settings, engine, event.tenant_id)
@@ -163,25 +164,55 @@ async def on_order_event(
     return None
 
 
-async def refund_paid_attempts(
-    event: OrderChanged, *, gateway: StripeGateway, engine: Engine, reconciler: Reconciler
+async def refund_collected_attempts(
+    event: OrderChanged,
+    *,
+    gateway: StripeGateway,
+    engine: Engine,
+    reconciler: Reconciler,
+    clock: Callable[[], datetime] = now,
 ) -> None:
-    """Give the money of the order's paid attempts back at Stripe, then settle each attempt from the refunded
-    charge (Stripe's `charge.refunded` event finds it settled). One refund per session, by its idempotency key."""
+    """Give back at Stripe the money each attempt of the order holds (paid, mismatch or disputed), then settle each
+    from the refunded charge (Stripe's `charge.refunded` event finds it settled). One refund per session, by its
+    idempotency key.
+
+    A refund Stripe refuses (a charge under dispute) is asked of a person in the order's conversation; with no
+    conversation to ask in, the event is dead-lettered once the other attempts are refunded.
+    """
     cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="refund")
+    unasked: list[str] = []
     for row in await in_thread(_others, engine, event.tenant_id, event.order_id, -1):
-        if row.status != AttemptStatus.PAID:
+        if AttemptStatus(row.status) not in HOLDS_MONEY:
             continue
         account = row.stripe_account
         session = await gateway.retrieve_session(row.checkout_session_id, account=account)
         intent = row.payment_intent_id or session.payment_intent
         if intent is None:
             raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
-        charge_id = await gateway.refund(intent, account=account, idempotency_key=refund_key(row.checkout_session_id))
+        try:
+            key = refund_key(row.checkout_session_id)
+            charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
+        except CheckoutRejected as exc:
+            log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
+            if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, clock()):
+                unasked.append(f"{row.checkout_session_id}: {exc}")
+            continue
         log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
         if charge_id is not None:
             charge = await gateway.retrieve_charge(charge_id, account=account)
             await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
+    if unasked:
+        raise CheckoutRejected(f"refund refused and no conversation to ask a person in: {'; '.join(unasked)}")
+
+
+def _ask_for_refund(engine: Engine, row: PaymentAttemptRow, refusal: str, cause: Cause, at: datetime) -> bool:
+    """Queue the request for a person to give the money back; False when the order has no conversation."""
+    request = refund_handoff(engine, attempt_view(row), refusal=refusal, cause=cause, at=at)
+    if request is None:
+        return False
+    with session_scope(engine) as session:
+        add_to_outbox(session, topic=HANDOFF_COMMANDS, event=request, key=request.conversation_id)
+    return True
 
 
 async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:

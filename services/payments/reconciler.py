@@ -35,8 +35,8 @@ from services.payments.stripe_gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
-# More than the longest climb (open, expired, paid, refunded): each conflict means one rung was taken.
-CONFLICT_ATTEMPTS: Final = 4
+# More than the longest climb (open, expired, paid, disputed, refunded): each conflict means one rung was taken.
+CONFLICT_ATTEMPTS: Final = 5
 
 RECONCILED = Counter(
     "sellmesh_payments_reconciled_total",

@@ -2,9 +2,11 @@
 
 A payment attempt only ever moves up this ladder (equal rungs never replace each other):
 
-    open (0)  <  expired, failed (1)  <  paid, mismatch (2)  <  refunded, disputed (3)
+    open (0)  <  expired, failed (1)  <  paid, mismatch (2)  <  disputed (3)  <  refunded (4)
 
-so duplicated, late or reordered events can repeat a step but never undo one.
+so duplicated, late or reordered events can repeat a step but never undo one. Refunded is the top: a
+dispute after a refund leaves the money where the refund put it, and a refund after a dispute (one
+that settled an inquiry, or came once the dispute was over) is the last word on the money.
 """
 
 import uuid
@@ -44,10 +46,12 @@ RANK: Final[Mapping[AttemptStatus, int]] = {
     A.FAILED: 1,
     A.PAID: 2,
     A.MISMATCH: 2,
-    A.REFUNDED: 3,
     A.DISPUTED: 3,
+    A.REFUNDED: 4,
 }
 COLLECTED: Final = frozenset({"paid", "no_payment_required"})
+# Attempts whose money Stripe holds for the business: what a person's refund or cancel must give back.
+HOLDS_MONEY: Final = frozenset({A.PAID, A.MISMATCH, A.DISPUTED})
 
 PaymentFact = PaymentSucceeded | PaymentMismatch | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed
 
@@ -139,7 +143,7 @@ def observe(
         return seen
     if charge.payment_intent is None or charge.payment_intent != session.payment_intent:
         raise NotThisAttempt(f"charge {charge.id} belongs to {charge.payment_intent}, not {session.payment_intent}")
-    if charge.refunded:  # refunded first: Stripe refuses to refund a disputed charge, so a refund came first
+    if charge.refunded:  # refunded wins over disputed, whichever came first (the ladder above)
         refunded = _money(charge.amount_refunded, charge.currency)
         return Observation(A.REFUNDED, collected, received, refunded=refunded, payment_intent=session.payment_intent)
     if charge.disputed:

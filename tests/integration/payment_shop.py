@@ -4,6 +4,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -17,12 +18,13 @@ from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from services.gateway.store import Tenant
+from services.orders.tables import OrderRow
 from services.payments.handlers import on_order_event, on_stripe_event
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import HANDLED_TYPES
 from services.payments.stripe_gateway import StripeCheckoutGateway
-from tests.builders import envelope
+from tests.builders import ADDRESS, envelope
 from tests.integration.conftest import Sandbox
 
 
@@ -41,6 +43,30 @@ def checkout_requested(
         actor=Actor(kind=ActorKind.AI),
         order=snapshot,
     )
+
+
+def place_order(
+    engine: Engine,
+    tenant_id: uuid.UUID,
+    order_id: uuid.UUID,
+    *,
+    state: OrderState,
+    version: int,
+    reachable: bool = True,
+) -> None:
+    """The order as orders keeps it, as far as payments reads it: state, version and (`reachable`) the customer's
+    conversation `conv-{order_id}` with a channel address."""
+    with session_scope(engine) as session:
+        at = datetime.now(UTC)
+        row = session.get(OrderRow, order_id) or OrderRow(
+            order_id=order_id, tenant_id=tenant_id, currency="EUR", total_minor=0, created_at=at, state="", version=0
+        )
+        row.state, row.version, row.updated_at = state.value, version, at
+        if reachable:
+            row.conversation_id = f"conv-{order_id}"
+            row.channel, row.channel_account_id = ADDRESS.channel.value, ADDRESS.channel_account_id
+            row.customer_id = ADDRESS.customer_id
+        session.add(row)
 
 
 def add_tenant(engine: Engine, *, payments: dict[str, str] | None = None) -> uuid.UUID:

@@ -1,6 +1,7 @@
 """The reconciler against the sandbox and a migrated database (SQLite and PostgreSQL): Stripe's events in, one
 state change per fact, each with its audit row and payments event, whatever the order and number of deliveries."""
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -22,10 +23,10 @@ from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
-from services.payments.stripe_event import SessionState
+from services.payments.stripe_event import ChargeState, SessionState
 from services.payments.stripe_gateway import StripeCheckoutGateway
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import PaymentShop, add_tenant, checkout_requested
+from tests.integration.payment_shop import PaymentShop, add_tenant, checkout_requested, place_order
 
 pytestmark = pytest.mark.integration
 
@@ -322,3 +323,81 @@ async def test_an_owners_cancel_refunds_a_payment_whose_webhook_has_not_been_rec
         await shop.deliver(body)
     assert shop.facts(attempt.order_id) == ["link_created", "refunded"]
     assert len(await refunds_of(shop, attempt)) == 1
+
+
+async def disputed_order(shop: PaymentShop) -> PaymentAttemptRow:
+    paid = await paid_order(shop)
+    shop.sandbox.hook(paid.checkout_session_id, "dispute")
+    for body in await shop.stripe_events(paid.checkout_session_id):
+        await shop.deliver(body)
+    return shop.attempt(paid.order_id)
+
+
+async def test_a_refund_stripe_refuses_for_a_disputed_payment_asks_a_person_once(shop: PaymentShop) -> None:
+    disputed = await disputed_order(shop)
+    assert disputed.status == "disputed"
+    place_order(shop.engine, shop.tenant_id, disputed.order_id, state=OrderState.REFUNDED, version=5)
+    event = order_changed(shop, disputed.order_id, "refunded", ActorKind.OWNER)
+    for _ in range(2):
+        await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert await refunds_of(shop, disputed) == []  # Stripe refuses to refund a charge under dispute
+    assert shop.attempt(disputed.order_id).status == "disputed"
+    asked = shop.handoffs(f"conv-{disputed.order_id}")
+    assert len({request["event_id"] for request in asked}) == 1  # a redelivery queues the same request again
+    assert (asked[0]["reason"], asked[0]["actor"]["kind"]) == ("payment_mismatch", "system")
+    assert "refused to refund" in asked[0]["note"]
+
+
+async def test_a_refused_refund_with_nobody_to_ask_is_a_dead_letter(shop: PaymentShop) -> None:
+    disputed = await disputed_order(shop)
+    place_order(shop.engine, shop.tenant_id, disputed.order_id, state=OrderState.REFUNDED, version=5, reachable=False)
+    event = order_changed(shop, disputed.order_id, "refunded", ActorKind.OWNER)
+    with pytest.raises(PermanentError, match="refund refused"):
+        await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.handoffs(f"conv-{disputed.order_id}") == []
+
+
+async def test_an_owners_cancel_gives_back_money_collected_at_the_wrong_amount(shop: PaymentShop) -> None:
+    attempt = await shop.checkout()
+    set_recorded_total(shop.engine, attempt, amount=2400)
+    shop.sandbox.hook(attempt.checkout_session_id)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    await shop.deliver(completed)
+    assert shop.attempt(attempt.order_id).status == "mismatch"
+    event = order_changed(shop, attempt.order_id, "cancelled", ActorKind.OWNER)
+    await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.attempt(attempt.order_id).status == "refunded"
+    assert len(await refunds_of(shop, attempt)) == 1
+    assert shop.facts(attempt.order_id) == ["link_created", "mismatch", "refunded"]
+
+
+class RefundedAfterTheDispute:
+    """The real gateway, except that Stripe's charge reads as refunded: a refund that closed an inquiry, or came
+    once the dispute was over (the sandbox refuses every refund of a disputed charge)."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+    async def retrieve_charge(self, charge_id: str, *, account: str | None) -> ChargeState:
+        charge = await self.gateway.retrieve_charge(charge_id, account=account)
+        return dataclasses.replace(charge, refunded=True, amount_refunded=charge.amount)
+
+
+async def test_a_refund_after_a_dispute_marks_the_attempt_refunded(shop: PaymentShop) -> None:
+    disputed = await disputed_order(shop)
+    [opened] = [e for e in await shop.stripe_events(disputed.checkout_session_id) if "dispute" in e["type"]]
+    dispute = opened["data"]["object"]
+    charge = {"id": dispute["charge"], "object": "charge", "payment_intent": dispute["payment_intent"]}
+    refunded = {**opened, "id": f"evt_{uuid.uuid4().hex}", "type": "charge.refunded", "data": {"object": charge}}
+    gateway = RefundedAfterTheDispute(shop.gateway)
+    reconciler = Reconciler(stripe=gateway, engine=shop.engine, handoff_for=escalate)  # type: ignore[arg-type]
+    later = PaymentShop(shop.engine, shop.sandbox, shop.gateway, reconciler, shop.tenant_id)
+    for _ in range(2):
+        await later.deliver(refunded)
+    assert shop.attempt(disputed.order_id).status == "refunded"
+    assert shop.facts(disputed.order_id) == ["link_created", "paid", "disputed", "refunded"]
+    await later.deliver(opened)  # the dispute's event again: the refund stands
+    assert shop.attempt(disputed.order_id).status == "refunded"

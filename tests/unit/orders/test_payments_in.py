@@ -137,3 +137,16 @@ def test_a_payment_for_an_order_awaiting_it_still_marks_it_paid_without_a_handof
     orders.handle_payment(paid, Action.MARK_PAID)
     assert state(engine, order_id) is OrderState.PAID
     assert [topic for topic, _ in queued(engine, paid.event_id)] == [ORDERS_EVENTS]
+
+
+def test_payments_learns_where_to_reach_the_customer_only_of_the_tenants_reachable_order(
+    engine: Engine, orders: OrderHandlers
+) -> None:
+    reachable = checked_out(orders)
+    assert query.order_contact(engine, TENANT, reachable) == query.OrderContact(
+        conversation_id="conv-1", address=ADDRESS
+    )
+    assert query.order_contact(engine, OTHER_TENANT, reachable) is None
+    assert query.order_contact(engine, TENANT, checked_out(orders, with_address=False)) is None
+    assert query.order_contact(engine, TENANT, checked_out(orders, conversation=None)) is None
+    assert query.order_contact(engine, TENANT, uuid.uuid4()) is None

@@ -147,7 +147,7 @@ def test_the_expiry_of_a_replaced_attempt_is_recorded_but_not_announced() -> Non
         (S.REFUNDED, S.DISPUTED),
         (S.EXPIRED, S.FAILED),
         (S.MISMATCH, S.PAID),
-        (S.DISPUTED, S.REFUNDED),
+        (S.DISPUTED, S.PAID),
     ],
 )
 def test_never_moves_back_or_sideways(current: AttemptStatus, target: AttemptStatus) -> None:
@@ -174,7 +174,16 @@ def test_an_attempt_at_the_top_needs_no_question_to_stripe() -> None:
     assert settled(S.PAID, with_charge=False)
     assert not settled(S.PAID, with_charge=True)
     assert not settled(S.EXPIRED, with_charge=False)
-    assert settled(S.DISPUTED, with_charge=True)
+    assert settled(S.REFUNDED, with_charge=True)
+    # A disputed charge may still be refunded (an inquiry settled by a refund, a dispute that is over).
+    assert not settled(S.DISPUTED, with_charge=True)
+
+
+def test_a_refund_after_a_dispute_is_a_step_up_and_announced() -> None:
+    seen = observe(ATTEMPT, session(), charge(refunded=True, disputed=True), event_type=None)
+    [step] = plan(S.DISPUTED, seen, superseded=False)
+    assert step == Step(S.DISPUTED, S.REFUNDED)
+    assert isinstance(announcement(step, ATTEMPT, seen, cause=CAUSE, event_id=uuid.uuid4(), at=AT), PaymentRefunded)
 
 
 def test_a_payment_given_straight_back_is_recorded_but_only_its_refund_announced() -> None:
