@@ -54,6 +54,7 @@ class Action(StrEnum):
     MARK_PAID = "mark_paid"
     MARK_REFUNDED = "mark_refunded"
     PAYMENT_EXPIRED = "payment_expired"
+    PAYMENT_FAILED = "payment_failed"
     UPSERT_PRODUCT = "upsert_product"  # a catalog action: it names a product, not an order
 
 
@@ -82,6 +83,9 @@ TRANSITIONS: Final[Mapping[Action, Mapping[OrderState, OrderState]]] = {
     # still wants the goods, so the cart survives and a new checkout makes a new link. The
     # reservation is released because an abandoned checkout must not hold stock for ever.
     Action.PAYMENT_EXPIRED: {S.AWAITING_PAYMENT: S.DRAFT},
+    # A failed payment (a bank debit that bounced) ends its checkout like an expiry: the session is complete, so
+    # it never expires, and the order would otherwise hold its stock for ever.
+    Action.PAYMENT_FAILED: {S.AWAITING_PAYMENT: S.DRAFT},
 }
 
 _AI, _OWNER, _STAFF, _SYSTEM = ActorKind.AI, ActorKind.OWNER, ActorKind.STAFF, ActorKind.SYSTEM
@@ -102,11 +106,12 @@ PERMISSIONS: Final[Mapping[Action, Mapping[ActorKind, frozenset[OrderState]]]] =
     Action.MARK_PAID: {_SYSTEM: ANY_STATE},
     Action.MARK_REFUNDED: {_SYSTEM: ANY_STATE},
     Action.PAYMENT_EXPIRED: {_SYSTEM: ANY_STATE},
+    Action.PAYMENT_FAILED: {_SYSTEM: ANY_STATE},
     # The catalog is the team's: the AI never sets a price or stock, and payments never edits products.
     Action.UPSERT_PRODUCT: {_OWNER: ANY_STATE, _STAFF: ANY_STATE},
 }
 
-# None: orders.events.v1 has no change name for a return to draft, so an expiry publishes nothing
+# None: orders.events.v1 has no change name for a return to draft, so an expiry or a failure publishes nothing
 # (payments already published the expiry; the next OrderChanged carries the draft snapshot).
 CHANGES: Final[Mapping[Action, Change | None]] = {
     Action.CREATE_DRAFT: "draft_created",
@@ -121,6 +126,7 @@ CHANGES: Final[Mapping[Action, Change | None]] = {
     Action.MARK_PAID: "paid",
     Action.MARK_REFUNDED: "refunded",
     Action.PAYMENT_EXPIRED: None,
+    Action.PAYMENT_FAILED: None,
 }
 
 # A payment fact the order already reflects is a redelivery or arrives late: it changes nothing.
@@ -128,6 +134,7 @@ PAYMENT_FACT_ALREADY_APPLIED: Final[Mapping[Action, frozenset[OrderState]]] = {
     Action.MARK_PAID: frozenset({S.PAID, S.FULFILLED, S.CLOSED}),
     Action.MARK_REFUNDED: frozenset({S.REFUNDED}),
     Action.PAYMENT_EXPIRED: ANY_STATE - {S.AWAITING_PAYMENT},
+    Action.PAYMENT_FAILED: ANY_STATE - {S.AWAITING_PAYMENT},
 }
 
 

@@ -35,11 +35,12 @@ from services.orders.store import Conflict, OrderStore
 log = logging.getLogger(__name__)
 
 PAYMENTS_ACTOR: Final = Actor(kind=ActorKind.SYSTEM, id="payments")
-# Only these payment facts change an order; link created, failed and disputed do not.
+# Only these payment facts change an order; link created, disputed and mismatch do not.
 PAYMENT_FACTS: Final[Mapping[str, Action]] = {
     "paid": Action.MARK_PAID,
     "refunded": Action.MARK_REFUNDED,
     "expired": Action.PAYMENT_EXPIRED,
+    "failed": Action.PAYMENT_FAILED,
 }
 # A conflict means another worker changed the order or took the stock first: decide again on
 # fresh state a few times here before handing the message back to the subscriber's backoff.

@@ -160,7 +160,7 @@ def test_allows_exactly_the_transitions_each_actor_is_granted(
 
 
 @pytest.mark.parametrize("state", TERMINAL)
-@pytest.mark.parametrize("fact", [A.MARK_PAID, A.MARK_REFUNDED, A.PAYMENT_EXPIRED])
+@pytest.mark.parametrize("fact", [A.MARK_PAID, A.MARK_REFUNDED, A.PAYMENT_EXPIRED, A.PAYMENT_FAILED])
 def test_payment_facts_never_move_a_terminal_order(state: OrderState, fact: Action) -> None:
     decision = decide_payment(order(state), fact, tenant_id=TENANT, now=NOW)
     assert not isinstance(decision, Accepted)
@@ -390,6 +390,16 @@ def test_expired_payment_returns_the_order_to_draft_and_releases_stock_without_a
 @pytest.mark.parametrize("state", [S.DRAFT, S.PAID, S.CANCELLED])
 def test_an_expiry_outside_awaiting_payment_changes_nothing(state: OrderState) -> None:
     assert isinstance(decide_payment(order(state), A.PAYMENT_EXPIRED, tenant_id=TENANT, now=NOW), Unchanged)
+
+
+def test_a_failed_payment_returns_the_order_to_draft_and_releases_stock_without_an_event() -> None:
+    decision = accepted(decide_payment(order(S.AWAITING_PAYMENT), A.PAYMENT_FAILED, tenant_id=TENANT, now=NOW))
+    assert (decision.order.state, decision.stock, decision.change) == (S.DRAFT, StockEffect.RELEASE, None)
+
+
+@pytest.mark.parametrize("state", [S.DRAFT, S.PAID, S.CANCELLED])
+def test_a_failure_outside_awaiting_payment_changes_nothing(state: OrderState) -> None:
+    assert isinstance(decide_payment(order(state), A.PAYMENT_FAILED, tenant_id=TENANT, now=NOW), Unchanged)
 
 
 @pytest.mark.parametrize(("state", "effect"), [(S.PAID, StockEffect.RELEASE), (S.FULFILLED, StockEffect.NONE)])

@@ -26,7 +26,7 @@ from schemas.orders import (
     RejectionReason,
     RequestCheckout,
 )
-from schemas.payments import PaymentExpired, PaymentFailed, PaymentSucceeded
+from schemas.payments import PaymentDisputed, PaymentExpired, PaymentFailed, PaymentSucceeded
 from schemas.topics import ORDERS_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import make_engine, session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow
@@ -41,6 +41,7 @@ from services.orders.tables import AuditRow, LineRow, OrderRow, ProcessedRow, Pr
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 OTHER_TENANT = uuid.UUID("00000000-0000-4000-8000-000000000002")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+HOODIE = Money(amount_minor=4500, currency="EUR")
 
 
 @pytest.fixture
@@ -95,7 +96,9 @@ def draft_with(orders: handlers.OrderHandlers, *items: tuple[str, int]) -> uuid.
     return order_id
 
 
-def payment(cls: type[PaymentSucceeded | PaymentExpired | PaymentFailed], order_id: uuid.UUID, **fields: Any) -> Any:
+def payment(
+    cls: type[PaymentSucceeded | PaymentExpired | PaymentFailed | PaymentDisputed], order_id: uuid.UUID, **fields: Any
+) -> Any:
     return cls(
         event_id=uuid.uuid4(),
         tenant_id=TENANT,
@@ -241,12 +244,32 @@ def test_an_expired_payment_returns_the_order_to_draft_and_frees_its_stock(
 
 
 def test_payment_events_that_do_not_move_an_order_are_ignored(engine: Engine, orders: handlers.OrderHandlers) -> None:
+    """A dispute is between the customer's bank and the money, not a change of the order. A failed payment is not
+    one of these: it ends the order's checkout (below)."""
     order_id = draft_with(orders, ("HOOD-M", 1))
     orders.handle_command(command(RequestCheckout, order_id))
+    orders.handle_payment(payment(PaymentSucceeded, order_id, amount=HOODIE), Action.MARK_PAID)
     before = (count(engine, ProcessedRow), count(engine, OutboxRow))
-    asyncio.run(orders.on_payment_event(payment(PaymentFailed, order_id, reason="card declined")))
+    asyncio.run(orders.on_payment_event(payment(PaymentDisputed, order_id, amount=HOODIE, reason="fraudulent")))
     assert (count(engine, ProcessedRow), count(engine, OutboxRow)) == before
-    assert state_of(engine, order_id) is OrderState.AWAITING_PAYMENT
+    assert state_of(engine, order_id) is OrderState.PAID
+
+
+def test_a_failed_payment_returns_the_order_to_draft_and_frees_its_stock(file_engine: Engine) -> None:
+    """A delayed payment that failed leaves its session complete, and a complete session never expires."""
+    seed(file_engine, TENANT, sku="HOOD-M", name="Blue hoodie", price_minor=4500, stock=1)
+    orders = handlers.OrderHandlers(OrderStore(file_engine), clock=lambda: NOW)
+    order_id = draft_with(orders, ("HOOD-M", 1))
+    orders.handle_command(command(RequestCheckout, order_id))
+    assert stock_of(file_engine, "HOOD-M") == 0
+    outbox_before = count(file_engine, OutboxRow)
+    failed = payment(PaymentFailed, order_id, reason="async_payment_failed")
+    assert asyncio.run(orders.on_payment_event(failed)) is None
+    assert asyncio.run(orders.on_payment_event(failed)) is Handled.DUPLICATE
+    assert state_of(file_engine, order_id) is OrderState.DRAFT
+    assert stock_of(file_engine, "HOOD-M") == 1
+    assert count(file_engine, OutboxRow) == outbox_before  # like an expiry, no order event names a return to draft
+    assert count(file_engine, AuditRow, col(AuditRow.action) == "payment_failed") == 1
 
 
 def test_the_second_order_racing_for_the_last_unit_is_rejected_out_of_stock(engine: Engine) -> None:
