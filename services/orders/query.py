@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Final, Protocol, cast
 from uuid import UUID
 
-from sqlalchemy import Connection, Engine, bindparam
+from sqlalchemy import Connection, Engine, bindparam, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -96,6 +96,28 @@ def order_contact(engine: Engine, tenant_id: UUID, order_id: UUID) -> OrderConta
         return None
     address = order.channel_address
     return None if address is None else OrderContact(conversation_id=order.conversation_id, address=address)
+
+
+def awaited_checkout(engine: Engine, tenant_id: UUID, order_id: UUID) -> int | None:
+    """The order version its checkout was requested at, while the order awaits payment for that checkout; None
+    when the order does not await payment (or is unknown, or another tenant's).
+
+    Not the order's version: customer details set since raise it and keep the checkout. So it is the version
+    of the latest accepted checkout request, from the audit trail, written in the transaction that made it.
+    """
+    state = sa_select(col(OrderRow.state)).where(
+        col(OrderRow.order_id) == order_id, col(OrderRow.tenant_id) == tenant_id
+    )
+    version = sa_select(func.max(AuditRow.version)).where(
+        col(AuditRow.tenant_id) == tenant_id,
+        col(AuditRow.order_id) == order_id,
+        col(AuditRow.change) == "checkout_requested",
+    )
+    with autocommit(engine) as connection:
+        if connection.execute(state).scalar() != OrderState.AWAITING_PAYMENT.value:
+            return None
+        found = connection.execute(version).scalar()
+    return found if isinstance(found, int) else None
 
 
 def _order(connection: Connection, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:

@@ -17,6 +17,7 @@ from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
 from sellmesh.subscriber import Handled, PermanentError
 from services.gateway.query import payment_settings
+from services.orders.query import awaited_checkout
 from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutRequest,
@@ -44,6 +45,10 @@ def _settings(engine: Engine, tenant_id: uuid.UUID) -> CheckoutSettings:
     return CheckoutSettings(
         success_url=view.success_url, cancel_url=view.cancel_url, stripe_account=view.stripe_account
     )
+
+
+def _awaits_payment(engine: Engine, event: OrderChanged) -> bool:
+    return awaited_checkout(engine, event.tenant_id, event.order_id) == event.order.version
 
 
 def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
@@ -145,6 +150,14 @@ async def on_order_event(
         if wants_money_back(event):
             await refund_collected_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler, clock=clock)
         if not wants_checkout(event):
+            return None
+        if not await in_thread(_awaits_payment, engine, event):
+            # A redelivered or redriven request whose order has moved on (cancelled, paid, back in draft, or
+            # checked out again since): a link made now would let the customer pay for what is not on sale.
+            log.info(
+                "no checkout: the order no longer awaits payment for this request",
+                extra={"order_id": str(event.order_id)},
+            )
             return None
         settings = await in_thread(_settings, engine, event.tenant_id)
         request = plan_checkout(event, now=clock(), settings=settings)

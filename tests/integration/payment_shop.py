@@ -18,7 +18,7 @@ from sellmesh.db import session_scope
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from services.gateway.store import Tenant
-from services.orders.tables import OrderRow
+from services.orders.tables import AuditRow, OrderRow
 from services.payments.handlers import on_order_event, on_stripe_event
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow, PaymentStore
@@ -55,18 +55,41 @@ def place_order(
     reachable: bool = True,
 ) -> None:
     """The order as orders keeps it, as far as payments reads it: state, version and (`reachable`) the customer's
-    conversation `conv-{order_id}` with a channel address."""
+    conversation `conv-{order_id}` with a channel address. Awaiting payment, it was checked out at `version`."""
     with session_scope(engine) as session:
         at = datetime.now(UTC)
         row = session.get(OrderRow, order_id) or OrderRow(
             order_id=order_id, tenant_id=tenant_id, currency="EUR", total_minor=0, created_at=at, state="", version=0
         )
         row.state, row.version, row.updated_at = state.value, version, at
-        if reachable:
-            row.conversation_id = f"conv-{order_id}"
-            row.channel, row.channel_account_id = ADDRESS.channel.value, ADDRESS.channel_account_id
-            row.customer_id = ADDRESS.customer_id
+        row.conversation_id = f"conv-{order_id}" if reachable else None
+        row.channel = ADDRESS.channel.value if reachable else None
+        row.channel_account_id = ADDRESS.channel_account_id if reachable else None
+        row.customer_id = ADDRESS.customer_id if reachable else None
         session.add(row)
+        if state is OrderState.AWAITING_PAYMENT:
+            session.add(
+                AuditRow(
+                    tenant_id=tenant_id,
+                    order_id=order_id,
+                    message_id=uuid.uuid4(),
+                    correlation_id=uuid.uuid4(),
+                    actor_kind=ActorKind.AI.value,
+                    action="request_checkout",
+                    outcome="accepted",
+                    change="checkout_requested",
+                    from_state=OrderState.DRAFT.value,
+                    to_state=state.value,
+                    version=version,
+                    at=at,
+                )
+            )
+
+
+def order_version(engine: Engine, order_id: uuid.UUID) -> int | None:
+    with Session(engine) as session:
+        row = session.get(OrderRow, order_id)
+        return None if row is None else row.version
 
 
 def add_tenant(engine: Engine, *, payments: dict[str, str] | None = None) -> uuid.UUID:
@@ -87,7 +110,11 @@ class PaymentShop:
     started: int = field(default_factory=lambda: int(time.time()) - 5)
 
     async def checkout(self, order_id: uuid.UUID | None = None, **kwargs: Any) -> PaymentAttemptRow:
+        """Handle a checkout request; orders accepted it, unless the order is at a later version already."""
         event = checkout_requested(self.tenant_id, order_id or uuid.uuid4(), **kwargs)
+        if (order_version(self.engine, event.order_id) or 0) < event.order.version:
+            awaiting = OrderState.AWAITING_PAYMENT
+            place_order(self.engine, self.tenant_id, event.order_id, state=awaiting, version=event.order.version)
         await on_order_event(event, gateway=self.gateway, engine=self.engine, reconciler=self.reconciler)
         return self.attempt(event.order_id)
 

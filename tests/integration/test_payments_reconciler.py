@@ -11,14 +11,15 @@ import httpx
 import pytest
 import pytest_asyncio
 from sqlalchemy import Engine, update
-from sqlmodel import col
+from sqlmodel import Session, col, select
 
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import OrderChanged, OrderState
 from sellmesh.db import session_scope
 from sellmesh.subscriber import PermanentError
-from services.payments.domain import CheckoutPlan
+from services.orders.tables import OrderRow
+from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
@@ -401,3 +402,50 @@ async def test_a_refund_after_a_dispute_marks_the_attempt_refunded(shop: Payment
     assert shop.facts(disputed.order_id) == ["link_created", "paid", "disputed", "refunded"]
     await later.deliver(opened)  # the dispute's event again: the refund stands
     assert shop.attempt(disputed.order_id).status == "refunded"
+
+
+class NeverAsked:
+    """The real gateway, except that asking for a new session fails the test."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
+        raise AssertionError(f"a session was asked for order {request.order_id} at version {request.attempt}")
+
+
+@pytest.mark.parametrize(
+    ("state", "version"),
+    [
+        (OrderState.CANCELLED, 4),
+        (OrderState.DRAFT, 4),
+        (OrderState.PAID, 4),
+        (OrderState.AWAITING_PAYMENT, 5),
+    ],
+    ids=["cancelled", "back-in-draft", "paid", "checked-out-again"],
+)
+async def test_a_redriven_checkout_request_makes_no_link_once_the_order_moved_on(
+    shop: PaymentShop, state: OrderState, version: int
+) -> None:
+    order_id = uuid.uuid4()
+    place_order(shop.engine, shop.tenant_id, order_id, state=state, version=version)
+    event = checkout_requested(shop.tenant_id, order_id, version=3)
+    gateway = NeverAsked(shop.gateway)
+    handled = await on_order_event(event, gateway=gateway, engine=shop.engine, reconciler=shop.reconciler)  # type: ignore[arg-type]
+    assert handled is None
+    assert shop.facts(order_id) == []
+    with Session(shop.engine) as session:
+        assert session.exec(select(PaymentAttemptRow).where(PaymentAttemptRow.order_id == order_id)).first() is None
+
+
+async def test_a_checkout_whose_order_got_customer_details_since_still_gets_its_link(shop: PaymentShop) -> None:
+    order_id = uuid.uuid4()
+    place_order(shop.engine, shop.tenant_id, order_id, state=OrderState.AWAITING_PAYMENT, version=3)
+    with session_scope(shop.engine) as session:  # details set after the checkout: version 4, the same checkout
+        session.exec(update(OrderRow).where(col(OrderRow.order_id) == order_id).values(version=4))
+    event = checkout_requested(shop.tenant_id, order_id, version=3)
+    await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+    assert shop.facts(order_id) == ["link_created"]

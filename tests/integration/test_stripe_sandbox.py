@@ -31,6 +31,7 @@ from services.payments.store import PaymentAttemptRow
 from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway, StripeGateway
 from tests.builders import envelope
 from tests.integration.conftest import KEY, Sandbox
+from tests.integration.payment_shop import order_version, place_order
 
 pytestmark = pytest.mark.integration
 
@@ -181,7 +182,15 @@ def test_the_pay_page_says_what_would_be_paid(client: stripe.StripeClient, sandb
 # The payments handler, end to end against the sandbox, with its tables in SQLite.
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
-TABLES = ("outbox", "payments_attempts", "payments_audit", "payments_checkout_plans", "gateway_tenants")
+TABLES = (
+    "outbox",
+    "payments_attempts",
+    "payments_audit",
+    "payments_checkout_plans",
+    "gateway_tenants",
+    "orders_orders",
+    "orders_audit",
+)
 
 
 def checkout_requested(order_id: uuid.UUID) -> OrderChanged:
@@ -208,6 +217,9 @@ def payments_engine(path: Path) -> Engine:
 async def checkout(
     event: OrderChanged, gateway: StripeCheckoutGateway, engine: Engine, **kwargs: Any
 ) -> Handled | None:
+    """Handle the request as payments does once orders accepted it: the order awaits payment at its version."""
+    if order_version(engine, event.order_id) is None:
+        place_order(engine, TENANT, event.order_id, state=OrderState.AWAITING_PAYMENT, version=event.order.version)
     reconciler = Reconciler(stripe=gateway, engine=engine)
     return await on_order_event(event, gateway=gateway, engine=engine, reconciler=reconciler, **kwargs)
 

@@ -13,9 +13,11 @@ from schemas.orders import (
     CancelOrder,
     CommandRejected,
     CreateDraft,
+    CustomerDetails,
     OrderState,
     RejectionReason,
     RequestCheckout,
+    SetCustomerDetails,
 )
 from schemas.payments import PaymentExpired, PaymentSucceeded
 from schemas.topics import HANDOFF_COMMANDS, ORDERS_EVENTS
@@ -150,3 +152,19 @@ def test_payments_learns_where_to_reach_the_customer_only_of_the_tenants_reachab
     assert query.order_contact(engine, TENANT, checked_out(orders, with_address=False)) is None
     assert query.order_contact(engine, TENANT, checked_out(orders, conversation=None)) is None
     assert query.order_contact(engine, TENANT, uuid.uuid4()) is None
+
+
+def test_payments_learns_which_checkout_an_order_awaits_payment_for(engine: Engine, orders: OrderHandlers) -> None:
+    order_id = checked_out(orders)  # created, item added, checked out: version 3
+    assert query.awaited_checkout(engine, TENANT, order_id) == 3
+    details = CustomerDetails(name="Ana")
+    orders.handle_command(order_command(SetCustomerDetails, TENANT, order_id, details=details))
+    assert query.awaited_checkout(engine, TENANT, order_id) == 3  # version 4, the same checkout
+    assert query.awaited_checkout(engine, OTHER_TENANT, order_id) is None
+    orders.handle_payment(payment_fact(PaymentExpired, TENANT, order_id), Action.PAYMENT_EXPIRED)
+    assert query.awaited_checkout(engine, TENANT, order_id) is None  # back in draft at version 5
+    orders.handle_command(order_command(RequestCheckout, TENANT, order_id))
+    assert query.awaited_checkout(engine, TENANT, order_id) == 6
+    orders.handle_command(order_command(CancelOrder, TENANT, order_id))
+    assert query.awaited_checkout(engine, TENANT, order_id) is None
+    assert query.awaited_checkout(engine, TENANT, uuid.uuid4()) is None
