@@ -29,6 +29,6 @@ def build(ctx: MeshContext) -> ServiceParts:
     notices = Notices(redis=ctx.redis, broker=ctx.broker)
     ctx.subscribe(ORDERS_EVENTS, group="agent", name="order_event", handler=notices.on_order_event)
     ctx.subscribe(PAYMENTS_EVENTS, group="agent", name="payment_event", handler=notices.on_payment_event)
-    handback = Handback(engine=ctx.engine, redis=ctx.redis)
+    handback = Handback(engine=ctx.engine, redis=ctx.redis, buffer=buffer)
     ctx.subscribe(HANDOFF_EVENTS, group="agent", name="handoff_event", handler=handback.on_handoff_event)
     return ServiceParts(name="agent", on_start=[warm_up, scheduler.start], on_stop=[scheduler.stop])

@@ -1,16 +1,27 @@
-"""When a person hands a conversation back (handoff `resolved`), the AI's memory learns what they said and why."""
+"""When a person hands a conversation back (handoff `resolved`), the AI's memory learns what they said and why, and
+the customer's messages nobody answered become the AI's next turn."""
 
+import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
+from schemas.channel import InboundMessage, TextContent
+from schemas.envelope import Channel
 from schemas.handoff import HandoffEvent, HandoffResolved
 from sellmesh.db import in_thread
+from sellmesh.service import derived_id, now
 from services.agent import memory
-from services.handoff.query import InboxMessage, handoff_transcript
+from services.agent.burst import BurstBuffer
+from services.handoff.query import HUMAN, HandoffTranscript, InboxMessage, conversation_mode, handoff_transcript
+
+PRODUCER = "agent"
+# The inbound message's own bound (MessageText).
+TEXT_LIMIT = 4096
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +41,50 @@ def handback_turns(messages: Sequence[InboxMessage], *, reason: str, note: str) 
     return turns
 
 
+def waiting(messages: Sequence[InboxMessage]) -> list[InboxMessage]:
+    """The customer's messages after the person's last word: nobody answered them before the handback."""
+    tail: list[InboxMessage] = []
+    for message in messages:
+        if message.author == "human":
+            tail = []
+        elif message.author == "customer":
+            tail.append(message)
+    return tail
+
+
+def waiting_message(
+    event: HandoffResolved, transcript: HandoffTranscript, unanswered: Sequence[InboxMessage]
+) -> InboundMessage:
+    """The unanswered messages as one inbound message of the conversation, for the AI's next turn. Its id derives
+    from the ticket, so a redelivered `resolved` buffers it once, and it is not among the messages the person had
+    before them (`Responder._left_to_the_ai`)."""
+    text = "\n".join(m.text for m in unanswered)[:TEXT_LIMIT]
+    sent_at = max(event.occurred_at, unanswered[-1].at + timedelta(milliseconds=1))
+    return InboundMessage(
+        event_id=derived_id(event.tenant_id, transcript.ticket_id, "unanswered"),
+        tenant_id=event.tenant_id,
+        correlation_id=event.correlation_id,
+        causation_id=event.event_id,
+        occurred_at=now(),
+        producer=PRODUCER,
+        conversation_id=event.conversation_id,
+        channel=Channel(transcript.channel),
+        channel_account_id=transcript.channel_account_id,
+        customer_id=transcript.customer_id,
+        message_id=f"handback:{transcript.ticket_id}",
+        sent_at=sent_at,
+        content=TextContent(text=text),
+    )
+
+
 class Handback:
-    def __init__(self, *, engine: Engine, redis: Redis) -> None:
+    def __init__(
+        self, *, engine: Engine, redis: Redis, buffer: BurstBuffer | None = None, mode_wait_seconds: float = 5.0
+    ) -> None:
         self.engine = engine
         self.redis = redis
+        self.buffer = buffer
+        self.mode_wait_seconds = mode_wait_seconds
 
     async def on_handoff_event(self, event: HandoffEvent) -> None:
         if not isinstance(event, HandoffResolved):
@@ -42,8 +93,31 @@ class Handback:
         if transcript is None:
             log.warning("resolved handoff has no ticket here", extra={"ticket_id": event.ticket_id})
             return
-        turns = handback_turns(transcript.messages, reason=transcript.reason, note=event.note)
+        unanswered = waiting(transcript.messages) if self.buffer is not None and transcript.channel else []
+        # The unanswered messages become the AI's next turn, not memory: they would be in its prompt twice.
+        told = transcript.messages[: len(transcript.messages) - len(unanswered)]
+        turns = handback_turns(told, reason=transcript.reason, note=event.note)
         resumed = await memory.resume_after_handoff(
             self.redis, event.tenant_id, event.conversation_id, ticket_id=event.ticket_id, turns=turns
         )
         log.info("conversation handed back to the ai", extra={"ticket_id": event.ticket_id, "resumed": resumed})
+        if unanswered and self.buffer is not None:
+            await self._answer_later(event, transcript, unanswered, self.buffer)
+
+    async def _answer_later(
+        self,
+        event: HandoffResolved,
+        transcript: HandoffTranscript,
+        unanswered: Sequence[InboxMessage],
+        buffer: BurstBuffer,
+    ) -> None:
+        # Handoff writes the mirror just after the commit that published this event: a turn claimed before that
+        # would still read `human` and drop the messages for good.
+        deadline = asyncio.get_running_loop().time() + self.mode_wait_seconds
+        while await conversation_mode(self.redis, event.tenant_id, event.conversation_id) == HUMAN:
+            if asyncio.get_running_loop().time() > deadline:
+                # Retried by the subscriber; a mirror left wrong is repaired by handoff's reconcile.
+                raise RuntimeError("conversation still mirrored as human after its handback")
+            await asyncio.sleep(0.1)
+        if await buffer.add(waiting_message(event, transcript, unanswered)):
+            log.info("unanswered messages handed to the ai", extra={"messages": len(unanswered)})

@@ -11,7 +11,7 @@ from redis.exceptions import WatchError
 
 from schemas.channel import InboundMessage
 from services.agent.context_window import fit_turns, summarize
-from services.handoff.query import conversation_mode_key, mode_of
+from services.handoff.query import conversation_mode_key, handed_back, mode_of
 
 MAX_STORED_TURNS = 40
 BUDGET_TOKENS = 1500
@@ -52,6 +52,8 @@ class TurnState:
     summary: str
     recent: list[dict[str, Any]]
     stored: int = 0  # turns in the store when read (whether appending more would fold some)
+    # A person handed the conversation back lately: some customer messages may have been theirs to answer.
+    handed_back: bool = False
 
 
 def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
@@ -67,7 +69,7 @@ def state_keys(tenant_id: uuid.UUID, conversation_id: str) -> list[str]:
 
 def state_of(mode: Any, order: Any, raw_turns: list[Any], previous: Any) -> TurnState:
     summary, recent = _fitted(raw_turns, previous)
-    return TurnState(mode_of(mode), _order_id(order), summary, recent, len(raw_turns))
+    return TurnState(mode_of(mode), _order_id(order), summary, recent, len(raw_turns), handed_back(mode))
 
 
 async def turn_state(redis: Redis, tenant_id: uuid.UUID, conversation_id: str) -> TurnState:

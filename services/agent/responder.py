@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from faststream.kafka import KafkaBroker
@@ -29,6 +30,7 @@ from services.agent.quota import QuotaCounter
 from services.agent.tools import Turn, handoff, plan, tool_definitions
 from services.agent.usage import usage_row, usage_writer
 from services.gateway.query import tenant_name_async, tenant_training_async
+from services.handoff.query import handed_to_person
 from services.orders.query import order_and_catalog_async
 
 log = logging.getLogger(__name__)
@@ -90,10 +92,16 @@ class Responder:
         # First of two locks: while a person owns the conversation the agent stays quiet.
         if state.mode == "human":
             return Answered()
+        messages = await self._left_to_the_ai(burst.messages, state)
+        if not messages:
+            # Messages a person had before them when they handed the conversation back, read here only now (this
+            # worker lagged or restarted): the person answered them, or chose not to. Answering again doubles.
+            log.info("burst was the person's to answer; skipped", extra={"messages": len(burst.messages)})
+            return Answered()
         # A retried turn publishes what its first run planned (`turn_plan.py`), not a new plan.
         plan = burst.plan
         if plan is None:
-            plan = await self.buffer.keep_plan(burst, await self._plan(burst, state))
+            plan = await self.buffer.keep_plan(burst, await self._plan(burst, messages, state))
         drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
         for draft in drafts:
             # Before the draft goes out: orders may refuse a change to it at once, and the refusal is told here.
@@ -106,11 +114,23 @@ class Responder:
             await memory.set_current_order(self.redis, last.tenant_id, last.conversation_id, draft.order_id)
         return Answered(plan.remember, None if plan.taken == burst.taken else plan.taken)
 
-    async def _plan(self, burst: Burst, state: memory.TurnState) -> turn_plan.TurnPlan:
+    async def _left_to_the_ai(
+        self, messages: Sequence[InboundMessage], state: memory.TurnState
+    ) -> list[InboundMessage]:
+        """The burst's messages that are the AI's to answer: after a handback, not those the person had."""
+        if not state.handed_back:
+            return list(messages)
+        last = messages[-1]
+        theirs = await handed_to_person(
+            self.redis, last.tenant_id, last.conversation_id, [m.event_id for m in messages]
+        )
+        return [m for m in messages if m.event_id not in theirs]
+
+    async def _plan(self, burst: Burst, fresh: Sequence[InboundMessage], state: memory.TurnState) -> turn_plan.TurnPlan:
         """What this turn publishes (its commands, then the reply) and adds to the conversation's memory."""
         last = burst.last
         BURST_SIZE.observe(len(burst.messages))
-        texts = [t for t in (customer_text(m) for m in burst.messages) if t]
+        texts = [t for t in (customer_text(m) for m in fresh) if t]
         commands: Commands = []
         if not texts:
             reply = Reply(NON_TEXT_REPLY)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
 from schemas.handoff import HandoffCommand, RequestHandoff, SetAvailability
@@ -27,12 +28,15 @@ from services.handoff.domain import (
     Opened,
     Outcome,
     Replied,
+    Resolved,
+    Ticket,
     decide,
     mode_after,
 )
 from services.handoff.events import events_for, queue, rejection
 from services.handoff.inbox import TEXT_LIMIT, InboxMessageRow
 from services.handoff.metrics import ESCALATIONS, OPENED, REJECTED, WAIT_SECONDS
+from services.handoff.query import since_handed_over
 from services.handoff.roster import CommandRefused, decide_availability
 from services.handoff.sla import business_deadline, business_hours
 from services.handoff.staff import StaffStore
@@ -51,6 +55,8 @@ class Applied:
     mode: ConversationMode | None
     outcome: Outcome | None = None
     refused: CommandRefused | None = None
+    # A resolve's: the customer's messages of the ticket the inbox held, the person's to answer.
+    handed: list[uuid.UUID] | None = None
 
 
 def first_response_due(opened_at: datetime, settings: HandoffSettings) -> datetime:
@@ -111,7 +117,22 @@ def _apply_ticket_command(session: Session, command: Command, at: datetime, sett
     queue(session, queued, key=command.conversation_id, notify=settings.notify_url is not None, at=at)
     if isinstance(outcome, Replied):
         _record_human_reply(session, outcome, derived_id(command.event_id, "outbound"), at)
-    return Applied(current, outcome)
+    handed = _handed_messages(session, outcome.ticket) if isinstance(outcome, Resolved) else None
+    return Applied(current, outcome, handed=handed)
+
+
+def _handed_messages(session: Session, ticket: Ticket) -> list[uuid.UUID]:
+    """What the person had before them when handing back: the agent leaves these customer messages to them, so one
+    it reads late (it lagged, or restarted) is not answered a second time, while one the inbox never showed them is
+    still the AI's to answer."""
+    rows = InboxMessageRow.__table__  # type: ignore[attr-defined]
+    query = sa_select(rows.c.event_id).where(
+        rows.c.tenant_id == ticket.tenant_id,
+        rows.c.conversation_id == ticket.conversation_id,
+        rows.c.author == "customer",
+        since_handed_over(session, ticket.tenant_id, ticket.conversation_id, ticket.opened_at),
+    )
+    return list(session.execute(query).scalars())
 
 
 def apply_command(
@@ -182,7 +203,7 @@ async def on_handoff_command(
     if conversation is not None and applied.mode is not None:
         # After the commit, and on duplicates too: a crash between commit and this line left the
         # mirror stale, and the redelivery is what repairs it.
-        await mode.set_mode(redis, command.tenant_id, conversation, applied.mode)
+        await mode.set_mode(redis, command.tenant_id, conversation, applied.mode, handed=applied.handed, at=at)
         # Then the table again: a command for the same conversation from outside its partition (the sweep's)
         # may have committed the other mode and written it between this commit and the write above.
         stored = await in_thread(_stored_mode, engine, command.tenant_id, conversation)

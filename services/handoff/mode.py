@@ -11,6 +11,8 @@ the `handoff_modes` table; handoff writes this mirror after each commit and reco
 table on start and periodically (`services/handoff/mirror.py`).
 """
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
 
@@ -18,30 +20,91 @@ from redis.asyncio import Redis
 
 AI: Final = "ai"
 HUMAN: Final = "human"
+# A conversation handed back holds "ai:<ms>" (the handback's time, epoch milliseconds) for this long, and the
+# event ids of the customer's messages the person had before them in `handed_key`: a message the agent reads
+# only now (it lagged, or restarted) was the person's to answer. Longer than any backlog an agent catches up on.
+HANDED_BACK_SECONDS: Final = 7 * 24 * 3600
+_HANDED_BACK: Final = "ai:"
+# "ai" removes a "human" (a person's key, or a request's hold) and nothing else: a handback's "ai:<ms>" stays
+# when a redelivered command writes "ai" again.
+_DELETE_HUMAN: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_HOLD: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 0
+"""
 
 
 def mode_key(tenant_id: UUID, conversation_id: str) -> str:
     return f"mode:{tenant_id}:{conversation_id}"
 
 
-async def set_mode(redis: Redis, tenant_id: UUID, conversation_id: str, mode: str) -> None:
-    """Mirror `mode` ("ai" or "human"); "ai" deletes the key, since absence already means ai."""
+def handed_key(tenant_id: UUID, conversation_id: str) -> str:
+    """The set of customer message event ids the person had before them at the last handback."""
+    return f"handed:{tenant_id}:{conversation_id}"
+
+
+async def set_mode(
+    redis: Redis,
+    tenant_id: UUID,
+    conversation_id: str,
+    mode: str,
+    *,
+    handed: Sequence[UUID] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Mirror `mode` ("ai" or "human"). "ai" removes "human", since absence already means ai. A handback
+    (`handed`: the customer messages the person had before them) writes "ai:<ms>", which every reader takes for
+    ai, and the set of those messages beside it (`handed_key`)."""
     key = mode_key(tenant_id, conversation_id)
     if mode == HUMAN:
         await redis.set(key, HUMAN)
+    elif mode == AI and handed is not None:
+        millis = int((at or datetime.now(UTC)).timestamp() * 1000)
+        ids = handed_key(tenant_id, conversation_id)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.delete(ids)
+            if handed:
+                pipe.sadd(ids, *[str(event_id) for event_id in handed])
+                pipe.expire(ids, HANDED_BACK_SECONDS)
+            pipe.set(key, f"{_HANDED_BACK}{millis}", ex=HANDED_BACK_SECONDS)
+            await pipe.execute()
     elif mode == AI:
-        await redis.delete(key)
+        await redis.eval(_DELETE_HUMAN, 1, key, HUMAN)
     else:
         raise ValueError(f"unknown conversation mode {mode!r}")
 
 
+def handed_back(value: bytes | str | None) -> bool:
+    """Whether the mirror's value says a person handed the conversation back lately (`handed_key` is worth a look)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    return bool(value) and str(value).startswith(_HANDED_BACK)
+
+
+async def handed_to_person(redis: Redis, tenant_id: UUID, conversation_id: str, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these customer messages the person had before them at the last handback."""
+    if not event_ids:
+        return set()
+    found = await redis.smismember(handed_key(tenant_id, conversation_id), [str(e) for e in event_ids])
+    return {event_id for event_id, member in zip(event_ids, found, strict=True) if member}
+
+
 async def hold_human(redis: Redis, tenant_id: UUID, conversation_id: str, seconds: float) -> None:
-    """Mirror "human" for at most `seconds`, unless the key is already there.
+    """Mirror "human" for at most `seconds`, unless the key holds "human" already.
 
     For a request before its transaction commits: the commit's own write then makes it lasting. NX leaves a
-    lasting "human" (a person already owns the conversation) without the expiry this would add to it.
+    lasting "human" (a person already owns the conversation) without the expiry this would add to it; a
+    handback's "ai:<ms>" is replaced, since the request is about to take the conversation back to a person.
     """
-    await redis.set(mode_key(tenant_id, conversation_id), HUMAN, px=max(1, int(seconds * 1000)), nx=True)
+    await redis.eval(_HOLD, 1, mode_key(tenant_id, conversation_id), HUMAN, max(1, int(seconds * 1000)))
 
 
 async def get_mode(redis: Redis, tenant_id: UUID, conversation_id: str) -> str:

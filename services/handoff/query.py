@@ -5,12 +5,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import Engine, func
+from sqlalchemy import ColumnElement, Engine
 from sqlmodel import Session, col, select
 
 from services.handoff.inbox import InboxMessageRow
 from services.handoff.mode import HUMAN as HUMAN  # re-exported: the mirror's value while a person owns it
 from services.handoff.mode import get_mode, mode_key
+from services.handoff.mode import handed_back as handed_back  # re-exported: the agent reads the mirror's value
+from services.handoff.mode import handed_to_person as handed_to_person  # re-exported: the agent's check
 from services.handoff.mode import mode_of as mode_of  # re-exported: how a reader of the mirror's key reads it
 from services.handoff.staff import HandoffStaffRow, StaffStore
 from services.handoff.store import HandoffTicketRow, as_utc
@@ -102,6 +104,33 @@ class HandoffTranscript:
     opened_at: datetime
     resolved_at: datetime | None
     messages: list[InboxMessage]
+    # Where a reply to the customer goes, as the ticket recorded it.
+    channel: str = ""
+    channel_account_id: str = ""
+    customer_id: str = ""
+
+
+def since_handed_over(
+    session: Session, tenant_id: uuid.UUID, conversation_id: str, opened_at: datetime
+) -> ColumnElement[bool]:
+    """The inbox rows that belong to a ticket opened at `opened_at`: those after the AI's last word before it.
+
+    By the inbox's own order, not by time: a customer's message carries the channel's send time (whole seconds
+    on WhatsApp), which can read as earlier than the ticket it came after. A customer message that came after the
+    AI's last word but was never answered (the handoff opened first) belongs to the handoff too, or nobody would
+    ever have read it."""
+    last_ai = session.exec(
+        select(InboxMessageRow.id)
+        .where(
+            InboxMessageRow.tenant_id == tenant_id,
+            InboxMessageRow.conversation_id == conversation_id,
+            col(InboxMessageRow.author).in_(("ai", "system")),
+            InboxMessageRow.at <= opened_at,
+        )
+        .order_by(col(InboxMessageRow.at).desc(), col(InboxMessageRow.id).desc())
+        .limit(1)
+    ).first()
+    return col(InboxMessageRow.id) > last_ai if last_ai is not None else col(InboxMessageRow.at) >= opened_at
 
 
 def handoff_transcript(
@@ -116,24 +145,13 @@ def handoff_transcript(
             return None
         opened_at = as_utc(ticket.opened_at)
         resolved_at = as_utc(ticket.resolved_at) if ticket.resolved_at is not None else None
-        # A customer message that came after the AI's last word but was never answered (the handoff
-        # opened first) belongs to the handoff too, or nobody would ever have read it.
-        last_ai = session.exec(
-            select(func.max(InboxMessageRow.at)).where(
-                InboxMessageRow.tenant_id == tenant_id,
-                InboxMessageRow.conversation_id == ticket.conversation_id,
-                col(InboxMessageRow.author).in_(("ai", "system")),
-                InboxMessageRow.at <= opened_at,
-            )
-        ).first()
-        since = as_utc(last_ai) if last_ai is not None else opened_at
         query = (
             select(InboxMessageRow)
             .where(
                 InboxMessageRow.tenant_id == tenant_id,
                 InboxMessageRow.conversation_id == ticket.conversation_id,
                 col(InboxMessageRow.author).in_(("customer", "human")),
-                InboxMessageRow.at > since if last_ai is not None else InboxMessageRow.at >= since,
+                since_handed_over(session, tenant_id, ticket.conversation_id, opened_at),
             )
             .order_by(col(InboxMessageRow.at).desc(), col(InboxMessageRow.id).desc())
         )
@@ -141,7 +159,16 @@ def handoff_transcript(
             query = query.where(InboxMessageRow.at <= resolved_at)
         rows = session.exec(query.limit(limit)).all()
         messages = [InboxMessage(r.direction, r.author, r.text, as_utc(r.at)) for r in reversed(rows)]
-    return HandoffTranscript(ticket.id, ticket.reason, opened_at, resolved_at, messages)
+    return HandoffTranscript(
+        ticket.id,
+        ticket.reason,
+        opened_at,
+        resolved_at,
+        messages,
+        channel=ticket.channel,
+        channel_account_id=ticket.channel_account_id,
+        customer_id=ticket.customer_id,
+    )
 
 
 @dataclass(frozen=True)

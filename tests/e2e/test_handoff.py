@@ -1,5 +1,6 @@
 """The handoff loop over the real broker: AI → a person (assigned automatically) → back to the AI with the note."""
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -119,6 +120,37 @@ async def test_a_person_takes_over_answers_and_hands_back_and_the_ai_knows_the_n
     [prompt] = capturing
     seen = json.dumps(prompt)
     assert note in seen and "Hi, a person here!" in seen
+
+
+async def test_a_message_nobody_answered_before_the_handback_is_answered_by_the_ai_once(shop: Shop, mesh: Any) -> None:
+    """The customer writes while a person owns the conversation (the AI stays quiet), and the ticket is resolved
+    without a reply: the AI answers that message after the handback, once, and only that one."""
+    customer = new_customer()
+    await shop.say(customer, "I want to talk to a person")
+    await shop.wait_for_replies(customer, 1)
+    conversation = conversation_of(shop, customer)
+    redis = mesh.ctx.redis
+    await eventually(lambda: conversation_mode(redis, shop.tenant_id, conversation), lambda mode: mode == "human")
+    await shop.say(customer, "how much is the mug?")
+
+    async def in_inbox() -> list[Any]:
+        return [
+            e
+            for e in open_inbox(shop.engine, shop.tenant_id, now=now())
+            if e.conversation_id == conversation and any(m.text == "how much is the mug?" for m in e.messages)
+        ]
+
+    await eventually(in_inbox, bool)
+    owner = Actor(kind=ActorKind.OWNER, id="owner")
+    resolve = ResolveHandoff(**envelope(shop.tenant_id), conversation_id=conversation, actor=owner)
+    await command(mesh, resolve, conversation)
+    replies = await shop.wait_for_replies(customer, 2)
+    assert "9.00 EUR" in replies[-1]["text"]
+    await command(mesh, resolve, conversation)  # redelivered: nothing answered twice
+    await shop.say(customer, "thanks")
+    await shop.wait_for_replies(customer, 3)
+    await asyncio.sleep(1.0)  # a second answer to the mug question would have come by now
+    assert len(await shop.replies(customer)) == 3
 
 
 async def test_refused_commands_are_answered_with_a_reason_and_bad_bytes_go_to_the_dlq(shop: Shop, mesh: Any) -> None:

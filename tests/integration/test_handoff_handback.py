@@ -3,8 +3,10 @@
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
+from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
@@ -21,8 +23,13 @@ from schemas.handoff import (
 )
 from sellmesh.service import derived_id
 from services.agent import memory
-from services.agent.handback import Handback
+from services.agent.burst import BurstBuffer
+from services.agent.handback import Handback, waiting
+from services.agent.model_call import ModelChoice
+from services.agent.responder import Responder
 from services.handoff.handlers import on_handoff_command
+from services.handoff.mode import handed_back, handed_to_person, mode_key, mode_of
+from services.handoff.query import InboxMessage
 from tests.builders import envelope, record_inbound, record_outbound
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -123,3 +130,132 @@ async def test_a_resolution_naming_another_tenants_ticket_leaves_memory_alone(
     await Handback(engine=migrated_engine, redis=redis).on_handoff_event(stranger)
     raw = await redis.lrange(f"agent:memory:{tenant}:{conversation}", 0, -1)
     assert [json.loads(r) for r in raw] == [{"role": "user", "content": "hello"}]
+
+
+class Unpublished:
+    """A broker that must not be asked to publish anything."""
+
+    async def publish(self, *_: Any, **__: Any) -> None:
+        raise AssertionError("nothing should have been published")
+
+
+async def refund_ticket_resolved(engine: Engine, redis: Redis) -> tuple[uuid.UUID, str, dict[str, InboundMessage]]:
+    """The refund story up to a resolve: the AI's last word, a message after it, Ana's reply, then "thank you!"."""
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    said = {
+        text: inbound(tenant, conversation, text, at)
+        for text, at in (
+            ("I want a refund for my mug", T0 - timedelta(minutes=2)),
+            ("it arrived broken", T0 - timedelta(seconds=30)),
+            ("thank you!", T0 + timedelta(minutes=4)),
+        )
+    }
+    record_inbound(engine, said["I want a refund for my mug"])
+    record_outbound(engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1)))
+    record_inbound(engine, said["it arrived broken"])
+    request = RequestHandoff(
+        **envelope(tenant),
+        conversation_id=conversation,
+        actor=Actor(kind=ActorKind.AI),
+        reason=HandoffReason.COMPLAINT_OR_REFUND,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+    )
+    ana = Actor(kind=ActorKind.STAFF, id=f"ana-{uuid.uuid4().hex[:8]}")
+    available = SetAvailability(**envelope(tenant), actor=ana, staff_id=ana.id, available=True)
+    await on_handoff_command(available, engine=engine, redis=redis, at=T0)
+    await on_handoff_command(request, engine=engine, redis=redis, at=T0)
+    reply = ReplyHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, text="Refunded 9.00 EUR today.")
+    await on_handoff_command(reply, engine=engine, redis=redis, at=T0 + timedelta(minutes=3))
+    record_inbound(engine, said["thank you!"])
+    resolve = ResolveHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, note="done")
+    await on_handoff_command(resolve, engine=engine, redis=redis, at=T0 + timedelta(minutes=5))
+    return tenant, str(derived_id(request.event_id, "ticket")), said
+
+
+async def test_the_handback_records_which_messages_the_person_had_before_them(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant, _, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    value = await redis.get(mode_key(tenant, conversation))
+    assert handed_back(value) and mode_of(value) == "ai"
+    ids = [m.event_id for m in said.values()]
+    theirs = await handed_to_person(redis, tenant, conversation, ids)
+    # Before the AI's last word, the first message was the AI's; everything after it was the ticket's.
+    assert theirs == {said["it arrived broken"].event_id, said["thank you!"].event_id}
+
+
+async def test_a_message_nobody_answered_before_the_handback_becomes_the_ais_next_turn_once(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant, ticket_id, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    handback = Handback(engine=migrated_engine, redis=redis, buffer=buffer)
+    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
+    await handback.on_handoff_event(resolved)
+    await handback.on_handoff_event(resolved)  # a redelivery buffers nothing more
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None
+    [waiting] = burst.messages
+    assert (waiting.content, waiting.customer_id, waiting.channel_account_id) == (
+        TextContent(text="thank you!"),
+        "c1",
+        "acc",
+    )
+    assert waiting.event_id not in await handed_to_person(redis, tenant, conversation, [waiting.event_id])
+    _, turns = await memory.context(redis, tenant, conversation)
+    assert "thank you!" not in json.dumps(turns)  # in the turn, not twice in the prompt
+    assert "Refunded 9.00 EUR today." in json.dumps(turns)
+
+
+async def test_a_message_the_person_had_that_the_agent_reads_only_now_is_not_answered_again(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """The agent lagged: "it arrived broken" reaches its buffer after Ana answered it and handed back."""
+    tenant, _, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    responder = Responder(
+        engine=migrated_engine,
+        redis=redis,
+        broker=cast(KafkaBroker, Unpublished()),
+        buffer=buffer,
+        choice=ModelChoice(model="unused", fallbacks=[], timeout=1.0),
+    )
+    assert await buffer.add(said["it arrived broken"])
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None and burst.state is not None and burst.state.handed_back
+    answered = await responder.answer(burst)
+    assert not answered.remember
+    await buffer.finish(burst, answered)
+    assert await buffer.claim(f"{tenant}:{conversation}") is None
+
+
+async def test_the_handback_waits_for_the_mirror_and_fails_for_a_retry_if_it_stays_human(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant, ticket_id, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    await redis.set(mode_key(tenant, conversation), "human")  # the mirror write after the commit did not land yet
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    handback = Handback(engine=migrated_engine, redis=redis, buffer=buffer, mode_wait_seconds=0.2)
+    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
+    with pytest.raises(RuntimeError, match="still mirrored as human"):
+        await handback.on_handoff_event(resolved)
+    assert await buffer.claim(f"{tenant}:{conversation}") is None  # nothing buffered for a turn that would drop it
+    await redis.delete(mode_key(tenant, conversation))
+    await handback.on_handoff_event(resolved)  # the retry
+    assert await buffer.claim(f"{tenant}:{conversation}") is not None
+
+
+async def test_only_the_customers_messages_after_the_persons_last_word_are_waiting() -> None:
+    def said(author: str, text: str) -> InboxMessage:
+        return InboxMessage("in" if author == "customer" else "out", author, text, T0)
+
+    transcript = [said("customer", "a"), said("human", "b"), said("customer", "c"), said("customer", "d")]
+    assert [m.text for m in waiting(transcript)] == ["c", "d"]
+    assert waiting([*transcript, said("human", "e")]) == []
+    assert [m.text for m in waiting([said("customer", "x")])] == ["x"]

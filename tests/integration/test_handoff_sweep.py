@@ -219,10 +219,10 @@ async def test_a_request_committed_while_the_sweep_hands_back_keeps_the_mirror_h
     real = handlers.mode.set_mode
     pending = [request(tenant, conversation).model_copy(update={"occurred_at": T0 + timedelta(hours=1)})]
 
-    async def write(client: Redis, tenant_id: uuid.UUID, conversation_id: str, value: str) -> None:
+    async def write(client: Redis, tenant_id: uuid.UUID, conversation_id: str, value: str, **handback: Any) -> None:
         if value == "ai" and pending:  # the sweep's write, late: the customer asked for a person meanwhile
             await on_handoff_command(pending.pop(), engine=migrated_engine, redis=redis, at=T0 + timedelta(hours=1))
-        await real(client, tenant_id, conversation_id, value)
+        await real(client, tenant_id, conversation_id, value, **handback)
 
     monkeypatch.setattr(handlers.mode, "set_mode", write)
     sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(T0 + timedelta(minutes=45)))
