@@ -40,3 +40,13 @@ BURST_SIZE = Histogram(
     buckets=(1, 2, 3, 5, 8, 13),
     registry=registry,
 )
+USAGE_NOT_RECORDED = Counter(
+    "sellmesh_agent_usage_not_recorded_total",
+    "Turns whose model usage row could not be written (the answer went out regardless).",
+    registry=registry,
+)
+TURNS_GIVEN_UP = Counter(
+    "sellmesh_agent_turns_given_up_total",
+    "Conversations whose turn failed too often: a person was asked for instead.",
+    registry=registry,
+)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from schemas.channel import Author, InboundMessage, OutboundMessage
-from schemas.envelope import Envelope
+from schemas.envelope import Actor, ActorKind, Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CreateDraft
 from schemas.topics import CHANNEL_OUTBOUND, HANDOFF_COMMANDS
@@ -22,7 +22,7 @@ from sellmesh.subscriber import Handled
 from services.agent import intent, memory, turn_plan
 from services.agent.burst import Answered, Burst, BurstBuffer
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
-from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS
+from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS, USAGE_NOT_RECORDED
 from services.agent.model_call import ModelChoice, Usage, call_model
 from services.agent.plan import QuotaSpent, plan_of
 from services.agent.prompt import format_money, system_prompt, training_part
@@ -191,7 +191,40 @@ class Responder:
             return await self._model_turn(message, choice, messages, turn, system, training, tier, commands, usage)
         finally:
             if usage.calls:
-                await self.usage.insert(usage_row(message, choice.model, usage))
+                await self._record_usage(usage_row(message, choice.model, usage))
+
+    async def _record_usage(self, row: dict[str, Any]) -> None:
+        """Accounting, after the answer is made: a database blip here must not throw away a good answer (the
+        caller would take it for a failed model and hand the customer to a person)."""
+        try:
+            await self.usage.insert(row)
+        except Exception:
+            USAGE_NOT_RECORDED.inc()
+            log.exception("model usage of a turn not recorded")
+
+    async def give_up(self, burst: Burst) -> None:
+        """A turn that failed again and again (`BurstScheduler`): a person is asked for and the customer told so.
+        Ids derive from the burst's last message, so a repeat publishes the same messages, and a reply an earlier
+        run already published (the same id as this one's) is sent once."""
+        last = burst.last
+        request = RequestHandoff(
+            **caused_by(last, "gave-up", producer="agent"),
+            conversation_id=last.conversation_id,
+            actor=Actor(kind=ActorKind.AI),
+            reason=HandoffReason.LOW_CONFIDENCE,
+            channel=last.channel,
+            channel_account_id=last.channel_account_id,
+            customer_id=last.customer_id,
+            note="the AI failed to answer this conversation several times",
+        )
+        await publish(self.broker, HANDOFF_COMMANDS, request, key=last.conversation_id)
+        await publish(
+            self.broker,
+            CHANNEL_OUTBOUND,
+            self._outbound(last, Reply(MODEL_DOWN_REPLY, Author.SYSTEM)),
+            key=last.conversation_id,
+        )
+        HANDOFFS_REQUESTED.labels(HandoffReason.LOW_CONFIDENCE.value).inc()
 
     async def _model_turn(
         self,
@@ -238,7 +271,8 @@ class Responder:
                     # conversation's current order once its CreateDraft is published (`answer`).
                     turn = dataclasses.replace(turn, order_id=outcome.order_id, order=None)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(outcome.result)})
-        return Reply("Sorry, I got confused. A person from our team can help if you ask for one.", Author.SYSTEM)
+        # The AI's own words, so the sender's lock holds it back if a person took the conversation meanwhile.
+        return Reply("Sorry, I got confused. A person from our team can help if you ask for one.", Author.AI)
 
     @staticmethod
     def _violations(content: str, turn: Turn, system: str, training: dict[str, Any]) -> list[Violation]:

@@ -5,17 +5,28 @@ import contextlib
 import logging
 
 from sellmesh.tasks import cancel_and_wait, wait_set
-from services.agent.burst import Burst, BurstBuffer, ClaimLost
+from services.agent.burst import Answered, Burst, BurstBuffer, ClaimLost
+from services.agent.metrics import TURNS_GIVEN_UP
 from services.agent.responder import Responder
 
 log = logging.getLogger(__name__)
 
+FAILURES_PREFIX = "agent:turn-failures:"
+FAILURES_WINDOW_SECONDS = 3600
+
 
 class BurstScheduler:
     def __init__(
-        self, *, buffer: BurstBuffer, responder: Responder, poll_seconds: float = 0.05, concurrency: int = 8
+        self,
+        *,
+        buffer: BurstBuffer,
+        responder: Responder,
+        poll_seconds: float = 0.05,
+        concurrency: int = 8,
+        max_failures: int = 5,
     ) -> None:
         self.buffer = buffer
+        self.max_failures = max_failures
         self.responder = responder
         self.poll_seconds = poll_seconds
         # Different conversations are answered in parallel; one conversation never twice at once (its lock).
@@ -51,6 +62,7 @@ class BurstScheduler:
             await self._idle()
 
     async def _turn(self, member: str) -> None:
+        burst: Burst | None = None
         try:
             burst = await self.buffer.claim(member)
             if burst is None:
@@ -66,8 +78,30 @@ class BurstScheduler:
         except Exception:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")
+            if burst is not None:
+                await self._count_failure(burst)
         finally:
             self.slots.release()
+
+    async def _count_failure(self, burst: Burst) -> None:
+        """A turn failing every time (a bug its messages trigger, the catalog unreadable) would be retried for ever,
+        with every later message of the conversation waiting behind it: after `max_failures` within the hour the
+        customer gets a person instead, and the burst is dropped."""
+        key = f"{FAILURES_PREFIX}{burst.member}"
+        try:
+            async with self.buffer.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, FAILURES_WINDOW_SECONDS)
+                failures, _ = await pipe.execute()
+            if int(failures) < self.max_failures:
+                return
+            await self.responder.give_up(burst)
+            await self.buffer.finish(burst, Answered())
+            await self.buffer.redis.delete(key)
+            TURNS_GIVEN_UP.inc()
+            log.error("turn failed too often; a person was asked for", extra={"failures": int(failures)})
+        except Exception:
+            log.exception("could not count a failed turn; it will be retried")
 
     async def _keep_claimed(self, burst: Burst) -> None:
         while True:

@@ -183,3 +183,44 @@ async def test_an_empty_burst_whose_turn_holds_the_claim_stays_due(redis: Redis)
     await redis.zadd(DUE_KEY, {member: time.time() - 1})
     assert await buffer.claim(member) is None
     assert await redis.zscore(DUE_KEY, member) is not None
+
+
+class FailingResponder:
+    """Every turn fails (a bug its messages trigger); records the give-up the scheduler asks for."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gave_up: list[Burst] = []
+
+    async def answer(self, burst: Burst) -> Answered:
+        self.calls += 1
+        raise RuntimeError("catalog unreadable")
+
+    async def give_up(self, burst: Burst) -> None:
+        self.gave_up.append(burst)
+
+
+async def test_a_turn_that_keeps_failing_hands_the_customer_to_a_person_and_frees_the_conversation(
+    redis: Redis,
+) -> None:
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    responder = FailingResponder()
+    scheduler = BurstScheduler(buffer=buffer, responder=cast(Responder, responder), max_failures=3)
+    tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
+    member = f"{tenant}:{conversation}"
+    await buffer.add(inbound_text(tenant, conversation, "hi"))
+    async with asyncio.timeout(30):
+        for attempt in range(3):
+            await scheduler.slots.acquire()
+            await scheduler._turn(member)
+            assert len(responder.gave_up) == (1 if attempt == 2 else 0)
+            await redis.delete(f"agent:burst-lock:{member}")  # the lock expired: due again
+            await redis.zadd(DUE_KEY, {member: 0})
+        assert responder.calls == 3
+        [burst] = responder.gave_up
+        assert [m.content.text for m in burst.messages] == ["hi"]
+        assert await buffer.claim(member) is None  # the burst is gone: later messages are not stuck behind it
+        await buffer.add(inbound_text(tenant, conversation, "still there?"))
+        await scheduler.slots.acquire()
+        await scheduler._turn(member)
+        assert responder.calls == 4 and len(responder.gave_up) == 1  # the count started over

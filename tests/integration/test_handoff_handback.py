@@ -23,7 +23,7 @@ from schemas.handoff import (
 )
 from sellmesh.service import derived_id
 from services.agent import memory
-from services.agent.burst import BurstBuffer
+from services.agent.burst import Burst, BurstBuffer
 from services.agent.handback import Handback, waiting
 from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
@@ -259,3 +259,52 @@ async def test_only_the_customers_messages_after_the_persons_last_word_are_waiti
     assert [m.text for m in waiting(transcript)] == ["c", "d"]
     assert waiting([*transcript, said("human", "e")]) == []
     assert [m.text for m in waiting([said("customer", "x")])] == ["x"]
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    async def publish(self, body: bytes, *, topic: str, **_: Any) -> None:
+        self.sent.append((topic, json.loads(body)))
+
+
+async def test_giving_up_on_a_turn_asks_for_a_person_and_tells_the_customer_with_ids_a_repeat_keeps(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    broker = Recording()
+    responder = Responder(
+        engine=migrated_engine,
+        redis=redis,
+        broker=cast(KafkaBroker, broker),
+        buffer=BurstBuffer(redis, quiet_seconds=0),
+        choice=ModelChoice(model="unused", fallbacks=[], timeout=1.0),
+    )
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    message = inbound(tenant, conversation, "hello?", T0)
+    burst = Burst(f"{tenant}:{conversation}", "token", [message], 1)
+    await responder.give_up(burst)
+    await responder.give_up(burst)
+    first, second = broker.sent[:2], broker.sent[2:]
+    # The same ids: the handoff and the sender each take them once.
+    assert [body["event_id"] for _, body in first] == [body["event_id"] for _, body in second]
+    (handoff_topic, handoff), (reply_topic, reply) = first
+    assert (handoff_topic, handoff["type"], handoff["reason"]) == ("handoff.commands.v1", "request", "low_confidence")
+    assert (reply_topic, reply["author"], reply["customer_id"]) == ("channel.outbound.v1", "system", "c1")
+
+
+async def test_a_usage_row_the_database_refuses_does_not_undo_the_answer(migrated_engine: Engine, redis: Redis) -> None:
+    responder = Responder(
+        engine=migrated_engine,
+        redis=redis,
+        broker=cast(KafkaBroker, Recording()),
+        buffer=BurstBuffer(redis, quiet_seconds=0),
+        choice=ModelChoice(model="unused", fallbacks=[], timeout=1.0),
+    )
+
+    class Down:
+        async def insert(self, _: Any) -> None:
+            raise ConnectionError("database unreachable")
+
+    responder.usage = cast(Any, Down())
+    await responder._record_usage({"tenant_id": str(uuid.uuid4())})  # logged and counted, not raised
