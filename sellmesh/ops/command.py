@@ -39,6 +39,11 @@ Header = Annotated[list[str] | None, typer.Option("--header", help="Only message
 Format = Annotated[OutputFormat, typer.Option("--format", help="json (one object per line) or table")]
 Yes = Annotated[bool, typer.Option("--yes", help="Do it without asking")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop")]
+DlqTopic = Annotated[str, typer.Argument(help="A dead-letter topic, e.g. orders.commands.v1.dlq")]
+Offset = Annotated[int | None, typer.Option(help="Only the dead letter at this offset")]
+All = Annotated[bool, typer.Option("--all", help="Every dead letter not yet purged")]
+By = Annotated[str | None, typer.Option(help="Who; kept in x-replay-by (default: your login)")]
+Rate = Annotated[str, typer.Option(help="At most this many messages per second, e.g. 50/s")]
 
 
 def run(action: Callable[[BrokerAddress], Awaitable[T]]) -> T:

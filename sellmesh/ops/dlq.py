@@ -9,11 +9,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from schemas.topics import DLQ_SUFFIX
+from schemas.topics import CHANNEL_RAW, DLQ_SUFFIX, PAYMENTS_STRIPE, dlq_of
 from sellmesh.ops.connection import Cluster
 from sellmesh.ops.errors import BadInput, Refused
 from sellmesh.ops.message import ORIGINAL_TOPIC_HEADER, Message
 from sellmesh.ops.planning import RangeRequest, Watermarks
+from sellmesh.ops.reading import ReadStats, plan_read, select
+from sellmesh.ops.replay import Prepare, ReplayPlan, plan_replay
+from sellmesh.ops.selection import Filters
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,10 @@ DEAD_LETTER_HEADERS = frozenset(
         "x-failed-at",
     }
 )
+
+# The edges keep a webhook they cannot route as the provider's raw bytes, under these kinds
+# (services/ingest/webhook.py, services/payments/webhook.py): `dlq reingest` sends them back, `redrive` cannot.
+RAW_WEBHOOK_KINDS = {dlq_of(CHANNEL_RAW): "unknown_channel_account", dlq_of(PAYMENTS_STRIPE): "unresolved_tenant"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,17 @@ def summarise(topic: str, marks: Mapping[int, Watermarks], purged_to: Mapping[in
     return DlqSummary(topic, total, total - waiting, waiting)
 
 
+def raw_webhook_kind(topic: str) -> str:
+    """The `x-error-kind` of the raw webhooks kept in `topic`; bad input for a topic no edge keeps them in."""
+    kind = RAW_WEBHOOK_KINDS.get(topic)
+    if kind is None:
+        raise BadInput(
+            f"`dlq reingest` takes {' or '.join(sorted(RAW_WEBHOOK_KINDS))} (the raw webhooks the edges kept), "
+            f"not {topic!r}; `sellmesh dlq redrive` sends other dead letters back"
+        )
+    return kind
+
+
 def original_topic(message: Message) -> str:
     """Where a dead letter came from: the subscriber's header, else the name without `.dlq`."""
     return message.header_map.get(ORIGINAL_TOPIC_HEADER) or message.topic.removesuffix(DLQ_SUFFIX)
@@ -90,6 +108,44 @@ def single_offset(
     if offset < purged_to.get(chosen, 0):
         raise Refused(f"offset {offset} of partition {chosen} was purged (purged up to {purged_to[chosen]})")
     return RangeRequest(partition=chosen, from_offset=offset, to_offset=offset)
+
+
+def check_choice(
+    *, offset: int | None, everything: bool, filters: Filters, request: RangeRequest, max_count: int
+) -> None:
+    """A redrive or reingest must say which dead letters: one offset, a narrowed range, or everything."""
+    narrowed = not filters.empty or request.partition is not None or request.since or request.until
+    if offset is None and not everything and not narrowed:
+        raise BadInput(
+            "say which dead letters: --offset N, filters (--key, --header, ...), --partition, a time, or --all"
+        )
+    if offset is not None and everything:
+        raise BadInput("--offset and --all cannot be combined")
+    if offset is not None and offset < 0:
+        raise BadInput(f"--offset must be 0 or more, not {offset}")
+    if max_count < 1:
+        raise BadInput(f"--max must be 1 or more, not {max_count}")
+
+
+async def plan_dead_letters(
+    cluster: Cluster,
+    topic: str,
+    *,
+    request: RangeRequest,
+    offset: int | None,
+    filters: Filters,
+    limit: int,
+    prepare: Prepare,
+) -> ReplayPlan:
+    """The dead letters chosen (`--offset`, or the range and filters) from the purge mark on, each prepared."""
+    partitions = await cluster.require_topic(topic)
+    purged_to = await purge_marks(cluster, topic, partitions)
+    if offset is not None:
+        marks = await cluster.watermarks(topic, partitions)
+        request = single_offset(offset, partition=request.partition, marks=marks, purged_to=purged_to)
+    ranges = await plan_read(cluster, topic, request, floor=purged_to)
+    chosen = select(cluster, topic, ranges, filters, ReadStats())
+    return await plan_replay(chosen, source=topic, prepare=prepare, limit=limit)
 
 
 async def purge(cluster: Cluster, topic: str) -> dict[int, tuple[int, int]]:

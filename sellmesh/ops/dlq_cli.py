@@ -1,19 +1,25 @@
-"""`sellmesh dlq list|show|redrive|purge`: the dead-letter topics, read and worked from the purge mark on."""
+"""`sellmesh dlq list|show|redrive|reingest|purge`: the dead-letter topics, read and worked from the purge mark on."""
 
 from typing import Annotated
 
 import typer
 
+from schemas.topics import dlq_of
 from sellmesh.ops.address import BrokerAddress
 from sellmesh.ops.command import (
+    All,
+    By,
+    DlqTopic,
     DryRun,
     EventType,
     Format,
     FromOffset,
     Header,
     Key,
+    Offset,
     OutputFormat,
     Partition,
+    Rate,
     Since,
     Tenant,
     ToOffset,
@@ -29,27 +35,29 @@ from sellmesh.ops.command import (
 from sellmesh.ops.connection import Cluster
 from sellmesh.ops.dlq import (
     DEAD_LETTER_HEADERS,
+    RAW_WEBHOOK_KINDS,
+    check_choice,
     original_topic,
+    plan_dead_letters,
     purge,
     purge_marks,
     require_dlq_name,
-    single_offset,
     summaries,
 )
-from sellmesh.ops.errors import BadInput
+from sellmesh.ops.message import Message
 from sellmesh.ops.moment import parse_rate
 from sellmesh.ops.planning import RangeRequest
 from sellmesh.ops.reading import ReadStats, describe_ranges, plan_read, select
+from sellmesh.ops.reingest_cli import reingest
 from sellmesh.ops.render import MESSAGE_HEADINGS, by_position, dead_letter_record, json_line, message_row, table
-from sellmesh.ops.replay import plan_replay
+from sellmesh.ops.replay import Prepare, Refusal, ReplayItem, copy_to
 from sellmesh.ops.replay_cli import confirm_and_publish
 from sellmesh.ops.selection import Filters
 
 dlq_app = typer.Typer(
-    help="Dead-letter topics: list, show, redrive to the original topic, purge.", no_args_is_help=True
+    help="Dead-letter topics: list, show, redrive to the original topic, reingest kept webhooks, purge.",
+    no_args_is_help=True,
 )
-
-DlqTopic = Annotated[str, typer.Argument(help="A dead-letter topic, e.g. orders.commands.v1.dlq")]
 
 
 @dlq_app.command("list")
@@ -117,12 +125,12 @@ async def _show(
 @dlq_app.command("redrive")
 def redrive(
     topic: DlqTopic,
-    offset: Annotated[int | None, typer.Option(help="Only the dead letter at this offset")] = None,
-    redrive_all: Annotated[bool, typer.Option("--all", help="Every dead letter not yet purged")] = False,
+    offset: Offset = None,
+    redrive_all: All = False,
     reason: Annotated[str | None, typer.Option(help="Why; kept in x-replay-reason")] = None,
-    by: Annotated[str | None, typer.Option(help="Who; kept in x-replay-by (default: your login)")] = None,
+    by: By = None,
     max_count: Annotated[int, typer.Option("--max", help="Redrive at most this many")] = 1000,
-    rate: Annotated[str, typer.Option(help="At most this many messages per second, e.g. 50/s")] = "50/s",
+    rate: Rate = "50/s",
     partition: Partition = None,
     since: Since = None,
     until: Until = None,
@@ -133,14 +141,20 @@ def redrive(
     yes: Yes = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Publish dead letters back to their original topic: original bytes and key, error headers removed."""
+    """Publish dead letters back to their original topic: original bytes and key, error headers removed.
+
+    A dead letter whose bytes do not decode as a message of that topic is refused, named, and kept."""
     checked(lambda: require_dlq_name(topic))
     filters = checked(lambda: filters_of(tenant=tenant, key=key, event_type=event_type, header=header))
     request = checked(
         lambda: range_request(partition=partition, from_offset=None, to_offset=None, since=since, until=until)
     )
     per_second = checked(lambda: parse_rate(rate))
-    checked(lambda: _check_redrive_choice(offset=offset, everything=redrive_all, filters=filters, request=request))
+    checked(
+        lambda: check_choice(
+            offset=offset, everything=redrive_all, filters=filters, request=request, max_count=max_count
+        )
+    )
     run(
         lambda address: _redrive(
             address,
@@ -158,14 +172,19 @@ def redrive(
     )
 
 
-def _check_redrive_choice(*, offset: int | None, everything: bool, filters: Filters, request: RangeRequest) -> None:
-    narrowed = not filters.empty or request.partition is not None or request.since or request.until
-    if offset is None and not everything and not narrowed:
-        raise BadInput(
-            "say which dead letters: --offset N, filters (--tenant, --key, --event-type, --header), or --all"
-        )
-    if offset is not None and everything:
-        raise BadInput("--offset and --all cannot be combined")
+def _redrive_copy() -> Prepare:
+    """The dead letter as it was, to its original topic; a raw webhook an edge kept is pointed to reingest."""
+    copy = copy_to(original_topic)
+
+    async def prepare(message: Message) -> ReplayItem | Refusal:
+        prepared = await copy(message)
+        kind = message.header_map.get("x-error-kind")
+        raw_kind = RAW_WEBHOOK_KINDS.get(dlq_of(original_topic(message)))
+        if isinstance(prepared, Refusal) and kind is not None and kind == raw_kind:
+            return Refusal(message, f"a raw webhook the edge kept ({kind}), not a message: `sellmesh dlq reingest`")
+        return prepared
+
+    return prepare
 
 
 async def _redrive(
@@ -182,22 +201,18 @@ async def _redrive(
     yes: bool,
     dry_run: bool,
 ) -> int:
-    stats = ReadStats()
     async with Cluster(address) as cluster:
-        partitions = await cluster.require_topic(topic)
-        purged_to = await purge_marks(cluster, topic, partitions)
-        if offset is not None:
-            marks = await cluster.watermarks(topic, partitions)
-            request = single_offset(offset, partition=request.partition, marks=marks, purged_to=purged_to)
-        ranges = await plan_read(cluster, topic, request, floor=purged_to)
-        plan = await plan_replay(
-            select(cluster, topic, ranges, filters, stats), source=topic, target=original_topic, limit=limit
+        plan = await plan_dead_letters(
+            cluster, topic, request=request, offset=offset, filters=filters, limit=limit, prepare=_redrive_copy()
         )
         for target in plan.per_target:
             await cluster.require_topic(target)
     return await confirm_and_publish(
         address, plan, reason=reason, by=by, rate=rate, yes=yes, dry_run=dry_run, drop_headers=DEAD_LETTER_HEADERS
     )
+
+
+dlq_app.command("reingest")(reingest)
 
 
 @dlq_app.command("purge")

@@ -25,6 +25,12 @@ class BrokerUnavailable(OpsError):
     exit_code = 3
 
 
+class DatabaseUnavailable(OpsError):
+    """The services' database could not answer a lookup (`dlq reingest` reads accounts and payment attempts)."""
+
+    exit_code = 3
+
+
 class Refused(OpsError):
     """The broker's state makes the action unsafe (a consumer group with live members, a purged offset)."""
 

@@ -27,12 +27,12 @@ from sellmesh.ops.command import (
     run,
 )
 from sellmesh.ops.connection import Cluster, start_producer
-from sellmesh.ops.errors import BadInput
+from sellmesh.ops.errors import BadInput, Refused
 from sellmesh.ops.moment import parse_rate
 from sellmesh.ops.planning import RangeRequest
 from sellmesh.ops.reading import ReadStats, describe_ranges, plan_read, select
 from sellmesh.ops.render import MESSAGE_HEADINGS, by_position, json_line, message_record, message_row, table
-from sellmesh.ops.replay import ReplayPlan, plan_replay, publish_items
+from sellmesh.ops.replay import ReplayPlan, copy_to, plan_replay, publish_items
 from sellmesh.ops.selection import Filters
 
 replay_app = typer.Typer(
@@ -103,7 +103,9 @@ def publish(
     yes: Yes = False,
     dry_run: DryRun = False,
 ) -> None:
-    """Show what would be re-published, ask, then publish the original bytes and keys with x-replay-* headers."""
+    """Show what would be re-published, ask, then publish the original bytes and keys with x-replay-* headers.
+
+    A message that does not decode as a message of the target topic is refused, named, and not published."""
     request = checked(
         lambda: range_request(
             partition=partition, from_offset=from_offset, to_offset=to_offset, since=since, until=until
@@ -156,7 +158,7 @@ async def replay_topic(
         await cluster.require_topic(to)
         ranges = await plan_read(cluster, topic, request)
         plan = await plan_replay(
-            select(cluster, topic, ranges, filters, stats), source=topic, target=lambda _: to, limit=limit
+            select(cluster, topic, ranges, filters, stats), source=topic, prepare=copy_to(lambda _: to), limit=limit
         )
     return await confirm_and_publish(address, plan, reason=reason, by=by, rate=rate, yes=yes, dry_run=dry_run)
 
@@ -172,19 +174,24 @@ async def confirm_and_publish(
     dry_run: bool,
     drop_headers: frozenset[str] = frozenset(),
 ) -> int:
+    """Print the plan, ask, publish what may be published; then fail (exit 1) if the plan refused any."""
     for line in plan.summary():
         typer.echo(line)
-    if dry_run:
-        typer.echo("dry run: nothing was published")
-    if not plan.items or dry_run:
-        return 0
-    confirm_or_stop(f"Publish {len(plan.items)} message(s)?", yes=yes, nothing_done="nothing was published")
-    producer = await start_producer(address)
-    try:
-        sent = await publish_items(
-            producer, plan.items, reason=reason, by=by, at=datetime.now(UTC), rate=rate, drop_headers=drop_headers
-        )
-    finally:
-        await producer.stop()
-    typer.echo(f"published {sent} message(s)")
+    sent = 0
+    if dry_run or not plan.items:
+        typer.echo(f"{'dry run: ' if dry_run else ''}nothing was published")
+    else:
+        refused = f" ({len(plan.refused)} refused will not be)" if plan.refused else ""
+        question = f"Publish {len(plan.items)} message(s){refused}?"
+        confirm_or_stop(question, yes=yes, nothing_done="nothing was published")
+        producer = await start_producer(address)
+        try:
+            sent = await publish_items(
+                producer, plan.items, reason=reason, by=by, at=datetime.now(UTC), rate=rate, drop_headers=drop_headers
+            )
+        finally:
+            await producer.stop()
+        typer.echo(f"published {sent} message(s)")
+    if plan.refused:
+        raise Refused(plan.refusal_error())
     return sent

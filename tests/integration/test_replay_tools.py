@@ -15,11 +15,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from typer.testing import CliRunner, Result
 
 from schemas.orders import AddItem, CreateDraft
-from schemas.topics import ORDERS_COMMANDS
+from schemas.topics import ORDERS_COMMANDS, ORDERS_EVENTS
 from sellmesh.broker import envelope_headers
 from sellmesh.cli import app
 from sellmesh.localbroker import BROKER_STATE_FILE, LocalBroker, free_port
 from tests.builders import order_command
+from tests.integration.test_dlq_tools import ensure_topic
 
 pytestmark = pytest.mark.integration
 
@@ -233,6 +234,56 @@ def test_publish_refuses_bad_input(seeded: Seeded, extra: list[str], message: st
     )
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_publish_refuses_what_does_not_decode_as_the_target_topics_message_and_publishes_the_rest(
+    seeded: Seeded,
+) -> None:
+    """A consumer of the target would dead-letter such bytes as `invalid`: they are named, and not sent."""
+    run, tenant, order = f"{seeded.run}-refuse", uuid.uuid4(), uuid.uuid4()
+    command = order_command(CreateDraft, tenant, order)
+    records: list[Record] = [
+        (ORDERS_COMMANDS, command.model_dump_json().encode(), str(order).encode(), {"x-test-run": run}),
+        (ORDERS_COMMANDS, b"not json", f"junk-{run}".encode(), {"x-test-run": run}),
+    ]
+    asyncio.run(produce(seeded.bootstrap, records))
+    read = seeded.lines(seeded.cli("replay", "read", ORDERS_COMMANDS, "--header", f"x-test-run={run}"))
+    [junk] = [line for line in read if "value_base64" in line]
+    result = seeded.cli(
+        "replay", "publish", ORDERS_COMMANDS, "--header", f"x-test-run={run}", "--to", ORDERS_COMMANDS,
+        "--reason", "refusal test", "--by", "cy", "--yes",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "2 message(s) from orders.commands.v1 match; 1 will be published to orders.commands.v1 (1)" in result.stdout
+    assert f"p{junk['partition']}:{junk['offset']}  does not decode as a orders.commands.v1 message" in result.stdout
+    assert "published 1 message(s)" in result.stdout
+    where = f"partition {junk['partition']} offset {junk['offset']}"
+    assert f"refused 1 message(s) of orders.commands.v1 ({where})" in result.stderr
+    [copy] = seeded.lines(seeded.cli("replay", "read", ORDERS_COMMANDS, "--header", "x-replay-by=cy"))
+    assert copy["event"] == json.loads(command.model_dump_json()) and copy["headers"]["x-test-run"] == run
+
+
+def test_publish_to_another_topic_of_the_contract_refuses_every_message_that_is_not_its_own(seeded: Seeded) -> None:
+    asyncio.run(ensure_topic(seeded.bootstrap, ORDERS_EVENTS))
+    result = seeded.cli(
+        "replay", "publish", ORDERS_COMMANDS, "--header", f"x-test-run={seeded.run}", "--to", ORDERS_EVENTS,
+        "--reason", "wrong topic", "--by", "dee", "--yes",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "5 message(s) from orders.commands.v1 match; 0 will be published to nothing" in result.stdout
+    assert "refused 5, which will not be published" in result.stdout and "nothing was published" in result.stdout
+    assert "refused 5 message(s) of orders.commands.v1" in result.stderr
+    assert seeded.lines(seeded.cli("replay", "read", ORDERS_EVENTS, "--header", "x-replay-by=dee")) == []
+
+
+def test_publish_with_nothing_matching_says_so(seeded: Seeded) -> None:
+    result = seeded.cli(
+        "replay", "publish", ORDERS_COMMANDS, "--key", f"nobody-{seeded.run}", "--to", ORDERS_COMMANDS,
+        "--reason", "r", "--by", "b", "--yes",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "no message in orders.commands.v1 matches the selection" in result.stdout
+    assert "nothing was published" in result.stdout
 
 
 def test_without_configuration_the_tools_find_the_embedded_broker_of_this_directory(tmp_path: Path) -> None:

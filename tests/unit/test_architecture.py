@@ -9,8 +9,9 @@ from tests.source_tree import parse_module
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "app.py").exists())
-# Composition roots may name services; the rest of the runtime stays service-agnostic.
-RUNTIME_COMPOSITION = {"mesh.py", "tables.py", "demo.py", "contract.py", "cli.py", "chat.py"}
+# Composition roots may name services; the rest of the runtime stays service-agnostic. `reingest.py` composes the
+# on-call tools with the edges' routing, so a webhook an edge kept goes back exactly as that edge would send it.
+RUNTIME_COMPOSITION = {"mesh.py", "tables.py", "demo.py", "contract.py", "cli.py", "chat.py", "reingest.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

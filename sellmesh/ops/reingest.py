@@ -1,0 +1,170 @@
+"""`sellmesh dlq reingest`: a raw webhook an edge kept, wrapped as that edge would have wrapped it.
+
+Ingest's Meta edge keeps a verified body addressed to no connected account (`unknown_channel_account` in
+channel.raw.v1.dlq); payments' Stripe edge keeps a verified event no tenant could be found for
+(`unresolved_tenant` in payments.stripe.v1.dlq). Both keep the provider's bytes, not the envelope their topic
+carries, so `redrive` refuses them. Once the account is connected or the payment attempt recorded, the routing
+the edge did is done again with the edges' own code (the account lookup and its signature check; the event's
+identity, its signal and the attempt lookup), and the envelope the edge would have published goes out.
+
+This module names services on purpose: it is where the ops tools are composed with the edges' routing.
+"""
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, make_url
+from sqlmodel import Session
+
+from schemas.channel import RawWebhook
+from schemas.envelope import Envelope
+from schemas.payments import StripeEventReceived
+from schemas.topics import CHANNEL_RAW, PAYMENTS_STRIPE, dlq_of
+from sellmesh.broker import envelope_headers
+from sellmesh.db import make_engine
+from sellmesh.ops.dlq import RAW_WEBHOOK_KINDS
+from sellmesh.ops.errors import DatabaseUnavailable
+from sellmesh.ops.message import Headers, Message
+from sellmesh.ops.replay import Refusal, ReplayItem
+from sellmesh.service import derived_id
+from services.gateway.query import find_channel_account
+from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
+from services.ingest.signature import signature_ok
+from services.payments.domain import PRODUCER as PAYMENTS_PRODUCER
+from services.payments.store import PaymentStore
+from services.payments.stripe_event import MalformedEvent, StripeSignal, event_identity, read_event
+
+# Both edges keep the request's signature header (X-Hub-Signature-256, Stripe-Signature) beside the bytes.
+SIGNATURE_HEADER = "x-signature"
+
+# (the services' database, the dead letter, now) -> what to publish, or why not
+Rewrap = Callable[[Engine, Message, datetime], ReplayItem | Refusal]
+
+
+@dataclass(frozen=True)
+class KeptWebhooks:
+    """Where one edge keeps the webhooks it could not route, under which `x-error-kind`, and their way back."""
+
+    dlq: str
+    kind: str
+    topic: str
+    rewrap: Rewrap
+
+
+def rewrap_meta(engine: Engine, message: Message, at: datetime) -> ReplayItem | Refusal:
+    """What ingest's edge does with a verified body once one of its accounts is known (services/ingest/webhook.py)."""
+    raw = message.value
+    try:
+        body = json.loads(raw)
+        text = raw.decode("utf-8")
+    except (ValueError, RecursionError):
+        return Refusal(message, "not a JSON body")
+    if not isinstance(body, dict):
+        return Refusal(message, "not a JSON object")
+    try:
+        channel = channel_of(body)
+        external_ids = account_ids(body)
+    except (UnroutableWebhook, TooManyAccounts) as exc:
+        return Refusal(message, f"not a Meta webhook ingest routes: {exc}")
+    accounts = [find_channel_account(engine, channel=channel.value, external_id=e) for e in external_ids]
+    known = [account for account in accounts if account is not None]
+    if not known:
+        return Refusal(message, f"still no {channel.value} account connected for {', '.join(external_ids)[:200]}")
+    # The edge could check the body only against the platform app's secret; each account it now names must
+    # have signed it too, exactly as for a webhook arriving today.
+    if not all(signature_ok(raw, message.header_map.get(SIGNATURE_HEADER), a.app_secret) for a in known):
+        return Refusal(message, "its signature does not verify with the app secret of the account now connected")
+    account = known[0]
+    # Derived from where the dead letter sits: reingesting it twice publishes one message, which dedup drops.
+    event_id = derived_id("reingest", message.topic, message.partition, message.offset)
+    try:
+        envelope = RawWebhook(
+            event_id=event_id,
+            tenant_id=account.tenant_id,
+            correlation_id=event_id,
+            occurred_at=at,
+            producer="ingest",
+            channel_account_id=str(account.id),
+            body=text,
+            received_at=message.timestamp,  # when the edge kept it, which is when it arrived
+        )
+    except ValidationError as exc:
+        return Refusal(message, f"does not fit a {CHANNEL_RAW} message ({exc.error_count()} problem(s))")
+    return _item(message, CHANNEL_RAW, envelope, key=str(account.id))
+
+
+def rewrap_stripe(engine: Engine, message: Message, at: datetime) -> ReplayItem | Refusal:
+    """What payments' edge does with a verified event once a tenant is found for it (services/payments/webhook.py).
+
+    The signature is not checked again: the edge verified it before keeping the event, and Stripe's tolerance
+    of 300 s has long passed."""
+    try:
+        text = message.value.decode("utf-8")
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        return Refusal(message, "not a JSON body")
+    if not isinstance(body, dict):
+        return Refusal(message, "not a JSON object")
+    try:
+        event_id, event_type, object_id = event_identity(body)
+        signal = read_event(body)
+    except MalformedEvent as exc:
+        return Refusal(message, f"not a Stripe event payments reads: {exc}")
+    if signal is None:
+        return Refusal(message, f"{event_type} is not an event payments reconciles")
+    tenant_id = _tenant_of(engine, signal)
+    if tenant_id is None:
+        return Refusal(message, f"still no tenant for {object_id}: none in its metadata and no payment attempt owns it")
+    # The id the edge gives this event, so a consumer that somehow had it already drops this one.
+    message_id = derived_id("stripe-event", event_id)
+    try:
+        envelope = StripeEventReceived(
+            event_id=message_id,
+            tenant_id=tenant_id,
+            correlation_id=message_id,
+            occurred_at=at,
+            producer=PAYMENTS_PRODUCER,
+            stripe_event_id=event_id,
+            stripe_event_type=event_type,
+            body=text,
+        )
+    except ValidationError as exc:
+        return Refusal(message, f"does not fit a {PAYMENTS_STRIPE} message ({exc.error_count()} problem(s))")
+    return _item(message, PAYMENTS_STRIPE, envelope, key=object_id)
+
+
+def _tenant_of(engine: Engine, signal: StripeSignal) -> uuid.UUID | None:
+    """The edge's routing: the tenant in the event's metadata, else the one whose attempt owns its session or
+    PaymentIntent."""
+    if signal.tenant_id is not None:
+        return signal.tenant_id
+    with Session(engine) as session:
+        store = PaymentStore(session)
+        row = store.by_session(signal.session_id) if signal.session_id else None
+        row = row or (store.by_payment_intent(signal.payment_intent) if signal.payment_intent else None)
+        return None if row is None else row.tenant_id
+
+
+def _item(message: Message, topic: str, envelope: Envelope, *, key: str) -> ReplayItem:
+    headers: Headers = tuple((name, value.encode()) for name, value in envelope_headers(envelope).items())
+    return ReplayItem(message, topic, envelope.model_dump_json().encode(), key.encode(), headers)
+
+
+REWRAPS: dict[str, tuple[str, Rewrap]] = {
+    dlq_of(CHANNEL_RAW): (CHANNEL_RAW, rewrap_meta),
+    dlq_of(PAYMENTS_STRIPE): (PAYMENTS_STRIPE, rewrap_stripe),
+}
+KEPT = {dlq: KeptWebhooks(dlq, RAW_WEBHOOK_KINDS[dlq], topic, rewrap) for dlq, (topic, rewrap) in REWRAPS.items()}
+
+
+def open_database(url: str) -> Engine:
+    """The services' database; a SQLite file that is not there is an error, not a new empty database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).exists():
+        raise DatabaseUnavailable(f"no database at {parsed.database}: set DATABASE_URL to the services' database")
+    return make_engine(url)
