@@ -19,8 +19,11 @@ class StripeEventReceived(Envelope):
     body: Annotated[str, StringConstraints(max_length=1_048_576)]
 
 
-class PaymentEventBase(Envelope):
+class OrderPaymentBase(Envelope):
     order_id: UUID
+
+
+class PaymentEventBase(OrderPaymentBase):
     checkout_session_id: ExternalId
 
 
@@ -67,6 +70,18 @@ class PaymentMismatch(PaymentEventBase):
     received: Money
 
 
+class CheckoutRefused(OrderPaymentBase):
+    """The checkout the order awaits payment for cannot be made: Stripe refused the request (a 4xx), or the order
+    cannot be charged as it stands (more lines than a session takes, a total its lines do not make up).
+
+    No session exists, so none is named; `order_version` is the version the checkout was requested at.
+    """
+
+    type: Literal["checkout_refused"] = "checkout_refused"
+    order_version: Annotated[int, Field(ge=0)]
+    reason: ShortText = ""
+
+
 PaymentEvent = Annotated[
     PaymentLinkCreated
     | PaymentSucceeded
@@ -74,6 +89,7 @@ PaymentEvent = Annotated[
     | PaymentExpired
     | PaymentRefunded
     | PaymentDisputed
-    | PaymentMismatch,
+    | PaymentMismatch
+    | CheckoutRefused,
     Field(discriminator="type"),
 ]

@@ -12,8 +12,9 @@ from sqlmodel import Session
 from schemas.envelope import Actor, ActorKind
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderEvent, UpsertProduct
 from schemas.payments import (
+    CheckoutRefused,
+    OrderPaymentBase,
     PaymentDisputed,
-    PaymentEventBase,
     PaymentExpired,
     PaymentFailed,
     PaymentLinkCreated,
@@ -35,12 +36,14 @@ from services.orders.store import Conflict, OrderStore
 log = logging.getLogger(__name__)
 
 PAYMENTS_ACTOR: Final = Actor(kind=ActorKind.SYSTEM, id="payments")
-# Only these payment facts change an order; link created, disputed and mismatch do not.
+# Only these payment facts change an order; link created, disputed and mismatch do not. A checkout Stripe refused
+# ends the checkout as a failed payment does.
 PAYMENT_FACTS: Final[Mapping[str, Action]] = {
     "paid": Action.MARK_PAID,
     "refunded": Action.MARK_REFUNDED,
     "expired": Action.PAYMENT_EXPIRED,
     "failed": Action.PAYMENT_FAILED,
+    "checkout_refused": Action.PAYMENT_FAILED,
 }
 # A conflict means another worker changed the order or took the stock first: decide again on
 # fresh state a few times here before handing the message back to the subscriber's backoff.
@@ -49,7 +52,13 @@ PAYMENT_FACTS: Final[Mapping[str, Action]] = {
 CONFLICT_ATTEMPTS: Final = 8
 
 PaymentMessage = (
-    PaymentLinkCreated | PaymentSucceeded | PaymentFailed | PaymentExpired | PaymentRefunded | PaymentDisputed
+    PaymentLinkCreated
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentExpired
+    | PaymentRefunded
+    | PaymentDisputed
+    | CheckoutRefused
 )
 Incoming = Command | UpsertProduct
 
@@ -91,7 +100,7 @@ class OrderHandlers:
         """Decide and persist one command; a duplicate returns the first outcome and changes nothing."""
         return self._decide_command(command)[0]
 
-    def handle_payment(self, event: PaymentEventBase, fact: Action) -> Outcome | None:
+    def handle_payment(self, event: OrderPaymentBase, fact: Action) -> Outcome | None:
         """Apply one payment fact as actor system; idempotent by the payment event's id."""
         return self._decide_payment(event, fact)[0]
 
@@ -101,7 +110,7 @@ class OrderHandlers:
             return self._retrying(lambda: self._catalog_once(command))
         return self._retrying(lambda: self._command_once(command))
 
-    def _decide_payment(self, event: PaymentEventBase, fact: Action) -> tuple[Outcome | None, bool]:
+    def _decide_payment(self, event: OrderPaymentBase, fact: Action) -> tuple[Outcome | None, bool]:
         return self._retrying(lambda: self._payment_once(event, fact))
 
     def _command_once(self, command: Command) -> tuple[Outcome | None, bool]:
@@ -145,7 +154,7 @@ class OrderHandlers:
             add_to_outbox(session, topic=ORDERS_EVENTS, event=outcome, key=command.sku)
         return outcome, True
 
-    def _payment_once(self, event: PaymentEventBase, fact: Action) -> tuple[Outcome | None, bool]:
+    def _payment_once(self, event: OrderPaymentBase, fact: Action) -> tuple[Outcome | None, bool]:
         with self.store.transaction() as session:
             done = self.store.processed(session, tenant_id=event.tenant_id, message_id=event.event_id)
             if done is not None:

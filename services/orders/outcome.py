@@ -6,7 +6,7 @@ from typing import Final
 from schemas.envelope import Actor, ActorKind, Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CatalogChanged, CommandRejected, OrderChanged, OrderCommandBase, UpsertProduct
-from schemas.payments import PaymentEventBase
+from schemas.payments import OrderPaymentBase
 from sellmesh.service import EnvelopeFields, caused_by
 from services.orders.catalog import CatalogAccepted, CatalogDecision
 from services.orders.domain import Action
@@ -16,7 +16,7 @@ PRODUCER: Final = "orders"
 ORDERS_ACTOR: Final = Actor(kind=ActorKind.SYSTEM, id="orders")
 
 Outcome = OrderChanged | CommandRejected | CatalogChanged
-Source = OrderCommandBase | PaymentEventBase
+Source = OrderCommandBase | OrderPaymentBase
 
 
 def _envelope(source: Envelope, tag: str, at: datetime) -> EnvelopeFields:
@@ -69,7 +69,7 @@ def catalog_event(command: UpsertProduct, decision: CatalogDecision, *, at: date
     )
 
 
-def refund_handoff(event: PaymentEventBase, order: Order | None, *, at: datetime) -> RequestHandoff | None:
+def refund_handoff(event: OrderPaymentBase, order: Order | None, *, at: datetime) -> RequestHandoff | None:
     """Ask for a person about money that reached an order which would not take it.
 
     Only for this tenant's order with a conversation and a channel address (orders created by the

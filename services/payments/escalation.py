@@ -1,5 +1,5 @@
-"""Asking for a person about an order's money: collected at another amount than the order's, or a refund Stripe
-would not make."""
+"""Asking for a person about an order's payment: money collected at another amount than the order's, a refund
+Stripe would not make, or a checkout that cannot be made."""
 
 import uuid
 from datetime import datetime
@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import HandoffReason, RequestHandoff
+from schemas.payments import CheckoutRefused
 from sellmesh.service import derived_id
 from services.orders.query import order_contact
 from services.payments.domain import PRODUCER
@@ -82,6 +83,20 @@ def refund_handoff(
         note=f"order {attempt.order_id}: Stripe refused to refund {amount} ({attempt.status}): {refusal}; "
         "the customer's money is not back",
         event_id=derived_id(attempt.checkout_session_id, "refund-handoff"),
+        cause=cause,
+        at=at,
+    )
+
+
+def checkout_handoff(engine: Engine, refused: CheckoutRefused, *, cause: Cause, at: datetime) -> RequestHandoff | None:
+    """The customer asked to pay and cannot: the AI would only ask for the same checkout again, and be refused."""
+    return order_handoff(
+        engine,
+        tenant_id=refused.tenant_id,
+        order_id=refused.order_id,
+        reason=HandoffReason.REJECTED_COMMAND,
+        note=f"order {refused.order_id}: no payment link could be made ({refused.reason}); the order is back in draft",
+        event_id=derived_id(refused.event_id, "handoff"),
         cause=cause,
         at=at,
     )

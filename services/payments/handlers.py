@@ -22,19 +22,20 @@ from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutRequest,
     CheckoutSettings,
+    checkout_refused,
     link_created,
     plan_checkout,
-    refund_key,
     wants_checkout,
     wants_money_back,
     wants_sessions_closed,
     with_plan,
 )
-from services.payments.escalation import refund_handoff
+from services.payments.escalation import checkout_handoff
 from services.payments.reconciler import Outcome, Reconciler
-from services.payments.settlement import HOLDS_MONEY, RANK, AttemptStatus, Cause
-from services.payments.store import PaymentAttemptRow, PaymentStore, attempt_view
-from services.payments.stripe_event import CHARGE_REFUNDED, SESSION_EXPIRED, MalformedEvent, read_event
+from services.payments.refund import refund_collected_attempts
+from services.payments.settlement import RANK, AttemptStatus, Cause
+from services.payments.store import PaymentAttemptRow, PaymentStore
+from services.payments.stripe_event import SESSION_EXPIRED, MalformedEvent, read_event
 from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
 
 log = logging.getLogger(__name__)
@@ -149,83 +150,61 @@ async def on_order_event(
             )
         if wants_money_back(event):
             await refund_collected_attempts(event, gateway=gateway, engine=engine, reconciler=reconciler, clock=clock)
-        if not wants_checkout(event):
-            return None
-        if not await in_thread(_awaits_payment, engine, event):
-            # A redelivered or redriven request whose order has moved on (cancelled, paid, back in draft, or
-            # checked out again since): a link made now would let the customer pay for what is not on sale.
-            log.info(
-                "no checkout: the order no longer awaits payment for this request",
-                extra={"order_id": str(event.order_id)},
-            )
-            return None
-        settings = await in_thread(_settings, engine, event.tenant_id)
-        request = plan_checkout(event, now=clock(), settings=settings)
-        if await in_thread(_recorded, engine, request):
-            return Handled.DUPLICATE  # a redelivery after we committed: the link event is already in the outbox
-        closed = await close_open_sessions(
-            event, attempt=request.attempt, gateway=gateway, engine=engine, reconciler=reconciler
-        )
-        if not closed:
-            return None
-        request = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
-        session = await gateway.create_session(request)
-        link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
-    except (CheckoutNotPossible, CheckoutRejected) as exc:
+    except CheckoutRejected as exc:
         raise PermanentError(str(exc)) from exc
-    await in_thread(_record, engine, link, request)
-    return None
+    if not wants_checkout(event):
+        return None
+    if not await in_thread(_awaits_payment, engine, event):
+        # A redelivered or redriven request whose order has moved on (cancelled, paid, back in draft, or
+        # checked out again since): a link made now would let the customer pay for what is not on sale.
+        log.info(
+            "no checkout: the order no longer awaits payment for this request", extra={"order_id": str(event.order_id)}
+        )
+        return None
+    try:
+        return await _checkout(event, gateway=gateway, engine=engine, reconciler=reconciler, clock=clock)
+    except (CheckoutNotPossible, CheckoutRejected) as exc:
+        # Asking again gets the same answer, and the order would await a payment nobody can make, holding its
+        # stock. It goes back to draft, a person is asked, and the request is kept in the DLQ for on-call to see.
+        log.warning("checkout refused", extra={"order_id": str(event.order_id), "error": str(exc)[:300]})
+        await in_thread(_refuse, engine, event, str(exc), clock())
+        raise PermanentError(str(exc)) from exc
 
 
-async def refund_collected_attempts(
+async def _checkout(
     event: OrderChanged,
     *,
     gateway: StripeGateway,
     engine: Engine,
     reconciler: Reconciler,
-    clock: Callable[[], datetime] = now,
-) -> None:
-    """Give back at Stripe the money each attempt of the order holds (paid, mismatch or disputed), then settle each
-    from the refunded charge (Stripe's `charge.refunded` event finds it settled). One refund per session, by its
-    idempotency key.
-
-    A refund Stripe refuses (a charge under dispute) is asked of a person in the order's conversation; with no
-    conversation to ask in, the event is dead-lettered once the other attempts are refunded.
-    """
-    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="refund")
-    unasked: list[str] = []
-    for row in await in_thread(_others, engine, event.tenant_id, event.order_id, -1):
-        if AttemptStatus(row.status) not in HOLDS_MONEY:
-            continue
-        account = row.stripe_account
-        session = await gateway.retrieve_session(row.checkout_session_id, account=account)
-        intent = row.payment_intent_id or session.payment_intent
-        if intent is None:
-            raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
-        try:
-            key = refund_key(row.checkout_session_id)
-            charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
-        except CheckoutRejected as exc:
-            log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
-            if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, clock()):
-                unasked.append(f"{row.checkout_session_id}: {exc}")
-            continue
-        log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
-        if charge_id is not None:
-            charge = await gateway.retrieve_charge(charge_id, account=account)
-            await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
-    if unasked:
-        raise CheckoutRejected(f"refund refused and no conversation to ask a person in: {'; '.join(unasked)}")
+    clock: Callable[[], datetime],
+) -> Handled | None:
+    settings = await in_thread(_settings, engine, event.tenant_id)
+    request = plan_checkout(event, now=clock(), settings=settings)
+    if await in_thread(_recorded, engine, request):
+        return Handled.DUPLICATE  # a redelivery after we committed: the link event is already in the outbox
+    closed = await close_open_sessions(
+        event, attempt=request.attempt, gateway=gateway, engine=engine, reconciler=reconciler
+    )
+    if not closed:
+        return None
+    request = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
+    session = await gateway.create_session(request)
+    link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
+    await in_thread(_record, engine, link, request)
+    return None
 
 
-def _ask_for_refund(engine: Engine, row: PaymentAttemptRow, refusal: str, cause: Cause, at: datetime) -> bool:
-    """Queue the request for a person to give the money back; False when the order has no conversation."""
-    request = refund_handoff(engine, attempt_view(row), refusal=refusal, cause=cause, at=at)
-    if request is None:
-        return False
+def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> None:
+    # The fact and the request for a person commit together (outbox); a redelivery queues them again under the
+    # same ids, which orders and handoff each take once.
+    refused = checkout_refused(event, reason=reason, event_id=derived_id(event.event_id, "refused"), now=at)
+    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="checkout")
+    handoff = checkout_handoff(engine, refused, cause=cause, at=at)
     with session_scope(engine) as session:
-        add_to_outbox(session, topic=HANDOFF_COMMANDS, event=request, key=request.conversation_id)
-    return True
+        add_to_outbox(session, topic=PAYMENTS_EVENTS, event=refused, key=str(event.order_id))
+        if handoff is not None:
+            add_to_outbox(session, topic=HANDOFF_COMMANDS, event=handoff, key=handoff.conversation_id)
 
 
 async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:

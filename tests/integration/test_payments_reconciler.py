@@ -449,3 +449,22 @@ async def test_a_checkout_whose_order_got_customer_details_since_still_gets_its_
     event = checkout_requested(shop.tenant_id, order_id, version=3)
     await on_order_event(event, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
     assert shop.facts(order_id) == ["link_created"]
+
+
+async def test_a_checkout_no_session_can_take_sends_the_order_back_and_asks_a_person(shop: PaymentShop) -> None:
+    order_id = uuid.uuid4()
+    place_order(shop.engine, shop.tenant_id, order_id, state=OrderState.AWAITING_PAYMENT, version=3)
+    requested = checkout_requested(shop.tenant_id, order_id, quantity=1)
+    line = requested.order.lines[0]
+    lines = tuple(line.model_copy(update={"sku": f"SKU-{n}"}) for n in range(101))  # Stripe takes 100
+    total = line.unit_price.model_copy(update={"amount_minor": line.unit_price.amount_minor * 101})
+    event = requested.model_copy(update={"order": requested.order.model_copy(update={"lines": lines, "total": total})})
+    gateway = NeverAsked(shop.gateway)
+    for _ in range(2):  # redelivered: the same fact and request again, under the same ids
+        with pytest.raises(PermanentError, match="101 lines"):
+            await on_order_event(event, gateway=gateway, engine=shop.engine, reconciler=shop.reconciler)  # type: ignore[arg-type]
+    assert shop.facts(order_id) == ["checkout_refused", "checkout_refused"]
+    asked = shop.handoffs(f"conv-{order_id}")
+    assert len({request["event_id"] for request in asked}) == 1
+    assert (asked[0]["reason"], asked[0]["actor"]["kind"]) == ("rejected_command", "system")
+    assert "back in draft" in asked[0]["note"]

@@ -15,9 +15,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, select
 
 from schemas.envelope import Actor, ActorKind, Money
+from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import OrderChanged, OrderLine, OrderSnapshot, OrderState
-from schemas.payments import PaymentLinkCreated
-from schemas.topics import PAYMENTS_EVENTS
+from schemas.payments import CheckoutRefused, PaymentLinkCreated
+from schemas.topics import HANDOFF_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import make_engine
 from sellmesh.localbroker import free_port
 from sellmesh.outbox import OutboxRow
@@ -189,6 +190,7 @@ TABLES = (
     "payments_checkout_plans",
     "gateway_tenants",
     "orders_orders",
+    "orders_lines",
     "orders_audit",
 )
 
@@ -347,10 +349,26 @@ async def test_a_retry_hours_later_asks_for_a_new_expiry_under_a_new_key(sandbox
 
 @pytest.mark.asyncio
 async def test_stripe_refusing_the_request_is_a_permanent_error(sandbox: Sandbox, engine: Engine) -> None:
+    """Kept in the DLQ, and the order is told its checkout cannot be made, so it stops holding its stock."""
+    event = checkout_requested(uuid.uuid4())
     async with httpx.AsyncClient() as http:
         gateway = StripeCheckoutGateway(api_key="rk_test_restricted", base_url=sandbox.api, http=http)
         with pytest.raises(PermanentError, match="AuthenticationError"):
-            await checkout(checkout_requested(uuid.uuid4()), gateway, engine)
+            await checkout(event, gateway, engine)
+    with Session(engine) as session:
+        assert list(session.exec(select(PaymentAttemptRow))) == []
+        queued = {row.topic: row for row in session.exec(select(OutboxRow))}
+    assert set(queued) == {PAYMENTS_EVENTS, HANDOFF_COMMANDS}
+    refused = CheckoutRefused.model_validate_json(queued[PAYMENTS_EVENTS].payload)
+    assert (refused.order_id, refused.order_version, refused.event_id) == (
+        event.order_id,
+        3,
+        derived_id(event.event_id, "refused"),
+    )
+    assert "AuthenticationError" in refused.reason
+    assert queued[PAYMENTS_EVENTS].key == str(event.order_id)
+    handoff = RequestHandoff.model_validate_json(queued[HANDOFF_COMMANDS].payload)
+    assert (handoff.reason, handoff.conversation_id) == (HandoffReason.REJECTED_COMMAND, f"conv-{event.order_id}")
 
 
 @pytest.mark.asyncio

@@ -26,7 +26,7 @@ from schemas.orders import (
     RejectionReason,
     RequestCheckout,
 )
-from schemas.payments import PaymentDisputed, PaymentExpired, PaymentFailed, PaymentSucceeded
+from schemas.payments import CheckoutRefused, PaymentDisputed, PaymentExpired, PaymentFailed, PaymentSucceeded
 from schemas.topics import ORDERS_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import make_engine, session_scope
 from sellmesh.outbox import OutboxRelay, OutboxRow
@@ -269,6 +269,28 @@ def test_a_failed_payment_returns_the_order_to_draft_and_frees_its_stock(file_en
     assert state_of(file_engine, order_id) is OrderState.DRAFT
     assert stock_of(file_engine, "HOOD-M") == 1
     assert count(file_engine, OutboxRow) == outbox_before  # like an expiry, no order event names a return to draft
+    assert count(file_engine, AuditRow, col(AuditRow.action) == "payment_failed") == 1
+
+
+def test_a_checkout_stripe_refused_returns_the_order_to_draft_and_frees_its_stock(file_engine: Engine) -> None:
+    """No session was made, so none can ever be paid or expire: the order would hold its stock for ever."""
+    seed(file_engine, TENANT, sku="HOOD-M", name="Blue hoodie", price_minor=4500, stock=1)
+    orders = handlers.OrderHandlers(OrderStore(file_engine), clock=lambda: NOW)
+    order_id = draft_with(orders, ("HOOD-M", 1))
+    orders.handle_command(command(RequestCheckout, order_id))
+    refused = CheckoutRefused(
+        event_id=uuid.uuid4(),
+        tenant_id=TENANT,
+        correlation_id=uuid.uuid4(),
+        occurred_at=NOW,
+        producer="payments",
+        order_id=order_id,
+        order_version=3,
+        reason="order has 101 lines; 1 to 100 fit",
+    )
+    assert asyncio.run(orders.on_payment_event(refused)) is None
+    assert state_of(file_engine, order_id) is OrderState.DRAFT
+    assert stock_of(file_engine, "HOOD-M") == 1
     assert count(file_engine, AuditRow, col(AuditRow.action) == "payment_failed") == 1
 
 

@@ -61,6 +61,7 @@ from schemas.orders import (
     UpsertProduct,
 )
 from schemas.payments import (
+    CheckoutRefused,
     PaymentDisputed,
     PaymentExpired,
     PaymentFailed,
@@ -178,6 +179,7 @@ SAMPLES: list[Any] = [
     PaymentRefunded(**env(), **PAYMENT, amount=EUR),
     PaymentDisputed(**env(), **PAYMENT, amount=EUR),
     PaymentMismatch(**env(), **PAYMENT, expected=EUR, received=Money(amount_minor=1, currency="USD")),
+    CheckoutRefused(**env(), order_id=ORDER, order_version=3, reason="too many lines"),
     RequestHandoff(
         **env(),
         conversation_id="conv-1",

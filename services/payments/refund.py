@@ -1,0 +1,79 @@
+"""Giving an order's money back at Stripe when a person of the business refunds or cancels it."""
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from schemas.orders import OrderChanged
+from schemas.topics import HANDOFF_COMMANDS
+from sellmesh.db import in_thread, session_scope
+from sellmesh.outbox import add_to_outbox
+from sellmesh.service import now
+from services.payments.domain import refund_key
+from services.payments.escalation import refund_handoff
+from services.payments.reconciler import Reconciler
+from services.payments.settlement import HOLDS_MONEY, AttemptStatus, Cause
+from services.payments.store import PaymentAttemptRow, PaymentStore, attempt_view
+from services.payments.stripe_event import CHARGE_REFUNDED
+from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
+
+log = logging.getLogger(__name__)
+
+
+def _attempts(engine: Engine, tenant_id: uuid.UUID, order_id: uuid.UUID) -> list[PaymentAttemptRow]:
+    with session_scope(engine) as session:
+        return PaymentStore(session).other_attempts(tenant_id, order_id, attempt=-1)
+
+
+async def refund_collected_attempts(
+    event: OrderChanged,
+    *,
+    gateway: StripeGateway,
+    engine: Engine,
+    reconciler: Reconciler,
+    clock: Callable[[], datetime] = now,
+) -> None:
+    """Give back at Stripe the money each attempt of the order holds (paid, mismatch or disputed), then settle each
+    from the refunded charge (Stripe's `charge.refunded` event finds it settled). One refund per session, by its
+    idempotency key.
+
+    A refund Stripe refuses (a charge under dispute) is asked of a person in the order's conversation; with no
+    conversation to ask in, the event is dead-lettered once the other attempts are refunded.
+    """
+    cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="refund")
+    unasked: list[str] = []
+    for row in await in_thread(_attempts, engine, event.tenant_id, event.order_id):
+        if AttemptStatus(row.status) not in HOLDS_MONEY:
+            continue
+        account = row.stripe_account
+        session = await gateway.retrieve_session(row.checkout_session_id, account=account)
+        intent = row.payment_intent_id or session.payment_intent
+        if intent is None:
+            raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
+        try:
+            key = refund_key(row.checkout_session_id)
+            charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
+        except CheckoutRejected as exc:
+            log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
+            if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, clock()):
+                unasked.append(f"{row.checkout_session_id}: {exc}")
+            continue
+        log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
+        if charge_id is not None:
+            charge = await gateway.retrieve_charge(charge_id, account=account)
+            await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
+    if unasked:
+        raise CheckoutRejected(f"refund refused and no conversation to ask a person in: {'; '.join(unasked)}")
+
+
+def _ask_for_refund(engine: Engine, row: PaymentAttemptRow, refusal: str, cause: Cause, at: datetime) -> bool:
+    """Queue the request for a person to give the money back; False when the order has no conversation."""
+    request = refund_handoff(engine, attempt_view(row), refusal=refusal, cause=cause, at=at)
+    if request is None:
+        return False
+    with session_scope(engine) as session:
+        add_to_outbox(session, topic=HANDOFF_COMMANDS, event=request, key=request.conversation_id)
+    return True
