@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
-from schemas.channel import Author, InboundMessage, OutboundMessage
+from schemas.channel import Author, InboundMessage, MediaContent, OutboundMessage, StoryContent
 from schemas.envelope import Actor, ActorKind, Envelope
 from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import CreateDraft
@@ -47,10 +47,17 @@ Commands = list[tuple[str, Envelope, str]]
 
 
 def customer_text(message: InboundMessage) -> str | None:
+    """What the customer said in words; None for a message with none (a sticker, a bare photo, a location)."""
     content = message.content
-    if content.kind not in TEXT_KINDS:
-        return None
-    return str(getattr(content, "text", None) or getattr(content, "title", ""))
+    if content.kind in TEXT_KINDS:
+        return str(getattr(content, "text", None) or getattr(content, "title", ""))
+    # Words that came with something else: a photo's caption, a reply to a story. Told they were not read,
+    # the customer would have to write them again.
+    if isinstance(content, MediaContent) and content.caption:
+        return content.caption
+    if isinstance(content, StoryContent) and content.kind == "story_reply" and content.text:
+        return content.text
+    return None
 
 
 @dataclasses.dataclass
