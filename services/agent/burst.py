@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
@@ -26,6 +27,7 @@ from services.agent.memory import (
     turns_key,
 )
 from services.agent.memory import TTL_SECONDS as MEMORY_TTL_SECONDS
+from services.agent.metrics import UNREADABLE_ENTRIES
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,24 @@ def _member(message: InboundMessage) -> str:
     return f"{message.tenant_id}:{message.conversation_id}"
 
 
+def _readable(entry: Any) -> InboundMessage | None:
+    try:
+        return InboundMessage.model_validate_json(entry)
+    except ValidationError:
+        return None
+
+
+def _once_each(entries: list[InboundMessage]) -> list[InboundMessage]:
+    """A redelivered fragment appears once."""
+    seen: set[uuid.UUID] = set()
+    messages = []
+    for message in entries:
+        if message.event_id not in seen:
+            seen.add(message.event_id)
+            messages.append(message)
+    return messages
+
+
 class BurstBuffer:
     def __init__(
         self, redis: Redis, *, quiet_seconds: float, seen_ttl_seconds: int = 8 * 24 * 3600, lock_seconds: int = 15
@@ -229,17 +249,24 @@ class BurstBuffer:
         if not claimed:
             return None
         raw, mode, order, raw_turns, previous, kept, legacy = claimed
-        entries = [InboundMessage.model_validate_json(item) for item in raw]
+        entries = [entry for entry in map(_readable, raw) if entry is not None]
+        if len(entries) < len(raw):
+            # Written by a version of the schema this worker cannot read (a rolling deploy gone wrong): every claim
+            # would fail on it, with the conversation's later messages stuck behind. Dropped with this burst.
+            UNREADABLE_ENTRIES.inc(len(raw) - len(entries))
+            log.error(
+                "buffered messages that cannot be read are dropped", extra={"unreadable": len(raw) - len(entries)}
+            )
+            if not entries:
+                await self.finish(Burst(member, token, [], len(raw)))
+                return None
+            state = state_of(mode, order, raw_turns, previous)
+            return Burst(member, token, _once_each(entries), len(raw), state, None)
         plan = await self._standing_plan(tenant_id, conversation_id, kept or legacy or None, entries)
         if plan is not None:
             # The retry answers what its plan answered; anything written since waits for a turn of its own.
             entries = entries[: plan.taken]
-        seen: set[uuid.UUID] = set()
-        messages = []
-        for message in entries:
-            if message.event_id not in seen:  # a redelivered fragment appears once
-                seen.add(message.event_id)
-                messages.append(message)
+        messages = _once_each(entries)
         if not messages:
             return None
         return Burst(member, token, messages, len(entries), state_of(mode, order, raw_turns, previous), plan)
@@ -287,14 +314,18 @@ class BurstBuffer:
         remember = answered.remember
         # Never past what this claim saw: anything behind it came after and is the next turn's.
         taken = burst.taken if answered.taken is None else min(answered.taken, burst.taken)
-        tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
+        if burst.messages:
+            tenant_id, conversation_id = burst.last.tenant_id, burst.last.conversation_id
+        else:  # only unreadable entries were claimed: the member names the conversation
+            tenant, _, conversation_id = burst.member.partition(":")
+            tenant_id = uuid.UUID(tenant)
         keys = [
             DUE_KEY,
             f"agent:burst:{burst.member}",
             f"agent:burst-lock:{burst.member}",
             turns_key(tenant_id, conversation_id),
             turn_plan.plan_key(tenant_id, conversation_id),
-            f"{turn_plan.legacy_prefix(tenant_id)}{burst.last.event_id}",
+            f"{turn_plan.legacy_prefix(tenant_id)}{burst.last.event_id if burst.messages else 'none'}",
         ]
         args: list[str | int | float] = [
             burst.member,

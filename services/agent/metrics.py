@@ -50,3 +50,8 @@ TURNS_GIVEN_UP = Counter(
     "Conversations whose turn failed too often: a person was asked for instead.",
     registry=registry,
 )
+UNREADABLE_ENTRIES = Counter(
+    "sellmesh_agent_unreadable_buffered_total",
+    "Buffered customer messages no worker could read (a schema it does not know): dropped with their burst.",
+    registry=registry,
+)

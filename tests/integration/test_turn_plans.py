@@ -170,3 +170,29 @@ async def test_a_plan_kept_under_the_last_message_is_republished_after_an_upgrad
     assert retry.plan is not None and retry.plan.messages == plan.messages and retry.plan.taken == 2
     await buffer.finish(retry, Answered(retry.plan.remember))
     assert not await redis.exists(legacy)
+
+
+async def test_a_buffered_entry_no_worker_can_read_is_dropped_and_the_rest_answered(redis: Redis) -> None:
+    """Written by a schema this worker does not know: every claim raised on it, for ever, and the conversation's
+    later messages waited behind it."""
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    tenant, conversation_id, member = conversation()
+    await redis.rpush(f"agent:burst:{member}", '{"type": "inbound_message", "from_a_newer_schema": true}')
+    readable = await add(buffer, tenant, conversation_id, "still there?")
+    burst = await claim(buffer, member)
+    assert [m.event_id for m in burst.messages] == [readable.event_id]
+    assert burst.taken == 2  # the unreadable entry goes with the burst
+    await buffer.finish(burst, Answered())
+    assert await redis.llen(f"agent:burst:{member}") == 0
+
+
+async def test_a_buffer_of_only_unreadable_entries_is_emptied_and_frees_the_conversation(redis: Redis) -> None:
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    tenant, conversation_id, member = conversation()
+    await redis.rpush(f"agent:burst:{member}", "not json at all")
+    await redis.zadd(DUE_KEY, {member: 0})
+    assert await buffer.claim(member) is None
+    assert await redis.llen(f"agent:burst:{member}") == 0
+    assert not await redis.exists(f"agent:burst-lock:{member}")
+    later = await add(buffer, tenant, conversation_id, "hello?")
+    assert [m.event_id for m in (await claim(buffer, member)).messages] == [later.event_id]
