@@ -159,6 +159,12 @@ def _member(message: InboundMessage) -> str:
     return f"{message.tenant_id}:{message.conversation_id}"
 
 
+# Claims that find a buffered entry they cannot read before it is dropped: a lock's life apart (15 s), so a
+# rolling deploy's newer workers get a minute to claim what older ones cannot read.
+UNREADABLE_PATIENCE = 5
+UNREADABLE_WINDOW_SECONDS = 600
+
+
 def _readable(entry: Any) -> InboundMessage | None:
     try:
         return InboundMessage.model_validate_json(entry)
@@ -250,9 +256,13 @@ class BurstBuffer:
             return None
         raw, mode, order, raw_turns, previous, kept, legacy = claimed
         entries = [entry for entry in map(_readable, raw) if entry is not None]
+        if len(entries) < len(raw) and not await self._patience_spent(member):
+            # Maybe a newer worker's, in a rolling deploy: left for another claim once the lock lapses.
+            log.warning("a buffered message this worker cannot read; left for another worker")
+            return None
         if len(entries) < len(raw):
-            # Written by a version of the schema this worker cannot read (a rolling deploy gone wrong): every claim
-            # would fail on it, with the conversation's later messages stuck behind. Dropped with this burst.
+            # No worker could read it in all those claims: every claim would fail on it, with the conversation's
+            # later messages stuck behind. Dropped with this burst.
             UNREADABLE_ENTRIES.inc(len(raw) - len(entries))
             log.error(
                 "buffered messages that cannot be read are dropped", extra={"unreadable": len(raw) - len(entries)}
@@ -270,6 +280,18 @@ class BurstBuffer:
         if not messages:
             return None
         return Burst(member, token, messages, len(entries), state_of(mode, order, raw_turns, previous), plan)
+
+    async def _patience_spent(self, member: str) -> bool:
+        """Whether this conversation's unreadable entries have been left for other workers often enough."""
+        key = f"agent:unreadable:{member}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, UNREADABLE_WINDOW_SECONDS)
+            seen, _ = await pipe.execute()
+        if int(seen) < UNREADABLE_PATIENCE:
+            return False
+        await self.redis.delete(key)
+        return True
 
     async def _standing_plan(
         self, tenant_id: uuid.UUID, conversation_id: str, kept: str | None, entries: list[InboundMessage]

@@ -17,9 +17,20 @@ from sellmesh.db import in_thread
 from sellmesh.service import derived_id, now
 from services.agent import memory
 from services.agent.burst import BurstBuffer
-from services.handoff.query import HUMAN, HandoffTranscript, InboxMessage, conversation_mode, handoff_transcript
+from services.handoff.query import (
+    HUMAN,
+    HandoffTranscript,
+    InboxMessage,
+    conversation_mode,
+    handed_to_person,
+    handoff_transcript,
+)
 
 PRODUCER = "agent"
+# What the inbox writes, as `[kind]`, for a customer's message that carried no words.
+WORDLESS_KINDS = frozenset(
+    {"reaction", "image", "audio", "video", "file", "sticker", "story_mention", "location", "contacts", "unsupported"}
+)
 # The inbound message's own bound (MessageText).
 TEXT_LIMIT = 4096
 
@@ -42,14 +53,19 @@ def handback_turns(messages: Sequence[InboxMessage], *, reason: str, note: str) 
 
 
 def waiting(messages: Sequence[InboxMessage]) -> list[InboxMessage]:
-    """The customer's messages after the person's last word: nobody answered them before the handback."""
+    """The customer's words after the person's last word: nobody answered them before the handback. A message
+    without words (a reaction, a sticker: the inbox shows it as `[kind]`) asks for no answer of its own."""
     tail: list[InboxMessage] = []
     for message in messages:
         if message.author == "human":
             tail = []
-        elif message.author == "customer":
+        elif message.author == "customer" and not _placeholder(message.text):
             tail.append(message)
     return tail
+
+
+def _placeholder(text: str) -> bool:
+    return text.startswith("[") and text.endswith("]") and text[1:-1] in WORDLESS_KINDS
 
 
 def waiting_message(
@@ -93,7 +109,7 @@ class Handback:
         if transcript is None:
             log.warning("resolved handoff has no ticket here", extra={"ticket_id": event.ticket_id})
             return
-        unanswered = waiting(transcript.messages) if self.buffer is not None and transcript.channel else []
+        unanswered = await self._unanswered(event, transcript) if self.buffer is not None else []
         # The unanswered messages become the AI's next turn, not memory: they would be in its prompt twice.
         told = transcript.messages[: len(transcript.messages) - len(unanswered)]
         turns = handback_turns(told, reason=transcript.reason, note=event.note)
@@ -103,6 +119,16 @@ class Handback:
         log.info("conversation handed back to the ai", extra={"ticket_id": event.ticket_id, "resumed": resumed})
         if unanswered and self.buffer is not None:
             await self._answer_later(event, transcript, unanswered, self.buffer)
+
+    async def _unanswered(self, event: HandoffResolved, transcript: HandoffTranscript) -> list[InboxMessage]:
+        """Only what the person had before them at the handback (handoff's `handed` set): a message that reached
+        the inbox after it is answered by its own turn, and must not be answered here a second time."""
+        if not transcript.channel:
+            return []
+        found = waiting(transcript.messages)
+        ids = [m.event_id for m in found if m.event_id is not None]
+        theirs = await handed_to_person(self.redis, event.tenant_id, event.conversation_id, ids)
+        return [m for m in found if m.event_id in theirs]
 
     async def _answer_later(
         self,

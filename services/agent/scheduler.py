@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 
+from sellmesh.subscriber import dependency_unavailable
 from sellmesh.tasks import cancel_and_wait, wait_set
 from services.agent.burst import Answered, Burst, BurstBuffer, ClaimLost
 from services.agent.metrics import TURNS_GIVEN_UP
@@ -75,10 +76,12 @@ class BurstScheduler:
             await self.buffer.finish(burst, answered)
         except ClaimLost:
             log.warning("a turn's claim lapsed before it published; the worker holding it answers the burst")
-        except Exception:
+        except Exception as failure:
             # Left locked: the conversation becomes due again when the lock expires, and is retried.
             log.exception("turn failed; it will be retried")
-            if burst is not None:
+            # An outage (the database, the broker, Redis) fails every conversation alike and is waited out: only a
+            # failure of this burst's own counts towards giving up on it.
+            if burst is not None and not dependency_unavailable(failure):
                 await self._count_failure(burst)
         finally:
             self.slots.release()
@@ -87,7 +90,8 @@ class BurstScheduler:
         """A turn failing every time (a bug its messages trigger, the catalog unreadable) would be retried for ever,
         with every later message of the conversation waiting behind it: after `max_failures` within the hour the
         customer gets a person instead, and the burst is dropped."""
-        key = f"{FAILURES_PREFIX}{burst.member}"
+        # Per burst (its first message): a later burst of the conversation starts from nothing.
+        key = f"{FAILURES_PREFIX}{burst.member}:{burst.messages[0].event_id}"
         try:
             async with self.buffer.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)

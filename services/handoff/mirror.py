@@ -75,7 +75,7 @@ async def _mirrored(redis: Redis) -> list[Conversation]:
 async def reconcile_mode_mirror(*, engine: Engine, redis: Redis) -> MirrorReport:
     human = set(await in_thread(_human_conversations, engine))
     for tenant_id, conversation_id in human:
-        await mode.set_mode(redis, tenant_id, conversation_id, mode.HUMAN)
+        await mode.mirror_human_unless_handed_back(redis, tenant_id, conversation_id)
     deleted = set()
     for tenant_id, conversation_id in set(await _mirrored(redis)) - human:
         key = mode.mode_key(tenant_id, conversation_id)

@@ -26,24 +26,53 @@ HUMAN: Final = "human"
 HANDED_BACK_SECONDS: Final = 7 * 24 * 3600
 _HANDED_BACK: Final = "ai:"
 # "ai" removes a "human" (a person's key, or a request's hold) and nothing else: a handback's "ai:<ms>" stays
-# when a redelivered command writes "ai" again.
+# when a redelivered command writes "ai" again. A hold that replaced an "ai:<ms>" (KEYS[2]) puts it back, so a
+# request that never committed does not erase the last handback.
 _DELETE_HUMAN: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  local before = redis.call('GET', KEYS[2])
+  redis.call('DEL', KEYS[2])
+  if before then
+    redis.call('SET', KEYS[1], before, 'EX', ARGV[2])
+  else
+    redis.call('DEL', KEYS[1])
+  end
+  return 1
 end
 return 0
 """
 
+# A request's hold: "human" for a while unless a person already owns the conversation; an "ai:<ms>" it replaces
+# is kept beside it (KEYS[2]) for `_DELETE_HUMAN` to restore.
 _HOLD: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then
+  if current and string.sub(current, 1, 3) == 'ai:' then
+    redis.call('SET', KEYS[2], current, 'EX', ARGV[3])
+  end
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 0
 """
 
+# The reconcile's write: "human" over an absent key or a hold, never over an "ai:<ms>" a handback wrote since the
+# reconcile read the table.
+_HUMAN_UNLESS_HANDED_BACK: Final = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 3) == 'ai:' then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
 
 def mode_key(tenant_id: UUID, conversation_id: str) -> str:
     return f"mode:{tenant_id}:{conversation_id}"
+
+
+def _before_hold_key(tenant_id: UUID, conversation_id: str) -> str:
+    return f"mode-before-hold:{tenant_id}:{conversation_id}"
 
 
 def handed_key(tenant_id: UUID, conversation_id: str) -> str:
@@ -77,7 +106,9 @@ async def set_mode(
             pipe.set(key, f"{_HANDED_BACK}{millis}", ex=HANDED_BACK_SECONDS)
             await pipe.execute()
     elif mode == AI:
-        await redis.eval(_DELETE_HUMAN, 1, key, HUMAN)
+        await redis.eval(
+            _DELETE_HUMAN, 2, key, _before_hold_key(tenant_id, conversation_id), HUMAN, HANDED_BACK_SECONDS
+        )
     else:
         raise ValueError(f"unknown conversation mode {mode!r}")
 
@@ -104,7 +135,21 @@ async def hold_human(redis: Redis, tenant_id: UUID, conversation_id: str, second
     lasting "human" (a person already owns the conversation) without the expiry this would add to it; a
     handback's "ai:<ms>" is replaced, since the request is about to take the conversation back to a person.
     """
-    await redis.eval(_HOLD, 1, mode_key(tenant_id, conversation_id), HUMAN, max(1, int(seconds * 1000)))
+    await redis.eval(
+        _HOLD,
+        2,
+        mode_key(tenant_id, conversation_id),
+        _before_hold_key(tenant_id, conversation_id),
+        HUMAN,
+        max(1, int(seconds * 1000)),
+        HANDED_BACK_SECONDS,
+    )
+
+
+async def mirror_human_unless_handed_back(redis: Redis, tenant_id: UUID, conversation_id: str) -> bool:
+    """The reconcile's write of a conversation its read of the table found with a person: False when a handback
+    wrote "ai:<ms>" since, which the reconcile's second read of the table then settles."""
+    return bool(await redis.eval(_HUMAN_UNLESS_HANDED_BACK, 1, mode_key(tenant_id, conversation_id), HUMAN))
 
 
 async def get_mode(redis: Redis, tenant_id: UUID, conversation_id: str) -> str:

@@ -35,6 +35,7 @@ class InboxMessage:
     author: str
     text: str
     at: datetime
+    event_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def handoff_transcript(
         if resolved_at is not None:
             query = query.where(InboxMessageRow.at <= resolved_at)
         rows = session.exec(query.limit(limit)).all()
-        messages = [InboxMessage(r.direction, r.author, r.text, as_utc(r.at)) for r in reversed(rows)]
+        messages = [InboxMessage(r.direction, r.author, r.text, as_utc(r.at), r.event_id) for r in reversed(rows)]
     return HandoffTranscript(
         ticket.id,
         ticket.reason,

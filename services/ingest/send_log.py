@@ -138,9 +138,9 @@ def record_part(engine: Engine, message: OutboundMessage, index: int, kind: str,
         _log(session, message, part, kind, provider_id)
 
 
-def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome, *, over: str = "sending") -> None:
+def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome, *, over: str = "sending") -> bool:
     """Settle the message over a row in status `over`: this attempt's claim (`sending`), or for a message given
-    up on (`give_up`) a claim its last attempt released (`retrying`)."""
+    up on (`give_up`) a claim its last attempt released (`retrying`). False when another attempt settled it."""
     with session_scope(engine) as session:
         changes = {
             "status": outcome.status,
@@ -158,7 +158,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome, *
                     "a send finished after another attempt settled it",
                     extra={"status": outcome.status, "settled": settled[0]},
                 )
-                return
+                return False
             # The claim was never written.
             row = _send(message, message.event_id, outcome.status, provider_id=outcome.provider_id)
             session.execute(_SEND_INSERT, {**row, "error": outcome.error[:500]})
@@ -175,6 +175,7 @@ def record_outcome(engine: Engine, message: OutboundMessage, outcome: Outcome, *
                 event=_handoff(message, outcome.handoff_note, outcome.handoff_reason),
                 key=message.conversation_id,
             )
+    return True
 
 
 # Built once, values bound at execution: SQLAlchemy works out a statement's cache key once per object.
@@ -239,13 +240,13 @@ def _delivery(message: OutboundMessage, outcome: Outcome) -> DeliveryStatus:
     )
 
 
-def give_up(engine: Engine, message: OutboundMessage, error: BaseException) -> None:
+def give_up(engine: Engine, message: OutboundMessage, error: BaseException) -> bool:
     """The message went to the DLQ with nothing sent (every attempt released its claim: the channel stayed
     unavailable or rate limited past the retry budget). It is failed, and a person is asked to reach the customer,
     as for any message the channel would not carry; a redrive of the dead letter then finds it finished. A claim
     still `sending` (a post may have gone out) or a message settled meanwhile is left as it is."""
     detail = f"not sent: {type(error).__name__}: {error}"
-    record_outcome(engine, message, Outcome(status="failed", error=detail, handoff_note=detail), over="retrying")
+    return record_outcome(engine, message, Outcome(status="failed", error=detail, handoff_note=detail), over="retrying")
 
 
 def _handoff(message: OutboundMessage, note: str, reason: HandoffReason) -> RequestHandoff:

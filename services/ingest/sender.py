@@ -130,7 +130,8 @@ class Sender:
 
     async def on_give_up(self, message: OutboundMessage, error: BaseException) -> None:
         """After the message went to the DLQ: the customer must not be left with neither a reply nor a person."""
-        await record_durably(give_up, self.engine, message, error)
+        if not await record_durably(give_up, self.engine, message, error):
+            return  # a post may have gone out (its claim is still `sending`), or another attempt settled it
         INGEST_SENDS.labels(message.channel.value, message.author.value, "failed").inc()
         log.warning("outbound message given up; a person is asked", extra={"error": repr(error)[:300]})
 

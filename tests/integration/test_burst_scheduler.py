@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from sellmesh.settings import OFFLINE_MODEL
-from sellmesh.subscriber import Handled, RedisDedup
+from sellmesh.subscriber import DependencyUnavailable, Handled, RedisDedup
 from services.agent.burst import DUE_KEY, Answered, Burst, BurstBuffer
 from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
@@ -188,13 +188,14 @@ async def test_an_empty_burst_whose_turn_holds_the_claim_stays_due(redis: Redis)
 class FailingResponder:
     """Every turn fails (a bug its messages trigger); records the give-up the scheduler asks for."""
 
-    def __init__(self) -> None:
+    def __init__(self, error: Exception | None = None) -> None:
         self.calls = 0
         self.gave_up: list[Burst] = []
+        self.error = error or RuntimeError("catalog unreadable")
 
     async def answer(self, burst: Burst) -> Answered:
         self.calls += 1
-        raise RuntimeError("catalog unreadable")
+        raise self.error
 
     async def give_up(self, burst: Burst) -> None:
         self.gave_up.append(burst)
@@ -224,3 +225,19 @@ async def test_a_turn_that_keeps_failing_hands_the_customer_to_a_person_and_free
         await scheduler.slots.acquire()
         await scheduler._turn(member)
         assert responder.calls == 4 and len(responder.gave_up) == 1  # the count started over
+
+
+async def test_an_outage_failing_every_turn_is_waited_out_not_handed_to_people(redis: Redis) -> None:
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    responder = FailingResponder(DependencyUnavailable("database unreachable"))
+    scheduler = BurstScheduler(buffer=buffer, responder=cast(Responder, responder), max_failures=2)
+    tenant, conversation = random_tenant_id(), f"conv-{uuid.uuid4().hex}"
+    member = f"{tenant}:{conversation}"
+    await buffer.add(inbound_text(tenant, conversation, "hi"))
+    async with asyncio.timeout(30):
+        for _ in range(4):
+            await scheduler.slots.acquire()
+            await scheduler._turn(member)
+            await redis.delete(f"agent:burst-lock:{member}")
+            await redis.zadd(DUE_KEY, {member: 0})
+    assert responder.calls == 4 and responder.gave_up == []

@@ -10,7 +10,7 @@ from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
-from schemas.channel import Author, InboundMessage, OutboundMessage, TextContent
+from schemas.channel import Author, InboundMessage, OutboundMessage, ReactionContent, TextContent
 from schemas.envelope import Actor, ActorKind, Channel
 from schemas.handoff import (
     HandoffCommand,
@@ -28,7 +28,15 @@ from services.agent.handback import Handback, waiting
 from services.agent.model_call import ModelChoice
 from services.agent.responder import Responder
 from services.handoff.handlers import on_handoff_command
-from services.handoff.mode import handed_back, handed_to_person, mode_key, mode_of
+from services.handoff.mode import (
+    handed_back,
+    handed_to_person,
+    hold_human,
+    mirror_human_unless_handed_back,
+    mode_key,
+    mode_of,
+    set_mode,
+)
 from services.handoff.query import InboxMessage
 from tests.builders import envelope, record_inbound, record_outbound
 
@@ -259,6 +267,9 @@ async def test_only_the_customers_messages_after_the_persons_last_word_are_waiti
     assert [m.text for m in waiting(transcript)] == ["c", "d"]
     assert waiting([*transcript, said("human", "e")]) == []
     assert [m.text for m in waiting([said("customer", "x")])] == ["x"]
+    # A message without words shows in the inbox as its kind, and asks for no answer of its own.
+    assert [m.text for m in waiting([said("customer", "[reaction]"), said("customer", "[sticker]")])] == []
+    assert [m.text for m in waiting([said("customer", "[see attached]")])] == ["[see attached]"]
 
 
 class Recording:
@@ -308,3 +319,39 @@ async def test_a_usage_row_the_database_refuses_does_not_undo_the_answer(migrate
 
     responder.usage = cast(Any, Down())
     await responder._record_usage({"tenant_id": str(uuid.uuid4())})  # logged and counted, not raised
+
+
+async def test_only_words_the_person_had_before_them_are_turned_into_the_ais_turn(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """A thumbs-up needs no answer, and a message that reached the inbox only after the resolve committed is
+    answered by its own turn: answered here too, it would be answered twice."""
+    tenant, ticket_id, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    reaction = inbound(tenant, conversation, "x", T0 + timedelta(minutes=4, seconds=10)).model_copy(
+        update={"content": ReactionContent(emoji="👍", reacted_to="m1")}
+    )
+    late = inbound(tenant, conversation, "one more thing", T0 + timedelta(minutes=4, seconds=20))
+    for message in (reaction, late):  # logged by the inbox after the resolve committed
+        record_inbound(migrated_engine, message)
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
+    await Handback(engine=migrated_engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None
+    assert [m.content for m in burst.messages] == [TextContent(text="thank you!")]
+
+
+async def test_a_request_that_never_commits_gives_back_the_last_handbacks_marker(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant, _, said = await refund_ticket_resolved(migrated_engine, redis)
+    conversation = said["thank you!"].conversation_id
+    marker = await redis.get(mode_key(tenant, conversation))
+    assert handed_back(marker)
+    await hold_human(redis, tenant, conversation, 60)
+    assert await redis.get(mode_key(tenant, conversation)) == "human"
+    await set_mode(redis, tenant, conversation, "ai")  # the request was refused, or its restore ran
+    assert await redis.get(mode_key(tenant, conversation)) == marker
+    assert await mirror_human_unless_handed_back(redis, tenant, conversation) is False  # the reconcile's write
+    assert await redis.get(mode_key(tenant, conversation)) == marker
