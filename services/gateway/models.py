@@ -11,6 +11,7 @@ import httpx
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from schemas.envelope import NO_NUL, Channel
+from sellmesh.addresses import is_public, judged
 
 
 class Body(BaseModel):
@@ -46,9 +47,7 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
             return ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
             return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return judged(address)
 
 
 def _public_https(value: str) -> str:
@@ -69,7 +68,7 @@ def _public_https(value: str) -> str:
     if host == "localhost" or host.endswith(".localhost"):
         raise ValueError("must not name localhost")
     address = _literal_address(host)
-    if address is not None and (not address.is_global or address.is_multicast):
+    if address is not None and not is_public(address):
         raise ValueError("must not name a loopback, private, link-local, multicast or reserved address")
     return value
 

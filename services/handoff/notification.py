@@ -15,6 +15,7 @@ from sqlalchemy import DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Column, Field, Session, SQLModel
 
 from schemas.envelope import Envelope
+from sellmesh.addresses import is_public, judged
 
 SIGNATURE_HEADER = "X-Sellmesh-Signature"
 TIMESTAMP_HEADER = "X-Sellmesh-Timestamp"
@@ -88,12 +89,13 @@ def address_refusal(address: str) -> str | None:
     """Why no notification may go to this IP address, or None for a public one.
 
     Anything not globally routable is refused, which covers more than the named kinds: shared (carrier NAT),
-    documentation and benchmarking ranges too. IPv4 written as IPv6 (`::ffff:127.0.0.1`) is judged as IPv4.
+    documentation and benchmarking ranges too. IPv4 carried in IPv6 (`::ffff:127.0.0.1`, `64:ff9b::a00:1`) is
+    judged as that IPv4 address.
     """
-    ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone (`fe80::1%eth0`) names no other host
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_global and not ip.is_multicast:
+    # An IPv6 zone (`fe80::1%eth0`) names no other host; an IPv6 address carrying an IPv4 one (mapped, NAT64,
+    # 6to4...) reaches that IPv4 address, so that is the one judged.
+    ip = judged(ipaddress.ip_address(address.split("%", 1)[0]))
+    if is_public(ip):
         return None
     kinds = (
         ("loopback", ip.is_loopback),

@@ -25,6 +25,12 @@ INSIDE = [
     "https://224.0.0.251/h",
     "https://240.0.0.1/h",
     "https://user@127.0.0.1/h",
+    # IPv6 addresses that carry an IPv4 one and reach it through a translator or tunnel.
+    "https://[64:ff9b::a9fe:a9fe]/h",
+    "https://[64:ff9b:1::a00:1]/h",
+    "https://[::ffff:0:7f00:1]/h",
+    "https://[::a00:1]/h",
+    "https://[2002:a9fe:a9fe::1]/h",
 ]
 
 

@@ -64,6 +64,14 @@ class Sockets(httpcore.AsyncNetworkBackend):
         ("224.0.0.251", "multicast"),
         ("240.0.0.1", "reserved"),
         ("100.64.0.1", "non-public"),
+        # IPv4 carried in IPv6 is judged as the IPv4 address it reaches: NAT64 (well-known and local-use), SIIT,
+        # IPv4-compatible, 6to4 and Teredo's client.
+        ("64:ff9b::a9fe:a9fe", "link-local"),
+        ("64:ff9b:1::a00:1", "private"),
+        ("::ffff:0:7f00:1", "loopback"),
+        ("::a00:1", "private"),
+        ("2002:a9fe:a9fe::1", "link-local"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private"),
     ],
 )
 def test_every_address_that_is_not_public_is_refused_and_named(address: str, kind: str) -> None:
@@ -71,7 +79,7 @@ def test_every_address_that_is_not_public_is_refused_and_named(address: str, kin
     assert refusal is not None and refusal.startswith(f"{kind} address ")
 
 
-@pytest.mark.parametrize("address", [PUBLIC, "8.8.8.8", "2606:4700:4700::1111"])
+@pytest.mark.parametrize("address", [PUBLIC, "8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
 def test_public_addresses_are_allowed(address: str) -> None:
     assert address_refusal(address) is None
 
