@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
-from schemas.handoff import HandoffCommand, RequestHandoff, SetAvailability
+from schemas.handoff import HandoffCommand, RequestHandoff, ResolveHandoff, SetAvailability
 from schemas.topics import HANDOFF_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.service import derived_id, now
@@ -30,6 +30,7 @@ from services.handoff.domain import (
     Replied,
     Resolved,
     Ticket,
+    TicketStatus,
     decide,
     mode_after,
 )
@@ -121,6 +122,19 @@ def _apply_ticket_command(session: Session, command: Command, at: datetime, sett
     return Applied(current, outcome, handed=handed)
 
 
+def _handed_again(
+    store: HandoffStore, session: Session, command: HandoffCommand, current: ConversationMode | None
+) -> list[uuid.UUID] | None:
+    """For a redelivered resolve: what its first delivery handed back, so the mirror write a crash after its commit
+    missed is made now, marker and all. None for anything else."""
+    if not isinstance(command, ResolveHandoff) or current is not ConversationMode.AI:
+        return None
+    latest = store.current_ticket(command.tenant_id, command.conversation_id)
+    if latest is None or latest.status is not TicketStatus.RESOLVED:
+        return None
+    return _handed_messages(session, latest)
+
+
 def _handed_messages(session: Session, ticket: Ticket) -> list[uuid.UUID]:
     """What the person had before them when handing back: the agent leaves these customer messages to them, so one
     it reads late (it lagged, or restarted) is not answered a second time, while one the inbox never showed them is
@@ -147,7 +161,7 @@ def apply_command(
         if not store.mark_processed(
             event_id=command.event_id, tenant_id=command.tenant_id, command_type=command.type, now=at
         ):
-            return Applied(current)
+            return Applied(current, handed=_handed_again(store, session, command, current))
         try:
             if isinstance(command, SetAvailability):
                 staff = StaffStore(session)

@@ -18,7 +18,7 @@ from sellmesh.localredis import LocalRedis
 from services.handoff import handlers
 from services.handoff.handlers import on_handoff_command
 from services.handoff.mirror import conversation_of, reconcile_mode_mirror
-from services.handoff.mode import get_mode, hold_human, mode_key, set_mode
+from services.handoff.mode import get_mode, handed_back, hold_human, mode_key, set_mode
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -197,3 +197,18 @@ async def test_a_committed_request_makes_its_hold_lasting(redis: Redis, engine: 
     tenant = uuid.uuid4()
     await on_handoff_command(request_cmd(tenant), engine=engine, redis=redis)
     assert await redis.pttl(mode_key(tenant, "conv-1")) == -1
+
+
+@pytest.mark.asyncio
+async def test_a_redelivered_resolve_writes_the_handback_a_crash_after_its_commit_missed(
+    redis: Redis, engine: Engine
+) -> None:
+    tenant = uuid.uuid4()
+    await on_handoff_command(request_cmd(tenant), engine=engine, redis=redis)
+    resolve = resolve_cmd(tenant)
+    await on_handoff_command(resolve, engine=engine, redis=redis)
+    marker = await redis.get(mode_key(tenant, "conv-1"))
+    assert handed_back(marker)
+    await redis.set(mode_key(tenant, "conv-1"), "human")  # the crash: committed, but the mirror never written
+    await on_handoff_command(resolve, engine=engine, redis=redis)
+    assert handed_back(await redis.get(mode_key(tenant, "conv-1")))
