@@ -94,36 +94,52 @@ def wants_sessions_closed(event: OrderEvent) -> TypeGuard[OrderChanged]:
 
 
 @dataclass(frozen=True)
+class ReturnUrls:
+    """Where Stripe sends the customer back (None: not sent); part of the parameters an idempotency key is tied to."""
+
+    success_url: str | None = None
+    cancel_url: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutPlan:
-    """What a checkout attempt asks Stripe for, kept from its first try: the expiry, and which idempotency key."""
+    """What a checkout attempt asks Stripe for, kept from its first try: the expiry, the return URLs, and which
+    idempotency key. `urls` None: a plan kept before the URLs were, which takes the tenant's current ones."""
 
     expires_at: datetime
     generation: int = 0
+    urls: ReturnUrls | None = None
 
 
 def idempotency_key(order_id: UUID, attempt: int, generation: int = 0) -> str:
     return f"checkout:{order_id}:{attempt}" + (f":{generation}" if generation else "")
 
 
-def kept_plan(stored: CheckoutPlan | None, *, requested_at: datetime, now: datetime) -> CheckoutPlan:
+def kept_plan(
+    stored: CheckoutPlan | None, *, requested_at: datetime, now: datetime, urls: ReturnUrls = ReturnUrls()
+) -> CheckoutPlan:
     """The plan this try asks with: the one an earlier try kept, so Stripe replays that try's session.
 
+    `urls` are the tenant's return URLs as they are now; a plan keeps those of its first try, since an owner
+    changing them between a try whose answer was lost and its retry would otherwise get an idempotency_error.
     A kept expiry Stripe would now refuse (a retry hours later: an outage, a DLQ replay) is asked for anew, under
-    the next generation's key. Whatever an earlier try made at Stripe then lapses unused: its link was never
-    recorded, so it never reached the customer.
+    the next generation's key and with the URLs of now. Whatever an earlier try made at Stripe then lapses unused:
+    its link was never recorded, so it never reached the customer.
     """
     if stored is None:
-        return CheckoutPlan(link_expiry(requested_at, now=now))
+        return CheckoutPlan(link_expiry(requested_at, now=now), urls=urls)
     if stored.expires_at - now >= MIN_AHEAD:
-        return stored
-    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1)
+        return stored if stored.urls is not None else replace(stored, urls=urls)
+    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls)
 
 
 def with_plan(request: CheckoutRequest, plan: CheckoutPlan) -> CheckoutRequest:
+    urls = plan.urls or ReturnUrls(request.settings.success_url, request.settings.cancel_url)
     return replace(
         request,
         expires_at=plan.expires_at,
         idempotency_key=idempotency_key(request.order_id, request.attempt, plan.generation),
+        settings=replace(request.settings, success_url=urls.success_url, cancel_url=urls.cancel_url),
     )
 
 

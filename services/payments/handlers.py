@@ -22,6 +22,7 @@ from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutRequest,
     CheckoutSettings,
+    ReturnUrls,
     checkout_refused,
     link_created,
     plan_checkout,
@@ -58,11 +59,14 @@ def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
 
 
 def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime, now: datetime) -> CheckoutRequest:
-    """The request as this attempt's first try asked it: committed before Stripe is asked, so that a retry, however
-    late, asks for the same session under the same idempotency key (`CheckoutPlanRow`)."""
+    """The request as this attempt's first try asked it (expiry and return URLs): committed before Stripe is asked,
+    so that a retry, however late and whatever the owner changed since, asks for the same session under the same
+    idempotency key (`CheckoutPlanRow`)."""
+    settings = request.settings
+    urls = ReturnUrls(success_url=settings.success_url, cancel_url=settings.cancel_url)
     with session_scope(engine) as session:
         plan = PaymentStore(session).keep_checkout_plan(
-            request.tenant_id, request.order_id, request.attempt, requested_at=requested_at, now=now
+            request.tenant_id, request.order_id, request.attempt, requested_at=requested_at, now=now, urls=urls
         )
     return with_plan(request, plan)
 

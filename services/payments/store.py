@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
 from sellmesh.db import insert_unless_present
-from services.payments.domain import CheckoutPlan, kept_plan
+from services.payments.domain import CheckoutPlan, ReturnUrls, kept_plan
 from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
 from services.payments.tables import (
     CheckoutPlanRow,
@@ -75,23 +75,34 @@ class PaymentStore:
         return True
 
     def keep_checkout_plan(
-        self, tenant_id: uuid.UUID, order_id: uuid.UUID, attempt: int, *, requested_at: datetime, now: datetime
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        attempt: int,
+        *,
+        requested_at: datetime,
+        now: datetime,
+        urls: ReturnUrls | None = None,
     ) -> CheckoutPlan:
-        """The attempt's plan: the one an earlier try kept, or a new one, kept here (the caller commits it before
-        asking Stripe). The row is locked, so two tries at once ask with one plan."""
+        """The attempt's plan: the one an earlier try kept, or a new one with the tenant's `urls` of now, kept here
+        (the caller commits it before asking Stripe). The row is locked, so two tries at once ask with one plan."""
         key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
         plans = CheckoutPlanRow.__table__  # type: ignore[attr-defined]
         query = select(CheckoutPlanRow).filter_by(**key).with_for_update()
         row = self.session.exec(query).first()
-        stored = None if row is None else CheckoutPlan(_utc(row.expires_at), row.generation)
-        plan = kept_plan(stored, requested_at=requested_at, now=now)
+        stored = None if row is None else _plan(row)
+        urls = urls or ReturnUrls()
+        plan = kept_plan(stored, requested_at=requested_at, now=now, urls=urls)
+        kept = plan.urls or urls
+        columns = {"success_url": kept.success_url or "", "cancel_url": kept.cancel_url or ""}
         if row is None:
             # In UTC: SQLite keeps a timestamp's wall time and drops its offset.
-            fresh = {**key, "expires_at": plan.expires_at.astimezone(UTC), "generation": plan.generation}
+            fresh = {**key, "expires_at": plan.expires_at.astimezone(UTC), "generation": plan.generation, **columns}
             if not insert_unless_present(self.session.connection(), plans, fresh):
                 raise Conflict(f"another try planned checkout {order_id}:{attempt} first")
         elif plan != stored:
             row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
+            row.success_url, row.cancel_url = columns["success_url"], columns["cancel_url"]
             self.session.add(row)
         return plan
 
@@ -191,6 +202,13 @@ class PaymentStore:
             .values(created_through=created_through, version=version + 1, updated_at=at)
         )
         return bool(self.session.exec(statement).rowcount == 1)
+
+
+def _plan(row: CheckoutPlanRow) -> CheckoutPlan:
+    urls = None
+    if row.success_url is not None or row.cancel_url is not None:
+        urls = ReturnUrls(row.success_url or None, row.cancel_url or None)  # "": not sent
+    return CheckoutPlan(_utc(row.expires_at), row.generation, urls)
 
 
 def _utc(value: datetime) -> datetime:

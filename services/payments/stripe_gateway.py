@@ -3,6 +3,7 @@
 Every call names the Connect account the object lives in (`Stripe-Account`), or none for the platform.
 """
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -17,17 +18,19 @@ from services.payments.domain import CheckoutRequest, CheckoutSession
 from services.payments.stripe_event import ChargeState, SessionState, charge_state, session_state
 from services.payments.stripe_transport import HttpxTransport
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 PAGE_SIZE = 100
 
 
 class CheckoutRejected(Exception):
-    """The provider refused the request itself (4xx): the same request will be refused again."""
+    """The provider refused the request itself (invalid_request_error): the same request will be refused again."""
 
 
 class CheckoutUnavailable(DependencyUnavailable):
-    """The provider could not answer (5xx, 409, 429, network): the same request may well succeed later, so the
-    subscriber waits it out (`RetryPolicy.unavailable_seconds`) instead of spending the message's attempts."""
+    """The provider could not answer (5xx, 409, 429, network), or refused the caller (401, 403, idempotency_error):
+    the same request may well succeed later, or once on-call fixed the key, so the subscriber waits it out
+    (`RetryPolicy.unavailable_seconds`) instead of spending the message's attempts, then keeps it in the DLQ."""
 
 
 class StripeGateway(Protocol):
@@ -79,17 +82,38 @@ def session_params(request: CheckoutRequest) -> SessionCreateParams:
 def _is_transient(error: stripe.StripeError) -> bool:
     status = error.http_status
     # 409: a concurrent request holds the idempotency key; 429: rate limited. Both pass with time.
-    return status is None or status >= 500 or status in (409, 429)
+    return status is None or status >= 500 or status in (409, 429) or isinstance(error, stripe.RateLimitError)
 
 
 def _options(account: str | None, **extra: str) -> Any:
     return {**({"stripe_account": account} if account else {}), **extra}
 
 
+def _misconfigured(error: stripe.StripeError) -> str:
+    """What on-call has to fix when Stripe refuses the caller rather than the request; never Stripe's own message,
+    which may echo part of the key."""
+    if isinstance(error, stripe.AuthenticationError) or error.http_status == 401:
+        return "Stripe refused the API key (401): it was revoked, rotated or mistyped"
+    if isinstance(error, stripe.PermissionError) or error.http_status == 403:
+        return "the API key may not make this request (403): a restricted key, or no access to the Connect account"
+    if isinstance(error, stripe.IdempotencyError):
+        return "Stripe saw an idempotency key again with other parameters (idempotency_error)"
+    return f"Stripe answered {error.http_status} ({type(error).__name__})"
+
+
 def _classified(error: stripe.StripeError) -> CheckoutUnavailable | CheckoutRejected:
-    # The SDK's message names the request id and Stripe's reason, never the API key.
-    kind = CheckoutUnavailable if _is_transient(error) else CheckoutRejected
-    return kind(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+    """Only Stripe refusing the request itself (invalid_request_error) is a refusal the same request will meet
+    again. A refused key, a missing permission or a clashing idempotency key is ours to fix, and the request then
+    succeeds as it stands: it is waited out, then kept in the DLQ to redrive, and the order keeps awaiting it."""
+    request_id = error.request_id or "none"
+    if _is_transient(error):
+        return CheckoutUnavailable(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+    if isinstance(error, stripe.InvalidRequestError):
+        # The SDK's message names the request id and Stripe's reason, never the API key.
+        return CheckoutRejected(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+    cause = _misconfigured(error)
+    log.error("Stripe refused the caller, not the request", extra={"cause": cause, "stripe_request_id": request_id})
+    return CheckoutUnavailable(f"{cause}; request {request_id}")
 
 
 async def _call(call: Callable[[], Awaitable[T]]) -> T:

@@ -45,7 +45,8 @@ class CheckoutPlanRow(SQLModel, table=True):
     """What one checkout attempt asks Stripe for that a clock decides, committed before its first request.
 
     Stripe replays an idempotency key only for identical parameters, so every retry of the attempt must ask for
-    exactly this expiry, however late it comes; `generation` moves only when the expiry has to be asked for anew.
+    exactly this expiry and these return URLs, however late it comes, whatever the owner changed since;
+    `generation` moves only when the expiry has to be asked for anew.
     """
 
     __tablename__ = "payments_checkout_plans"
@@ -55,6 +56,10 @@ class CheckoutPlanRow(SQLModel, table=True):
     attempt: int = Field(primary_key=True)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     generation: int = 0
+    # The return URLs sent, "" for one not sent. Both NULL only on a plan kept before they were: its retries send
+    # the tenant's URLs as they are then, as every retry did.
+    success_url: str | None = Field(default=None, max_length=2048)
+    cancel_url: str | None = Field(default=None, max_length=2048)
 
 
 class PaymentAuditRow(SQLModel, table=True):

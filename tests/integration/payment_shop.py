@@ -19,11 +19,12 @@ from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from services.gateway.store import Tenant
 from services.orders.tables import AuditRow, OrderRow
+from services.payments.domain import CheckoutRequest, CheckoutSession
 from services.payments.handlers import on_order_event, on_stripe_event
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import HANDLED_TYPES
-from services.payments.stripe_gateway import StripeCheckoutGateway
+from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
 from tests.builders import ADDRESS, envelope
 from tests.integration.conftest import Sandbox
 
@@ -163,3 +164,18 @@ class PaymentShop:
             body=json.dumps(body),
         )
         await on_stripe_event(received, reconciler=self.reconciler)
+
+
+class AnswerLost:
+    """Stripe makes the session; its answer never comes back (a timeout, a dropped connection)."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+        self.made: list[CheckoutSession] = []
+
+    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
+        self.made.append(await self.gateway.create_session(request))
+        raise CheckoutUnavailable("the answer was lost")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)

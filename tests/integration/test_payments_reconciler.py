@@ -2,9 +2,10 @@
 state change per fact, each with its audit row and payments event, whatever the order and number of deliveries."""
 
 import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -18,16 +19,18 @@ from schemas.handoff import HandoffReason, RequestHandoff
 from schemas.orders import OrderChanged, OrderState
 from sellmesh.db import session_scope
 from sellmesh.subscriber import PermanentError
+from services.gateway.store import Tenant
 from services.orders.tables import OrderRow
-from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession
+from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession, ReturnUrls
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import ChargeState, SessionState
-from services.payments.stripe_gateway import StripeCheckoutGateway
+from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import PaymentShop, add_tenant, checkout_requested, place_order
+from tests.integration.payment_shop import AnswerLost, PaymentShop, add_tenant, checkout_requested, place_order
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +256,57 @@ def test_a_checkout_plan_is_kept_once_and_renewed_in_place(migrated_engine: Engi
     renewed = keep(requested_at + timedelta(hours=3))
     assert renewed.generation == 1 and renewed.expires_at > first.expires_at
     assert keep(requested_at + timedelta(hours=3, minutes=2)) == renewed
+
+
+def test_a_checkout_plan_keeps_its_return_urls_and_one_kept_without_them_takes_todays(
+    migrated_engine: Engine,
+) -> None:
+    requested_at = datetime.now(UTC).replace(microsecond=0)
+    tenant_id, order_id = uuid.uuid4(), uuid.uuid4()
+    first_urls = ReturnUrls(success_url="https://shop.example/thanks")
+    moved = ReturnUrls(success_url="https://shop.example/merci", cancel_url="https://shop.example/cart")
+
+    def keep(attempt: int, urls: ReturnUrls) -> CheckoutPlan:
+        with session_scope(migrated_engine) as session:
+            return PaymentStore(session).keep_checkout_plan(
+                tenant_id, order_id, attempt, requested_at=requested_at, now=requested_at, urls=urls
+            )
+
+    assert keep(3, first_urls).urls == first_urls
+    assert keep(3, moved).urls == first_urls  # "" kept for the cancel URL reads back as not sent
+    with session_scope(migrated_engine) as session:  # a plan kept before the URLs were
+        session.add(CheckoutPlanRow(tenant_id=tenant_id, order_id=order_id, attempt=4, expires_at=requested_at))
+    assert keep(4, moved).urls == moved
+    assert keep(4, first_urls).urls == moved
+
+
+async def test_a_retry_after_the_owner_changed_the_return_urls_gets_the_first_tries_session(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    """Stripe made the session but its answer was lost; the owner then changed the return URLs. The retry asks
+    with the URLs its first try sent, so Stripe replays that session instead of answering idempotency_error."""
+    first_urls = {"success_url": "https://shop.example/thanks", "cancel_url": "https://shop.example/cart"}
+    tenant_id = add_tenant(migrated_engine, payments=first_urls)
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
+        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        with pytest.raises(CheckoutUnavailable):
+            await shop.checkout(order_id)
+        with session_scope(migrated_engine) as session:
+            tenant = session.get(Tenant, tenant_id)
+            assert tenant is not None
+            tenant.training = json.dumps({"payments": {"success_url": "https://shop.example/merci"}})
+        shop.gateway = gateway
+        attempt = await shop.checkout(order_id)
+        [made] = lost.made
+        assert attempt.checkout_session_id == made.id
+        assert shop.facts(order_id) == ["link_created"]
+        url = f"{sandbox.api}/v1/checkout/sessions/{made.id}"
+        stored = (await http.get(url, headers={"Authorization": f"Bearer {KEY}"})).json()
+        assert (stored["success_url"], stored["cancel_url"]) == (first_urls["success_url"], first_urls["cancel_url"])
 
 
 async def paid_order(shop: PaymentShop) -> PaymentAttemptRow:

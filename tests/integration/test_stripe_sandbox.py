@@ -25,14 +25,13 @@ from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
 from sellmesh.subscriber import Handled, PermanentError
 from sellmesh.tables import metadata
-from services.payments.domain import CheckoutRequest, CheckoutSession
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentAttemptRow
 from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway, StripeGateway
 from tests.builders import envelope
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import order_version, place_order
+from tests.integration.payment_shop import AnswerLost, order_version, place_order
 
 pytestmark = pytest.mark.integration
 
@@ -281,21 +280,6 @@ async def test_a_replay_after_a_lost_commit_gets_the_same_session_back(
     assert sessions[0] == sessions[1]
 
 
-class AnswerLost:
-    """Stripe makes the session; its answer never comes back (a timeout, a dropped connection)."""
-
-    def __init__(self, gateway: StripeCheckoutGateway) -> None:
-        self.gateway = gateway
-        self.made: list[CheckoutSession] = []
-
-    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
-        self.made.append(await self.gateway.create_session(request))
-        raise CheckoutUnavailable("the answer was lost")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.gateway, name)
-
-
 def recorded_session(engine: Engine) -> PaymentAttemptRow:
     with Session(engine) as session:
         return session.exec(select(PaymentAttemptRow)).one()
@@ -351,10 +335,15 @@ async def test_a_retry_hours_later_asks_for_a_new_expiry_under_a_new_key(sandbox
 async def test_stripe_refusing_the_request_is_a_permanent_error(sandbox: Sandbox, engine: Engine) -> None:
     """Kept in the DLQ, and the order is told its checkout cannot be made, so it stops holding its stock."""
     event = checkout_requested(uuid.uuid4())
-    async with httpx.AsyncClient() as http:
-        gateway = StripeCheckoutGateway(api_key="rk_test_restricted", base_url=sandbox.api, http=http)
-        with pytest.raises(PermanentError, match="AuthenticationError"):
-            await checkout(event, gateway, engine)
+    # Stripe's clock runs hours ahead: the link's expiry is in its past, a request it finds invalid.
+    sandbox.clock.offset = 3 * 3600
+    try:
+        async with httpx.AsyncClient() as http:
+            gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+            with pytest.raises(PermanentError, match="InvalidRequestError"):
+                await checkout(event, gateway, engine)
+    finally:
+        sandbox.clock.offset = 0
     with Session(engine) as session:
         assert list(session.exec(select(PaymentAttemptRow))) == []
         queued = {row.topic: row for row in session.exec(select(OutboxRow))}
@@ -365,10 +354,34 @@ async def test_stripe_refusing_the_request_is_a_permanent_error(sandbox: Sandbox
         3,
         derived_id(event.event_id, "refused"),
     )
-    assert "AuthenticationError" in refused.reason
+    assert "expires_at" in refused.reason
     assert queued[PAYMENTS_EVENTS].key == str(event.order_id)
     handoff = RequestHandoff.model_validate_json(queued[HANDOFF_COMMANDS].payload)
     assert (handoff.reason, handoff.conversation_id) == (HandoffReason.REJECTED_COMMAND, f"conv-{event.order_id}")
+
+
+@pytest.mark.asyncio
+async def test_a_refused_api_key_is_waited_out_and_the_redrive_after_the_fix_makes_the_link(
+    sandbox: Sandbox, engine: Engine
+) -> None:
+    """A rotated or restricted key is not the order's fault: the order keeps awaiting its checkout, nobody is
+    asked, and once on-call puts the right key in, the same request (redriven from the DLQ) gets its link."""
+    event = checkout_requested(uuid.uuid4())
+    async with httpx.AsyncClient() as http:
+        revoked = StripeCheckoutGateway(api_key="rk_test_restricted", base_url=sandbox.api, http=http)
+        with pytest.raises(CheckoutUnavailable, match="refused the API key") as raised:
+            await checkout(event, revoked, engine)
+        assert "rk_test_restricted" not in str(raised.value)
+        with Session(engine) as session:
+            assert list(session.exec(select(OutboxRow))) == []  # no checkout_refused, no handoff
+        assert order_version(engine, event.order_id) == 3
+        fixed = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        assert await checkout(event, fixed, engine) is None
+    with Session(engine) as session:
+        [queued] = list(session.exec(select(OutboxRow)))
+    assert PaymentLinkCreated.model_validate_json(queued.payload).checkout_session_id == (
+        recorded_session(engine).checkout_session_id
+    )
 
 
 @pytest.mark.asyncio

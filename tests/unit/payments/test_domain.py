@@ -13,12 +13,15 @@ from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutPlan,
     CheckoutSession,
+    CheckoutSettings,
+    ReturnUrls,
     idempotency_key,
     kept_plan,
     link_created,
     link_expiry,
     plan_checkout,
     wants_checkout,
+    with_plan,
 )
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -116,12 +119,12 @@ def test_a_request_handled_late_still_gets_a_link_stripe_accepts() -> None:
 
 def test_a_first_try_plans_the_expiry_the_request_time_gives() -> None:
     assert kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT) == CheckoutPlan(
-        REQUESTED_AT + timedelta(hours=1)
+        REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls()
     )
 
 
 def test_a_retry_keeps_the_first_tries_plan_while_stripe_would_take_its_expiry() -> None:
-    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls())
     # 22 minutes on, a plan made now would hang off a bucket of now instead: the stored one is kept.
     assert kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=22)) == stored
     assert kept_plan(stored, requested_at=REQUESTED_AT, now=stored.expires_at - MIN_AHEAD) == stored
@@ -133,6 +136,32 @@ def test_a_retry_too_near_the_kept_expiry_asks_anew_under_the_next_key() -> None
     renewed = kept_plan(stored, requested_at=REQUESTED_AT, now=now)
     assert renewed.generation == 2
     assert timedelta(minutes=30) < renewed.expires_at - now <= timedelta(hours=1)
+
+
+THANKS = ReturnUrls(success_url="https://shop.example/thanks", cancel_url="https://shop.example/cart")
+MOVED = ReturnUrls(success_url="https://shop.example/merci", cancel_url=None)
+
+
+def test_a_retry_keeps_the_first_tries_return_urls_though_the_owner_changed_them() -> None:
+    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT, urls=THANKS)
+    again = kept_plan(first, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=5), urls=MOVED)
+    assert again == first
+    settings = CheckoutSettings(success_url=MOVED.success_url, stripe_account="acct_1")
+    request = with_plan(plan_checkout(order_event(), now=REQUESTED_AT, settings=settings), again)
+    assert request.settings == CheckoutSettings(THANKS.success_url, THANKS.cancel_url, "acct_1")
+    assert (request.expires_at, request.idempotency_key) == (first.expires_at, idempotency_key(ORDER, 7))
+
+
+def test_a_plan_kept_before_its_urls_were_takes_the_tenants_urls_of_now() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
+    kept = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=5), urls=MOVED)
+    assert kept == CheckoutPlan(stored.expires_at, urls=MOVED)
+
+
+def test_a_plan_asked_for_anew_takes_the_urls_of_now_with_its_new_key() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=THANKS)
+    renewed = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(hours=3), urls=MOVED)
+    assert (renewed.generation, renewed.urls) == (1, MOVED)
 
 
 def test_the_first_generation_keeps_the_key_earlier_releases_used() -> None:
