@@ -120,6 +120,29 @@ def awaited_checkout(engine: Engine, tenant_id: UUID, order_id: UUID) -> int | N
     return found if isinstance(found, int) else None
 
 
+# A person's word that the order's money goes back: a cancel or a refund by an owner or staff member.
+_TAKEN_BACK: Final = ("cancelled", "refunded")
+_PEOPLE: Final = (ActorKind.OWNER.value, ActorKind.STAFF.value)
+
+
+def taken_back_by_person(engine: Engine, tenant_id: UUID, order_id: UUID) -> bool:
+    """True when an owner or staff member cancelled or refunded the order (both terminal): money it takes from now
+    on is owed back. False for an unknown or another tenant's order."""
+    query = (
+        sa_select(col(AuditRow.id))
+        .where(
+            col(AuditRow.tenant_id) == tenant_id,
+            col(AuditRow.order_id) == order_id,
+            col(AuditRow.outcome) == "accepted",
+            col(AuditRow.change).in_(_TAKEN_BACK),
+            col(AuditRow.actor_kind).in_(_PEOPLE),
+        )
+        .limit(1)
+    )
+    with autocommit(engine) as connection:
+        return connection.execute(query).first() is not None
+
+
 def _order(connection: Connection, tenant_id: UUID, order_id: UUID) -> OrderSnapshot | None:
     order = read_order(connection, order_id)
     return None if order is None or order.tenant_id != tenant_id else order.snapshot()

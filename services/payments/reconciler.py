@@ -16,7 +16,9 @@ from sellmesh.db import in_thread, session_scope
 from sellmesh.metrics import registry
 from sellmesh.outbox import add_to_outbox
 from sellmesh.service import derived_id, now
+from services.orders.query import taken_back_by_person
 from services.payments.escalation import mismatch_handoff
+from services.payments.refund import refund_attempt
 from services.payments.settlement import (
     RANK,
     Attempt,
@@ -31,7 +33,7 @@ from services.payments.settlement import (
 )
 from services.payments.store import Conflict, PaymentAttemptRow, PaymentStore, attempt_view
 from services.payments.stripe_event import ChargeState, SessionState, StripeSignal
-from services.payments.stripe_gateway import StripeGateway
+from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,18 @@ class Reconciler:
             return _count(cause, Outcome.REJECTED)
         if observation.target is AttemptStatus.OPEN:
             return _count(cause, Outcome.UNCHANGED)
+        give_back = (
+            announce_payment
+            and observation.collected is not None
+            and RANK[AttemptStatus(row.status)] < RANK[AttemptStatus.PAID]
+            and await in_thread(taken_back_by_person, self.engine, row.tenant_id, row.order_id)
+        )
+        if give_back:
+            # A person cancelled or refunded the order before this payment was reconciled (Stripe's event beat
+            # payments to the cancel): announced, orders would ask a person to refund it and the agent would thank
+            # the customer. It is recorded quietly and given back here; the `refund:{session}` idempotency key
+            # makes this and the cancel's own refund one refund, whichever runs first.
+            announce_payment = False
         handoff = None
         if (
             announce_payment
@@ -139,7 +153,20 @@ class Reconciler:
             except Conflict:
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
+        if give_back:
+            await self._give_back(row.checkout_session_id, cause)
         return _count(cause, Outcome.APPLIED if applied else Outcome.UNCHANGED)
+
+    async def _give_back(self, checkout_session_id: str, cause: Cause) -> None:
+        row = await in_thread(self._by_session, checkout_session_id)  # as just settled: it now holds the money
+        if row is None:
+            return
+        log.info("payment for an order a person took back is refunded", extra={"attempt": row.attempt})
+        refusal = await refund_attempt(
+            row, gateway=self.stripe, engine=self.engine, reconciler=self, cause=cause, at=self.clock()
+        )
+        if refusal is not None:
+            raise CheckoutRejected(f"refund refused and no conversation to ask a person in: {refusal}")
 
     async def _locate(self, signal: StripeSignal) -> PaymentAttemptRow | None:
         if signal.session_id is not None:

@@ -4,6 +4,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -14,11 +15,14 @@ from sellmesh.outbox import add_to_outbox
 from sellmesh.service import now
 from services.payments.domain import refund_key
 from services.payments.escalation import refund_handoff
-from services.payments.reconciler import Reconciler
 from services.payments.settlement import HOLDS_MONEY, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore, attempt_view
 from services.payments.stripe_event import CHARGE_REFUNDED
 from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
+
+if TYPE_CHECKING:
+    # The reconciler refunds through this module too (money a person took back comes in late).
+    from services.payments.reconciler import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ async def refund_collected_attempts(
     *,
     gateway: StripeGateway,
     engine: Engine,
-    reconciler: Reconciler,
+    reconciler: "Reconciler",
     clock: Callable[[], datetime] = now,
 ) -> None:
     """Give back at Stripe the money each attempt of the order holds (paid, mismatch or disputed), then settle each
@@ -46,27 +50,46 @@ async def refund_collected_attempts(
     cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="refund")
     unasked: list[str] = []
     for row in await in_thread(_attempts, engine, event.tenant_id, event.order_id):
-        if AttemptStatus(row.status) not in HOLDS_MONEY:
-            continue
-        account = row.stripe_account
-        session = await gateway.retrieve_session(row.checkout_session_id, account=account)
-        intent = row.payment_intent_id or session.payment_intent
-        if intent is None:
-            raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
-        try:
-            key = refund_key(row.checkout_session_id)
-            charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
-        except CheckoutRejected as exc:
-            log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
-            if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, clock()):
-                unasked.append(f"{row.checkout_session_id}: {exc}")
-            continue
-        log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
-        if charge_id is not None:
-            charge = await gateway.retrieve_charge(charge_id, account=account)
-            await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
+        refusal = await refund_attempt(
+            row, gateway=gateway, engine=engine, reconciler=reconciler, cause=cause, at=clock()
+        )
+        if refusal is not None:
+            unasked.append(refusal)
     if unasked:
         raise CheckoutRejected(f"refund refused and no conversation to ask a person in: {'; '.join(unasked)}")
+
+
+async def refund_attempt(
+    row: PaymentAttemptRow,
+    *,
+    gateway: StripeGateway,
+    engine: Engine,
+    reconciler: "Reconciler",
+    cause: Cause,
+    at: datetime,
+) -> str | None:
+    """Give back the money one attempt holds, if it holds any, and settle it from the refunded charge. A refund
+    Stripe refuses is asked of a person; the refusal is returned when there is no conversation to ask in."""
+    if AttemptStatus(row.status) not in HOLDS_MONEY:
+        return None
+    account = row.stripe_account
+    session = await gateway.retrieve_session(row.checkout_session_id, account=account)
+    intent = row.payment_intent_id or session.payment_intent
+    if intent is None:
+        raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
+    try:
+        key = refund_key(row.checkout_session_id)
+        charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
+    except CheckoutRejected as exc:
+        log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
+        if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, at):
+            return f"{row.checkout_session_id}: {exc}"
+        return None
+    log.info("order's payment refunded at Stripe", extra={"attempt": row.attempt})
+    if charge_id is not None:
+        charge = await gateway.retrieve_charge(charge_id, account=account)
+        await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
+    return None
 
 
 def _ask_for_refund(engine: Engine, row: PaymentAttemptRow, refusal: str, cause: Cause, at: datetime) -> bool:

@@ -20,7 +20,8 @@ from schemas.orders import OrderChanged, OrderState
 from sellmesh.db import session_scope
 from sellmesh.subscriber import PermanentError
 from services.gateway.store import Tenant
-from services.orders.tables import OrderRow
+from services.orders.query import taken_back_by_person
+from services.orders.tables import AuditRow, OrderRow
 from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession, ReturnUrls
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
@@ -522,3 +523,79 @@ async def test_a_checkout_no_session_can_take_sends_the_order_back_and_asks_a_pe
     assert len({request["event_id"] for request in asked}) == 1
     assert (asked[0]["reason"], asked[0]["actor"]["kind"]) == ("rejected_command", "system")
     assert "back in draft" in asked[0]["note"]
+
+
+def take_back(shop: PaymentShop, order_id: uuid.UUID, actor: ActorKind, change: str = "cancelled") -> None:
+    """What orders commits when `actor` cancels (or refunds) the order: its state and the accepted audit row."""
+    state = OrderState.CANCELLED if change == "cancelled" else OrderState.REFUNDED
+    place_order(shop.engine, shop.tenant_id, order_id, state=state, version=4)
+    with session_scope(shop.engine) as session:
+        session.add(
+            AuditRow(
+                tenant_id=shop.tenant_id,
+                order_id=order_id,
+                message_id=uuid.uuid4(),
+                correlation_id=uuid.uuid4(),
+                actor_kind=actor.value,
+                actor_id=f"{actor.value}-1",
+                action="cancel" if change == "cancelled" else "refund",
+                outcome="accepted",
+                change=change,
+                from_state=OrderState.AWAITING_PAYMENT.value,
+                to_state=state.value,
+                version=4,
+                at=datetime.now(UTC),
+            )
+        )
+
+
+@pytest.mark.parametrize("webhook_first", [True, False], ids=["webhook-first", "cancel-first"])
+async def test_a_payment_racing_a_persons_cancel_is_refunded_once_and_never_announced(
+    shop: PaymentShop, webhook_first: bool
+) -> None:
+    """The customer pays as the owner cancels. Whichever payments handles first, Stripe's completed checkout or the
+    order's `cancelled`, the money goes back once, orders never hears `paid` (it would ask a person to refund, and
+    the agent would thank the customer), and nobody is asked for anything."""
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    take_back(shop, attempt.order_id, ActorKind.OWNER)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    cancelled = order_changed(shop, attempt.order_id, "cancelled", ActorKind.OWNER)
+
+    async def on_cancel() -> None:
+        await on_order_event(cancelled, gateway=shop.gateway, engine=shop.engine, reconciler=shop.reconciler)
+
+    first, second = (shop.deliver(completed), on_cancel()) if webhook_first else (on_cancel(), shop.deliver(completed))
+    await first
+    assert shop.attempt(attempt.order_id).status == "refunded"
+    await second
+    for body in await shop.stripe_events(attempt.checkout_session_id):  # every event again, late
+        await shop.deliver(body)
+    [refunded] = await refunds_of(shop, attempt)
+    assert refunded["data"]["object"]["amount_refunded"] == 2500
+    assert shop.facts(attempt.order_id) == ["link_created", "refunded"]
+    assert shop.story(attempt.order_id) == [("", "open"), ("open", "paid"), ("paid", "refunded")]
+    assert shop.handoffs(f"conv-{attempt.order_id}") == []
+
+
+async def test_a_payment_for_an_order_the_ai_cancelled_is_still_announced(shop: PaymentShop) -> None:
+    """Only a person's cancel or refund says the money goes back; orders asks a person about any other."""
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    take_back(shop, attempt.order_id, ActorKind.AI)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    await shop.deliver(completed)
+    assert shop.facts(attempt.order_id) == ["link_created", "paid"]
+    assert await refunds_of(shop, attempt) == []
+
+
+def test_only_a_persons_accepted_cancel_or_refund_takes_an_orders_money_back(migrated_engine: Engine) -> None:
+    shop = PaymentShop(migrated_engine, None, None, None, add_tenant(migrated_engine))  # type: ignore[arg-type]
+    orders = {kind: uuid.uuid4() for kind in ("owner", "staff-refund", "ai", "none")}
+    take_back(shop, orders["owner"], ActorKind.OWNER)
+    take_back(shop, orders["staff-refund"], ActorKind.STAFF, "refunded")
+    take_back(shop, orders["ai"], ActorKind.AI)
+    place_order(migrated_engine, shop.tenant_id, orders["none"], state=OrderState.AWAITING_PAYMENT, version=3)
+    taken = {kind: taken_back_by_person(migrated_engine, shop.tenant_id, order) for kind, order in orders.items()}
+    assert taken == {"owner": True, "staff-refund": True, "ai": False, "none": False}
+    assert not taken_back_by_person(migrated_engine, uuid.uuid4(), orders["owner"])  # another tenant's order
