@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import stripe
 from pydantic import ValidationError
 from sqlalchemy import Engine, make_url
 from sqlmodel import Session
@@ -32,6 +33,7 @@ from sellmesh.ops.errors import DatabaseUnavailable
 from sellmesh.ops.message import Headers, Message
 from sellmesh.ops.replay import Refusal, ReplayItem
 from sellmesh.service import derived_id
+from sellmesh.settings import MeshSettings
 from services.gateway.query import find_channel_account
 from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 from services.ingest.signature import signature_ok
@@ -98,13 +100,23 @@ def rewrap_meta(engine: Engine, message: Message, at: datetime) -> ReplayItem | 
     return _item(message, CHANNEL_RAW, envelope, key=str(account.id))
 
 
-def rewrap_stripe(engine: Engine, message: Message, at: datetime) -> ReplayItem | Refusal:
+def rewrap_stripe(engine: Engine, message: Message, at: datetime, *, secret: str | None = None) -> ReplayItem | Refusal:
     """What payments' edge does with a verified event once a tenant is found for it (services/payments/webhook.py).
 
-    The signature is not checked again: the edge verified it before keeping the event, and Stripe's tolerance
-    of 300 s has long passed."""
+    The kept Stripe-Signature is checked again, with Stripe's own check and the secret the edge verifies with
+    (`secret`, by default STRIPE_WEBHOOK_SECRET as the edge reads it): whatever wrote to the DLQ, only what
+    Stripe signed goes back as a verified event. Its timestamp tolerance is off, since a kept letter is old by
+    design."""
     try:
         text = message.value.decode("utf-8")
+    except ValueError:
+        return Refusal(message, "not a JSON body")
+    secret = secret if secret is not None else MeshSettings().stripe_webhook_signing_secret
+    if secret is None:
+        return Refusal(message, "no Stripe webhook secret to check its signature with: set STRIPE_WEBHOOK_SECRET")
+    if not _stripe_signed(text, message.header_map.get(SIGNATURE_HEADER), secret):
+        return Refusal(message, "its Stripe-Signature does not verify with the webhook secret (STRIPE_WEBHOOK_SECRET)")
+    try:
         body = json.loads(text)
     except (ValueError, RecursionError):
         return Refusal(message, "not a JSON body")
@@ -136,6 +148,17 @@ def rewrap_stripe(engine: Engine, message: Message, at: datetime) -> ReplayItem 
     except ValidationError as exc:
         return Refusal(message, f"does not fit a {PAYMENTS_STRIPE} message ({exc.error_count()} problem(s))")
     return _item(message, PAYMENTS_STRIPE, envelope, key=object_id)
+
+
+def _stripe_signed(text: str, header: str | None, secret: str) -> bool:
+    # Stripe's check compares with hmac.compare_digest, which raises on non-ASCII text instead of answering no.
+    if not header or not header.isascii() or not header.isprintable():
+        return False
+    try:
+        stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
+    except stripe.SignatureVerificationError:
+        return False
+    return True
 
 
 def _tenant_of(engine: Engine, signal: StripeSignal) -> uuid.UUID | None:

@@ -2,6 +2,8 @@
 the subscriber and of the webhook edges."""
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ from sellmesh.broker import envelope_headers
 from sellmesh.cli import app
 from sellmesh.db import session_scope
 from sellmesh.service import derived_id
+from sellmesh.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 from sellmesh.subscriber import PermanentError, dead_letter_headers
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.ingest.payloads import encode, whatsapp_text
@@ -313,8 +316,10 @@ def test_reingest_sends_a_kept_stripe_event_back_once_a_payment_attempt_owns_it(
     body = json.dumps(
         {"id": event_id, "object": "event", "type": "charge.refunded", "created": 1, "data": {"object": obj}}
     )
+    # Signed by Stripe (the sandbox's secret, the edge's by default) when the edge kept it, long ago.
+    digest = hmac.new(SANDBOX_STRIPE_WEBHOOK_SECRET.encode(), f"1.{body}".encode(), hashlib.sha256).hexdigest()
     headers = edge_headers(
-        "unresolved_tenant", PAYMENTS_STRIPE, **{"x-stripe-event-id": event_id, "x-signature": "t=1,v1=00"}
+        "unresolved_tenant", PAYMENTS_STRIPE, **{"x-stripe-event-id": event_id, "x-signature": f"t=1,v1={digest}"}
     )
     asyncio.run(produce(letters.bootstrap, dlq_of(PAYMENTS_STRIPE), [(body.encode(), charge.encode(), headers)]))
     asyncio.run(ensure_topic(letters.bootstrap, PAYMENTS_STRIPE))

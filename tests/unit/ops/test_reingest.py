@@ -1,10 +1,14 @@
 """A raw webhook an edge kept goes back as the envelope that edge would publish, once it can be routed; not before."""
 
+import dataclasses
+import hashlib
+import hmac
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from schemas.channel import RawWebhook
@@ -17,6 +21,7 @@ from sellmesh.ops.message import Message, message_of
 from sellmesh.ops.reingest import rewrap_meta, rewrap_stripe
 from sellmesh.ops.replay import Refusal, ReplayItem
 from sellmesh.service import derived_id
+from sellmesh.settings import SANDBOX_STRIPE_WEBHOOK_SECRET
 from services.gateway.admin import connect_channel_account, create_tenant
 from services.ingest.payloads import encode, whatsapp_text
 from services.ingest.signature import sign
@@ -46,22 +51,53 @@ def kept_meta(phone_number_id: str, *, secret: str = SECRET, offset: int = 3) ->
     )
 
 
-def kept_stripe(obj: dict[str, Any]) -> Message:
-    """An event payments' edge kept because no tenant could be found for it."""
+@pytest.fixture(autouse=True)
+def sandbox_stripe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The edge's secret as configured by default: the sandbox's, while the API key is the sandbox's."""
+    monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
+
+
+def stripe_signature(raw: bytes, secret: str = SANDBOX_STRIPE_WEBHOOK_SECRET) -> str:
+    """Stripe-Signature as Stripe writes it, dated when the edge kept the event: long past any tolerance."""
+    signed_at = KEPT_AT_MS // 1000
+    digest = hmac.new(secret.encode(), f"{signed_at}.".encode() + raw, hashlib.sha256).hexdigest()
+    return f"t={signed_at},v1={digest}"
+
+
+def kept_stripe_bytes(value: bytes, *, signature: str | None = None) -> Message:
+    return message_of(
+        topic=dlq_of(PAYMENTS_STRIPE),
+        partition=0,
+        offset=0,
+        timestamp_ms=KEPT_AT_MS,
+        key=None,
+        value=value,
+        headers=[
+            ("x-error-kind", b"unresolved_tenant"),
+            ("x-original-topic", PAYMENTS_STRIPE.encode()),
+            ("x-signature", (stripe_signature(value) if signature is None else signature).encode()),
+        ],
+    )
+
+
+def kept_stripe(obj: dict[str, Any], *, secret: str = SANDBOX_STRIPE_WEBHOOK_SECRET) -> Message:
+    """An event payments' edge kept because no tenant could be found for it, signed by Stripe with `secret`."""
     event_id = f"evt_{uuid.uuid4().hex}"
     body = {"id": event_id, "object": "event", "type": "charge.refunded", "created": 1, "data": {"object": obj}}
+    raw = json.dumps(body).encode()
     return message_of(
         topic=dlq_of(PAYMENTS_STRIPE),
         partition=0,
         offset=0,
         timestamp_ms=KEPT_AT_MS,
         key=obj["id"].encode(),
-        value=json.dumps(body).encode(),
+        value=raw,
         headers=[
             ("x-error-kind", b"unresolved_tenant"),
             ("x-original-topic", PAYMENTS_STRIPE.encode()),
             ("x-stripe-event-id", event_id.encode()),
-            ("x-signature", b"t=1,v1=00"),
+            ("x-signature", stripe_signature(raw, secret).encode()),
         ],
     )
 
@@ -179,6 +215,35 @@ def test_bytes_that_are_no_stripe_event_payments_reconciles_are_refused(engine: 
         (b'{"object": "charge"}', "not a Stripe event"),
         (json.dumps(other).encode(), "customer.created is not an event payments reconciles"),
     ):
-        letter = message_of(topic="t", partition=0, offset=0, timestamp_ms=0, key=None, value=value, headers=[])
-        refused = rewrap_stripe(engine, letter, AT)
+        refused = rewrap_stripe(engine, kept_stripe_bytes(value), AT)
         assert isinstance(refused, Refusal) and refused.reason.startswith(reason)
+
+
+def test_a_kept_stripe_event_whose_signature_does_not_verify_is_refused(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked as the edge checks, with the edge's secret: only what Stripe signed goes back as a verified event."""
+    tenant = {"tenant_id": str(uuid.uuid4())}
+    signed = kept_stripe({"id": "ch_signed", "object": "charge", "metadata": tenant})
+    assert isinstance(rewrap_stripe(engine, signed, AT), ReplayItem)  # signed long ago: no tolerance applies
+    tampered = dataclasses.replace(signed, value=signed.value.replace(b"ch_signed", b"ch_forged"))
+    unsigned = kept_stripe_bytes(signed.value, signature="")
+    not_ascii = kept_stripe_bytes(signed.value, signature="t=1,v1=\u00e9")
+    other_secret = kept_stripe({"id": "ch_other", "object": "charge", "metadata": tenant}, secret="whsec_other")
+    for letter in (tampered, unsigned, not_ascii, other_secret):
+        refused = rewrap_stripe(engine, letter, AT)
+        assert isinstance(refused, Refusal) and "Stripe-Signature does not verify" in refused.reason
+    # The secret the edge is configured with (STRIPE_WEBHOOK_SECRET) is the one checked.
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_other")
+    assert isinstance(rewrap_stripe(engine, other_secret, AT), ReplayItem)
+    assert isinstance(rewrap_stripe(engine, signed, AT), Refusal)
+    assert isinstance(rewrap_stripe(engine, signed, AT, secret=SANDBOX_STRIPE_WEBHOOK_SECRET), ReplayItem)
+
+
+def test_without_a_webhook_secret_a_kept_stripe_event_is_refused(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_real")
+    letter = kept_stripe({"id": "ch_x", "object": "charge", "metadata": {"tenant_id": str(uuid.uuid4())}})
+    refused = rewrap_stripe(engine, letter, AT)
+    assert isinstance(refused, Refusal) and "set STRIPE_WEBHOOK_SECRET" in refused.reason
