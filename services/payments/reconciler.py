@@ -20,6 +20,7 @@ from services.orders.query import taken_back_by_person
 from services.payments.escalation import mismatch_handoff
 from services.payments.refund import refund_attempt
 from services.payments.settlement import (
+    HOLDS_MONEY,
     RANK,
     Attempt,
     AttemptStatus,
@@ -100,6 +101,12 @@ class Reconciler:
             log.warning("stripe object routed to another tenant or order", extra={"stripe_event": signal.event_id})
             return _count(cause, Outcome.REJECTED)
         if settled(AttemptStatus(row.status), with_charge=signal.charge_id is not None):
+            if AttemptStatus(row.status) in HOLDS_MONEY and await in_thread(
+                taken_back_by_person, self.engine, row.tenant_id, row.order_id
+            ):
+                # A quiet give-back that failed after its payment was recorded (Stripe down, the worker killed):
+                # this redelivery is the only thing that will ever retry it. `refund:{session}` keeps it one refund.
+                await self._give_back(row.checkout_session_id, cause)
             return _count(cause, Outcome.UNCHANGED)  # a duplicate or a late event: no need to ask Stripe
         account = row.stripe_account
         session = await self.stripe.retrieve_session(row.checkout_session_id, account=account)

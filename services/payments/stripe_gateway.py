@@ -101,13 +101,21 @@ def _misconfigured(error: stripe.StripeError) -> str:
     return f"Stripe answered {error.http_status} ({type(error).__name__})"
 
 
-def _classified(error: stripe.StripeError) -> CheckoutUnavailable | CheckoutRejected:
+def _classified(error: stripe.StripeError, account: str | None = None) -> CheckoutUnavailable | CheckoutRejected:
     """Only Stripe refusing the request itself (invalid_request_error) is a refusal the same request will meet
     again. A refused key, a missing permission or a clashing idempotency key is ours to fix, and the request then
-    succeeds as it stands: it is waited out, then kept in the DLQ to redrive, and the order keeps awaiting it."""
+    succeeds as it stands: it is waited out, then kept in the DLQ to redrive, and the order keeps awaiting it.
+    The exception is a business's own Connect account refusing the platform: nothing on-call does fixes another
+    business's account, and waiting would hold every order sharing the partition, so that is a refusal."""
     request_id = error.request_id or "none"
     if _is_transient(error):
         return CheckoutUnavailable(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+    if account and (
+        isinstance(error, stripe.PermissionError) or error.http_status == 403 or error.code == "account_invalid"
+    ):
+        return CheckoutRejected(
+            f"the Connect account {account} refused the platform ({error.http_status}); request {request_id}"
+        )
     if isinstance(error, stripe.InvalidRequestError):
         # The SDK's message names the request id and Stripe's reason, never the API key.
         return CheckoutRejected(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
@@ -116,11 +124,11 @@ def _classified(error: stripe.StripeError) -> CheckoutUnavailable | CheckoutReje
     return CheckoutUnavailable(f"{cause}; request {request_id}")
 
 
-async def _call(call: Callable[[], Awaitable[T]]) -> T:
+async def _call(call: Callable[[], Awaitable[T]], *, account: str | None = None) -> T:
     try:
         return await call()
     except stripe.StripeError as exc:
-        raise _classified(exc) from exc
+        raise _classified(exc, account) from exc
 
 
 class StripeCheckoutGateway:
@@ -138,7 +146,10 @@ class StripeCheckoutGateway:
     async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
         options = _options(request.settings.stripe_account, idempotency_key=request.idempotency_key)
         sessions = self._client.v1.checkout.sessions
-        session = await _call(lambda: sessions.create_async(params=session_params(request), options=options))
+        session = await _call(
+            lambda: sessions.create_async(params=session_params(request), options=options),
+            account=request.settings.stripe_account,
+        )
         if session.url is None or session.amount_total is None or session.currency is None:
             raise CheckoutRejected(f"session {session.id} came back without url, amount or currency")
         return CheckoutSession(
@@ -154,7 +165,7 @@ class StripeCheckoutGateway:
         try:
             # A fixed idempotency key: a retry after a lost answer replays the expiry instead of failing on it.
             options = _options(account, idempotency_key=f"expire:{session_id}")
-            expired = await _call(lambda: sessions.expire_async(session_id, options=options))
+            expired = await _call(lambda: sessions.expire_async(session_id, options=options), account=account)
             return session_state(expired.to_dict())
         except CheckoutRejected:
             return await self.retrieve_session(session_id, account=account)
@@ -181,7 +192,7 @@ class StripeCheckoutGateway:
         except stripe.StripeError as exc:
             if exc.code == "charge_already_refunded":
                 return None
-            raise _classified(exc) from exc
+            raise _classified(exc, account) from exc
         charge = made.charge
         return charge if isinstance(charge, str) or charge is None else charge.id
 

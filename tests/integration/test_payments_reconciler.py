@@ -599,3 +599,40 @@ def test_only_a_persons_accepted_cancel_or_refund_takes_an_orders_money_back(mig
     taken = {kind: taken_back_by_person(migrated_engine, shop.tenant_id, order) for kind, order in orders.items()}
     assert taken == {"owner": True, "staff-refund": True, "ai": False, "none": False}
     assert not taken_back_by_person(migrated_engine, uuid.uuid4(), orders["owner"])  # another tenant's order
+
+
+class RefundFailsOnce:
+    """Stripe answers the first refund with a 503; everything else goes through."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gateway = gateway
+        self.refunds = 0
+
+    async def refund(self, payment_intent: str, *, account: str | None, idempotency_key: str) -> str | None:
+        self.refunds += 1
+        if self.refunds == 1:
+            raise CheckoutUnavailable("stripe answered 503")
+        result: str | None = await self.gateway.refund(payment_intent, account=account, idempotency_key=idempotency_key)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+async def test_a_quiet_give_back_that_failed_is_made_by_the_next_delivery(shop: PaymentShop) -> None:
+    """The owner's cancel was handled before the money came (a bank debit settling late): the reconciler records
+    the payment quietly and its refund fails. The redelivery finds the attempt settled; it must still give back."""
+    attempt = await shop.checkout()
+    shop.sandbox.hook(attempt.checkout_session_id)
+    take_back(shop, attempt.order_id, ActorKind.OWNER)
+    [completed] = await shop.stripe_events(attempt.checkout_session_id)
+    flaky = RefundFailsOnce(shop.gateway)
+    stalled = dataclasses.replace(shop, reconciler=Reconciler(stripe=flaky, engine=shop.engine))
+    with pytest.raises(CheckoutUnavailable):
+        await stalled.deliver(completed)
+    assert shop.attempt(attempt.order_id).status == "paid"
+    await stalled.deliver(completed)  # the subscriber's retry
+    await stalled.deliver(completed)  # and a late duplicate: still one refund
+    assert shop.attempt(attempt.order_id).status == "refunded"
+    assert len(await refunds_of(shop, attempt)) == 1
+    assert shop.facts(attempt.order_id) == ["link_created", "refunded"]

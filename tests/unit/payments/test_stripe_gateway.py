@@ -3,6 +3,7 @@
 import json
 import logging
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,9 +16,9 @@ from services.payments.stripe_gateway import CheckoutRejected, CheckoutUnavailab
 KEY = "sk_live_not_a_real_key_4242"
 
 
-def request() -> CheckoutRequest:
+def request(account: str | None = None) -> CheckoutRequest:
     order_id = uuid.uuid4()
-    return CheckoutRequest(
+    made = CheckoutRequest(
         tenant_id=uuid.uuid4(),
         order_id=order_id,
         attempt=3,
@@ -28,9 +29,10 @@ def request() -> CheckoutRequest:
         expires_at=datetime.now(UTC) + timedelta(hours=1),
         idempotency_key=f"checkout:{order_id}:3",
     )
+    return made if account is None else replace(made, settings=replace(made.settings, stripe_account=account))
 
 
-async def answered(status: int, error: dict[str, str]) -> Exception:
+async def answered(status: int, error: dict[str, str], *, account: str | None = None) -> Exception:
     """What creating a session raises when Stripe answers `status` with `error`."""
 
     def answer(_: httpx.Request) -> httpx.Response:
@@ -39,7 +41,7 @@ async def answered(status: int, error: dict[str, str]) -> Exception:
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         gateway = StripeCheckoutGateway(api_key=KEY, base_url="https://stripe.test", http=http)
         with pytest.raises((CheckoutRejected, CheckoutUnavailable)) as raised:
-            await gateway.create_session(request())
+            await gateway.create_session(request(account))
     return raised.value
 
 
@@ -85,3 +87,12 @@ async def test_a_request_stripe_finds_invalid_is_refused(caplog: pytest.LogCaptu
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
 async def test_stripe_busy_or_down_is_waited_out(status: int) -> None:
     assert isinstance(await answered(status, {"type": "api_error", "message": "try later"}), CheckoutUnavailable)
+
+
+async def test_a_business_connect_account_refusing_the_platform_is_a_refusal_not_an_outage() -> None:
+    """Nothing on-call does fixes another business's account, and waiting it out would hold every order sharing
+    the partition: the order goes back to draft and a person is asked (`CheckoutRejected`)."""
+    error = {"type": "invalid_request_error", "message": "The platform does not have access to this account"}
+    raised = await answered(403, error, account="acct_1Seller")
+    assert isinstance(raised, CheckoutRejected) and "acct_1Seller" in str(raised)
+    assert KEY not in str(raised)
