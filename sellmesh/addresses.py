@@ -5,14 +5,15 @@ import ipaddress
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # IPv6 prefixes whose addresses carry an IPv4 address in their last 32 bits, and reach it through a translator:
-# NAT64 (RFC 6052 and the local-use RFC 8215 prefix), SIIT's IPv4-translated form, and the deprecated
-# IPv4-compatible form.
+# NAT64's well-known prefix (RFC 6052), SIIT's IPv4-translated form, and the deprecated IPv4-compatible form.
 _LAST_32_BITS = (
     ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
     ipaddress.IPv6Network("::ffff:0:0:0/96"),
     ipaddress.IPv6Network("::/96"),
 )
+# The local-use NAT64 prefix (RFC 8215) is used at lengths from /48 to /96, where the IPv4 address sits at
+# different bits: which one an address reaches cannot be told from the address, so none of it is public.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -38,5 +39,7 @@ def judged(ip: IPAddress) -> IPAddress:
 
 def is_public(ip: IPAddress) -> bool:
     """Globally routable and not multicast, judged by the IPv4 address it carries if it carries one."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip in _LOCAL_NAT64:
+        return False
     target = judged(ip)
     return target.is_global and not target.is_multicast

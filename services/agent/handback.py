@@ -109,9 +109,15 @@ class Handback:
         if transcript is None:
             log.warning("resolved handoff has no ticket here", extra={"ticket_id": event.ticket_id})
             return
-        unanswered = await self._unanswered(event, transcript) if self.buffer is not None else []
+        unanswered: list[InboxMessage] = []
+        if self.buffer is not None and transcript.channel:
+            # The handed set is written with the mirror, after the commit that published this event: read it only
+            # once the mirror says the conversation is back with the AI, or it reads as empty.
+            await self._mirror_handed_back(event)
+            unanswered = await self._unanswered(event, transcript)
         # The unanswered messages become the AI's next turn, not memory: they would be in its prompt twice.
-        told = transcript.messages[: len(transcript.messages) - len(unanswered)]
+        answered_later = {id(message) for message in unanswered}
+        told = [message for message in transcript.messages if id(message) not in answered_later]
         turns = handback_turns(told, reason=transcript.reason, note=event.note)
         resumed = await memory.resume_after_handoff(
             self.redis, event.tenant_id, event.conversation_id, ticket_id=event.ticket_id, turns=turns
@@ -123,12 +129,20 @@ class Handback:
     async def _unanswered(self, event: HandoffResolved, transcript: HandoffTranscript) -> list[InboxMessage]:
         """Only what the person had before them at the handback (handoff's `handed` set): a message that reached
         the inbox after it is answered by its own turn, and must not be answered here a second time."""
-        if not transcript.channel:
-            return []
         found = waiting(transcript.messages)
         ids = [m.event_id for m in found if m.event_id is not None]
         theirs = await handed_to_person(self.redis, event.tenant_id, event.conversation_id, ids)
         return [m for m in found if m.event_id in theirs]
+
+    async def _mirror_handed_back(self, event: HandoffResolved) -> None:
+        """Wait, briefly, for handoff's mirror write after the resolve's commit; raise (the subscriber retries) if
+        the conversation still reads `human`: a turn claimed now would drop the messages for good."""
+        deadline = asyncio.get_running_loop().time() + self.mode_wait_seconds
+        while await conversation_mode(self.redis, event.tenant_id, event.conversation_id) == HUMAN:
+            if asyncio.get_running_loop().time() > deadline:
+                # Retried by the subscriber; a mirror left wrong is repaired by handoff's reconcile.
+                raise RuntimeError("conversation still mirrored as human after its handback")
+            await asyncio.sleep(0.1)
 
     async def _answer_later(
         self,
@@ -137,13 +151,5 @@ class Handback:
         unanswered: Sequence[InboxMessage],
         buffer: BurstBuffer,
     ) -> None:
-        # Handoff writes the mirror just after the commit that published this event: a turn claimed before that
-        # would still read `human` and drop the messages for good.
-        deadline = asyncio.get_running_loop().time() + self.mode_wait_seconds
-        while await conversation_mode(self.redis, event.tenant_id, event.conversation_id) == HUMAN:
-            if asyncio.get_running_loop().time() > deadline:
-                # Retried by the subscriber; a mirror left wrong is repaired by handoff's reconcile.
-                raise RuntimeError("conversation still mirrored as human after its handback")
-            await asyncio.sleep(0.1)
         if await buffer.add(waiting_message(event, transcript, unanswered)):
             log.info("unanswered messages handed to the ai", extra={"messages": len(unanswered)})

@@ -132,10 +132,11 @@ def _handed_again(
     latest = store.current_ticket(command.tenant_id, command.conversation_id)
     if latest is None or latest.status is not TicketStatus.RESOLVED:
         return None
-    return _handed_messages(session, latest)
+    # Only what the inbox could have held at the resolve: a message logged since is the AI's, by its own turn.
+    return _handed_messages(session, latest, until=latest.resolved_at)
 
 
-def _handed_messages(session: Session, ticket: Ticket) -> list[uuid.UUID]:
+def _handed_messages(session: Session, ticket: Ticket, *, until: datetime | None = None) -> list[uuid.UUID]:
     """What the person had before them when handing back: the agent leaves these customer messages to them, so one
     it reads late (it lagged, or restarted) is not answered a second time, while one the inbox never showed them is
     still the AI's to answer."""
@@ -146,6 +147,8 @@ def _handed_messages(session: Session, ticket: Ticket) -> list[uuid.UUID]:
         rows.c.author == "customer",
         since_handed_over(session, ticket.tenant_id, ticket.conversation_id, ticket.opened_at),
     )
+    if until is not None:
+        query = query.where(rows.c.at <= until)
     return list(session.execute(query).scalars())
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 from redis.asyncio import Redis
@@ -73,9 +74,10 @@ async def _mirrored(redis: Redis) -> list[Conversation]:
 
 
 async def reconcile_mode_mirror(*, engine: Engine, redis: Redis) -> MirrorReport:
+    read_at = datetime.now(UTC)
     human = set(await in_thread(_human_conversations, engine))
     for tenant_id, conversation_id in human:
-        await mode.mirror_human_unless_handed_back(redis, tenant_id, conversation_id)
+        await mode.mirror_human_unless_handed_back(redis, tenant_id, conversation_id, read_at=read_at)
     deleted = set()
     for tenant_id, conversation_id in set(await _mirrored(redis)) - human:
         key = mode.mode_key(tenant_id, conversation_id)

@@ -59,7 +59,7 @@ return 0
 # reconcile read the table.
 _HUMAN_UNLESS_HANDED_BACK: Final = """
 local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, 3) == 'ai:' then
+if current and string.sub(current, 1, 3) == 'ai:' and (tonumber(string.sub(current, 4)) or 0) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1])
@@ -146,10 +146,14 @@ async def hold_human(redis: Redis, tenant_id: UUID, conversation_id: str, second
     )
 
 
-async def mirror_human_unless_handed_back(redis: Redis, tenant_id: UUID, conversation_id: str) -> bool:
-    """The reconcile's write of a conversation its read of the table found with a person: False when a handback
-    wrote "ai:<ms>" since, which the reconcile's second read of the table then settles."""
-    return bool(await redis.eval(_HUMAN_UNLESS_HANDED_BACK, 1, mode_key(tenant_id, conversation_id), HUMAN))
+async def mirror_human_unless_handed_back(
+    redis: Redis, tenant_id: UUID, conversation_id: str, *, read_at: datetime
+) -> bool:
+    """The reconcile's write of a conversation its read of the table (at `read_at`) found with a person: False when
+    a handback wrote "ai:<ms>" since, which the reconcile's second read of the table then settles. An older marker
+    (a Redis restored from a snapshot) is overwritten: the table says a person owns the conversation now."""
+    since = int(read_at.timestamp() * 1000)
+    return bool(await redis.eval(_HUMAN_UNLESS_HANDED_BACK, 1, mode_key(tenant_id, conversation_id), HUMAN, since))
 
 
 async def get_mode(redis: Redis, tenant_id: UUID, conversation_id: str) -> str:

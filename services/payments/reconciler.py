@@ -101,7 +101,8 @@ class Reconciler:
             log.warning("stripe object routed to another tenant or order", extra={"stripe_event": signal.event_id})
             return _count(cause, Outcome.REJECTED)
         if settled(AttemptStatus(row.status), with_charge=signal.charge_id is not None):
-            if AttemptStatus(row.status) in HOLDS_MONEY and await in_thread(
+            # Not a disputed charge: Stripe refuses to refund one, and each late event would ask a person again.
+            if AttemptStatus(row.status) in HOLDS_MONEY - {AttemptStatus.DISPUTED} and await in_thread(
                 taken_back_by_person, self.engine, row.tenant_id, row.order_id
             ):
                 # A quiet give-back that failed after its payment was recorded (Stripe down, the worker killed):

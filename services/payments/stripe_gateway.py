@@ -101,6 +101,13 @@ def _misconfigured(error: stripe.StripeError) -> str:
     return f"Stripe answered {error.http_status} ({type(error).__name__})"
 
 
+def _code(error: stripe.StripeError) -> str | None:
+    """Stripe's error code; the SDK leaves `code` unset on some classes (PermissionError), the body still has it."""
+    body = error.json_body if isinstance(error.json_body, dict) else {}
+    detail = body.get("error")
+    return error.code or (str(detail.get("code")) if isinstance(detail, dict) and detail.get("code") else None)
+
+
 def _classified(error: stripe.StripeError, account: str | None = None) -> CheckoutUnavailable | CheckoutRejected:
     """Only Stripe refusing the request itself (invalid_request_error) is a refusal the same request will meet
     again. A refused key, a missing permission or a clashing idempotency key is ours to fix, and the request then
@@ -110,9 +117,7 @@ def _classified(error: stripe.StripeError, account: str | None = None) -> Checko
     request_id = error.request_id or "none"
     if _is_transient(error):
         return CheckoutUnavailable(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
-    if account and (
-        isinstance(error, stripe.PermissionError) or error.http_status == 403 or error.code == "account_invalid"
-    ):
+    if account and _code(error) == "account_invalid":
         return CheckoutRejected(
             f"the Connect account {account} refused the platform ({error.http_status}); request {request_id}"
         )

@@ -340,6 +340,8 @@ async def test_only_words_the_person_had_before_them_are_turned_into_the_ais_tur
     burst = await buffer.claim(f"{tenant}:{conversation}")
     assert burst is not None
     assert [m.content for m in burst.messages] == [TextContent(text="thank you!")]
+    _, turns = await memory.context(redis, tenant, conversation)
+    assert "thank you!" not in json.dumps(turns)  # in the turn only, though it is not the transcript's last
 
 
 async def test_a_request_that_never_commits_gives_back_the_last_handbacks_marker(
@@ -353,5 +355,11 @@ async def test_a_request_that_never_commits_gives_back_the_last_handbacks_marker
     assert await redis.get(mode_key(tenant, conversation)) == "human"
     await set_mode(redis, tenant, conversation, "ai")  # the request was refused, or its restore ran
     assert await redis.get(mode_key(tenant, conversation)) == marker
-    assert await mirror_human_unless_handed_back(redis, tenant, conversation) is False  # the reconcile's write
+    # The reconcile read the table before that handback: its write of "human" must not land over the marker.
+    before = datetime.fromtimestamp(int(marker.split(":")[1]) / 1000 - 1, UTC)
+    assert await mirror_human_unless_handed_back(redis, tenant, conversation, read_at=before) is False
     assert await redis.get(mode_key(tenant, conversation)) == marker
+    # A marker older than the reconcile's read (a Redis restored from a snapshot) gives way to the table's word.
+    after = datetime.fromtimestamp(int(marker.split(":")[1]) / 1000 + 1, UTC)
+    assert await mirror_human_unless_handed_back(redis, tenant, conversation, read_at=after) is True
+    assert await redis.get(mode_key(tenant, conversation)) == "human"

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,8 @@ from sellmesh.localredis import LocalRedis
 from services.handoff import handlers
 from services.handoff.handlers import on_handoff_command
 from services.handoff.mirror import conversation_of, reconcile_mode_mirror
-from services.handoff.mode import get_mode, handed_back, hold_human, mode_key, set_mode
+from services.handoff.mode import get_mode, handed_back, handed_to_person, hold_human, mode_key, set_mode
+from tests.builders import inbound_text, record_inbound
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -210,5 +211,8 @@ async def test_a_redelivered_resolve_writes_the_handback_a_crash_after_its_commi
     marker = await redis.get(mode_key(tenant, "conv-1"))
     assert handed_back(marker)
     await redis.set(mode_key(tenant, "conv-1"), "human")  # the crash: committed, but the mirror never written
+    later = inbound_text(tenant, "conv-1", "one more thing", sent_at=datetime.now(UTC) + timedelta(hours=1))
+    record_inbound(engine, later)  # logged after the resolve: the AI's to answer, by its own turn
     await on_handoff_command(resolve, engine=engine, redis=redis)
     assert handed_back(await redis.get(mode_key(tenant, "conv-1")))
+    assert not await handed_to_person(redis, tenant, "conv-1", [later.event_id])

@@ -67,7 +67,8 @@ class Sockets(httpcore.AsyncNetworkBackend):
         # IPv4 carried in IPv6 is judged as the IPv4 address it reaches: NAT64 (well-known and local-use), SIIT,
         # IPv4-compatible, 6to4 and Teredo's client.
         ("64:ff9b::a9fe:a9fe", "link-local"),
-        ("64:ff9b:1::a00:1", "private"),
+        ("64:ff9b:1::a00:1", "reserved"),  # local-use NAT64: where it leads cannot be told, so never public
+        ("64:ff9b:1:a9fe:a9:fe00:808:808", "reserved"),
         ("::ffff:0:7f00:1", "loopback"),
         ("::a00:1", "private"),
         ("2002:a9fe:a9fe::1", "link-local"),

@@ -92,7 +92,17 @@ async def test_stripe_busy_or_down_is_waited_out(status: int) -> None:
 async def test_a_business_connect_account_refusing_the_platform_is_a_refusal_not_an_outage() -> None:
     """Nothing on-call does fixes another business's account, and waiting it out would hold every order sharing
     the partition: the order goes back to draft and a person is asked (`CheckoutRejected`)."""
-    error = {"type": "invalid_request_error", "message": "The platform does not have access to this account"}
+    error = {
+        "type": "invalid_request_error",
+        "code": "account_invalid",
+        "message": "The provided key does not have access to account 'acct_1Seller'",
+    }
     raised = await answered(403, error, account="acct_1Seller")
     assert isinstance(raised, CheckoutRejected) and "acct_1Seller" in str(raised)
     assert KEY not in str(raised)
+
+
+async def test_a_403_on_a_connect_account_that_is_our_keys_fault_is_waited_out() -> None:
+    """A restricted platform key lacks a permission: every Connect tenant would be refused for a mistake of ours."""
+    error = {"type": "invalid_request_error", "message": f"The key {KEY} is restricted"}
+    assert isinstance(await answered(403, error, account="acct_1Seller"), CheckoutUnavailable)
