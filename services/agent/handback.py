@@ -109,40 +109,40 @@ class Handback:
         if transcript is None:
             log.warning("resolved handoff has no ticket here", extra={"ticket_id": event.ticket_id})
             return
-        unanswered: list[InboxMessage] = []
-        if self.buffer is not None and transcript.channel:
-            # The handed set is written with the mirror, after the commit that published this event: read it only
-            # once the mirror says the conversation is back with the AI, or it reads as empty.
-            await self._mirror_handed_back(event)
-            unanswered = await self._unanswered(event, transcript)
-        # The unanswered messages become the AI's next turn, not memory: they would be in its prompt twice.
-        answered_later = {id(message) for message in unanswered}
+        waiting_words = waiting(transcript.messages) if self.buffer is not None and transcript.channel else []
+        # The waiting words become the AI's next turn, not memory: they would be in its prompt twice.
+        answered_later = {id(message) for message in waiting_words}
         told = [message for message in transcript.messages if id(message) not in answered_later]
         turns = handback_turns(told, reason=transcript.reason, note=event.note)
         resumed = await memory.resume_after_handoff(
             self.redis, event.tenant_id, event.conversation_id, ticket_id=event.ticket_id, turns=turns
         )
         log.info("conversation handed back to the ai", extra={"ticket_id": event.ticket_id, "resumed": resumed})
-        if unanswered and self.buffer is not None:
-            await self._answer_later(event, transcript, unanswered, self.buffer)
+        if waiting_words and self.buffer is not None and await self._mirror_handed_back(event):
+            # The handed set is written with the mirror, after the commit that published this event: read only
+            # once the mirror says the conversation is back with the AI, or it reads as empty.
+            unanswered = await self._unanswered(event, waiting_words)
+            if unanswered:
+                await self._answer_later(event, transcript, unanswered, self.buffer)
 
-    async def _unanswered(self, event: HandoffResolved, transcript: HandoffTranscript) -> list[InboxMessage]:
+    async def _unanswered(self, event: HandoffResolved, found: Sequence[InboxMessage]) -> list[InboxMessage]:
         """Only what the person had before them at the handback (handoff's `handed` set): a message that reached
         the inbox after it is answered by its own turn, and must not be answered here a second time."""
-        found = waiting(transcript.messages)
         ids = [m.event_id for m in found if m.event_id is not None]
         theirs = await handed_to_person(self.redis, event.tenant_id, event.conversation_id, ids)
         return [m for m in found if m.event_id in theirs]
 
-    async def _mirror_handed_back(self, event: HandoffResolved) -> None:
-        """Wait, briefly, for handoff's mirror write after the resolve's commit; raise (the subscriber retries) if
-        the conversation still reads `human`: a turn claimed now would drop the messages for good."""
+    async def _mirror_handed_back(self, event: HandoffResolved) -> bool:
+        """Wait, briefly, for handoff's mirror write after the resolve's commit (a turn claimed before it would
+        drop the messages for good). False when the conversation still reads `human`: a person took it again since
+        (a new request, read here late), and the words are theirs now."""
         deadline = asyncio.get_running_loop().time() + self.mode_wait_seconds
         while await conversation_mode(self.redis, event.tenant_id, event.conversation_id) == HUMAN:
             if asyncio.get_running_loop().time() > deadline:
-                # Retried by the subscriber; a mirror left wrong is repaired by handoff's reconcile.
-                raise RuntimeError("conversation still mirrored as human after its handback")
+                log.warning("conversation with a person again since its handback; its waiting words are theirs")
+                return False
             await asyncio.sleep(0.1)
+        return True
 
     async def _answer_later(
         self,

@@ -220,7 +220,7 @@ async def on_handoff_command(
     if conversation is not None and applied.mode is not None:
         # After the commit, and on duplicates too: a crash between commit and this line left the
         # mirror stale, and the redelivery is what repairs it.
-        await mode.set_mode(redis, command.tenant_id, conversation, applied.mode, handed=applied.handed, at=at)
+        await mode.set_mode(redis, command.tenant_id, conversation, applied.mode, handed=applied.handed)
         # Then the table again: a command for the same conversation from outside its partition (the sweep's)
         # may have committed the other mode and written it between this commit and the write above.
         stored = await in_thread(_stored_mode, engine, command.tenant_id, conversation)

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from redis.asyncio import Redis
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Conversation = tuple[uuid.UUID, str]
 
 _KEY_PREFIX: Final = "mode:"
+CLOCK_MARGIN_SECONDS: Final = 60
 # Only a lasting "human": a hold (with an expiry) belongs to a request still on its way to its commit.
 _DELETE_IF_LASTING: Final = """
 if redis.call('PTTL', KEYS[1]) == -1 and redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -74,7 +75,9 @@ async def _mirrored(redis: Redis) -> list[Conversation]:
 
 
 async def reconcile_mode_mirror(*, engine: Engine, redis: Redis) -> MirrorReport:
-    read_at = datetime.now(UTC)
+    # A margin for clocks that differ between the replica writing a handback's marker and this one: a marker from
+    # a Redis restored from a snapshot is older than that.
+    read_at = datetime.now(UTC) - timedelta(seconds=CLOCK_MARGIN_SECONDS)
     human = set(await in_thread(_human_conversations, engine))
     for tenant_id, conversation_id in human:
         await mode.mirror_human_unless_handed_back(redis, tenant_id, conversation_id, read_at=read_at)

@@ -87,7 +87,6 @@ async def set_mode(
     mode: str,
     *,
     handed: Sequence[UUID] | None = None,
-    at: datetime | None = None,
 ) -> None:
     """Mirror `mode` ("ai" or "human"). "ai" removes "human", since absence already means ai. A handback
     (`handed`: the customer messages the person had before them) writes "ai:<ms>", which every reader takes for
@@ -96,7 +95,8 @@ async def set_mode(
     if mode == HUMAN:
         await redis.set(key, HUMAN)
     elif mode == AI and handed is not None:
-        millis = int((at or datetime.now(UTC)).timestamp() * 1000)
+        # The moment of writing, not the command's: the reconcile compares it with when it read the table.
+        millis = int(datetime.now(UTC).timestamp() * 1000)
         ids = handed_key(tenant_id, conversation_id)
         async with redis.pipeline(transaction=True) as pipe:
             pipe.delete(ids)
