@@ -157,7 +157,8 @@ class Sender:
         # Second lock of two (the agent is the first): a person owns this conversation. A message on its way
         # out learns it from its first send token (one Redis step); one stopped here first must learn it too,
         # since a person in charge outranks every other reason not to send.
-        account = await account_by_id_async(self.engine, uuid.UUID(message.channel_account_id))
+        account_id = _account_id(message)
+        account = await account_by_id_async(self.engine, account_id) if account_id is not None else None
         if account is None or account.tenant_id != message.tenant_id:
             gone = Outcome(
                 "failed",
@@ -232,3 +233,12 @@ class Sender:
                     # The part went out; releasing the claim would let the retry post it again.
                     raise SendInDoubt(f"part {index} sent but not recorded: {type(exc).__name__}") from exc
         return provider_id
+
+
+def _account_id(message: OutboundMessage) -> uuid.UUID | None:
+    """The channel account the message names; None for an id no account can have, which no retry would change: it
+    is failed at once (and a person asked) instead of spending its attempts while the partition waits."""
+    try:
+        return uuid.UUID(message.channel_account_id)
+    except ValueError:
+        return None

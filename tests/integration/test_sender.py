@@ -177,6 +177,18 @@ async def test_giving_up_leaves_a_send_that_may_have_gone_out_or_was_settled_as_
     assert shop.outbox(in_flight, HANDOFF_COMMANDS) == [] and shop.outbox(sent, HANDOFF_COMMANDS) == []
 
 
+async def test_a_message_naming_an_account_id_no_account_can_have_fails_at_once_and_asks_for_a_person(
+    shop: Shop,
+) -> None:
+    """Spending its attempts on it would only hold the partition: no retry turns "acc" into an account."""
+    message = shop.outbound(Channel.WHATSAPP).model_copy(update={"channel_account_id": "acc"})
+    assert await shop.sender.on_outbound(message) is None
+    assert shop.row(message.event_id).status == "failed"
+    assert shop.graph.to(message.customer_id) == []
+    [handoff] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert "channel account" in handoff["note"]
+
+
 async def test_a_refused_token_fails_the_message_and_asks_for_a_person(shop: Shop) -> None:
     message = shop.outbound(Channel.WHATSAPP)
     shop.customer_wrote(message, hours_ago=1)
