@@ -169,10 +169,12 @@ async def on_order_event(
         return await _checkout(event, gateway=gateway, engine=engine, reconciler=reconciler, clock=clock)
     except (CheckoutNotPossible, CheckoutRejected) as exc:
         # Asking again gets the same answer, and the order would await a payment nobody can make, holding its
-        # stock. It goes back to draft, a person is asked, and the request is kept in the DLQ for on-call to see.
+        # stock. It goes back to draft and a person is asked: the business has it in hand, and nothing on-call
+        # could redrive would go differently. Only with no conversation to ask in is the request kept in the DLQ.
         log.warning("checkout refused", extra={"order_id": str(event.order_id), "error": str(exc)[:300]})
-        await in_thread(_refuse, engine, event, str(exc), clock())
-        raise PermanentError(str(exc)) from exc
+        if not await in_thread(_refuse, engine, event, str(exc), clock()):
+            raise PermanentError(f"{exc}; no conversation to ask a person in") from exc
+        return None
 
 
 async def _checkout(
@@ -199,9 +201,9 @@ async def _checkout(
     return None
 
 
-def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> None:
-    # The fact and the request for a person commit together (outbox); a redelivery queues them again under the
-    # same ids, which orders and handoff each take once.
+def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> bool:
+    """Whether a person was asked. The fact and the request commit together (outbox); a redelivery queues them
+    again under the same ids, which orders and handoff each take once."""
     refused = checkout_refused(event, reason=reason, event_id=derived_id(event.event_id, "refused"), now=at)
     cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="checkout")
     handoff = checkout_handoff(engine, refused, cause=cause, at=at)
@@ -209,6 +211,7 @@ def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> N
         add_to_outbox(session, topic=PAYMENTS_EVENTS, event=refused, key=str(event.order_id))
         if handoff is not None:
             add_to_outbox(session, topic=HANDOFF_COMMANDS, event=handoff, key=handoff.conversation_id)
+    return handoff is not None
 
 
 async def on_stripe_event(event: StripeEventReceived, *, reconciler: Reconciler) -> None:

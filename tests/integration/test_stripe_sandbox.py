@@ -23,7 +23,7 @@ from sellmesh.db import make_engine
 from sellmesh.localbroker import free_port
 from sellmesh.outbox import OutboxRow
 from sellmesh.service import derived_id
-from sellmesh.subscriber import Handled, PermanentError
+from sellmesh.subscriber import Handled
 from sellmesh.tables import metadata
 from services.payments.handlers import on_order_event
 from services.payments.reconciler import Reconciler
@@ -332,16 +332,18 @@ async def test_a_retry_hours_later_asks_for_a_new_expiry_under_a_new_key(sandbox
 
 
 @pytest.mark.asyncio
-async def test_stripe_refusing_the_request_is_a_permanent_error(sandbox: Sandbox, engine: Engine) -> None:
-    """Kept in the DLQ, and the order is told its checkout cannot be made, so it stops holding its stock."""
+async def test_stripe_refusing_the_request_sends_the_order_back_and_asks_a_person(
+    sandbox: Sandbox, engine: Engine
+) -> None:
+    """The order is told its checkout cannot be made, so it stops holding its stock, and a person is asked; nothing
+    is dead-lettered, since a redrive would meet the same refusal."""
     event = checkout_requested(uuid.uuid4())
     # Stripe's clock runs hours ahead: the link's expiry is in its past, a request it finds invalid.
     sandbox.clock.offset = 3 * 3600
     try:
         async with httpx.AsyncClient() as http:
             gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-            with pytest.raises(PermanentError, match="InvalidRequestError"):
-                await checkout(event, gateway, engine)
+            await checkout(event, gateway, engine)
     finally:
         sandbox.clock.offset = 0
     with Session(engine) as session:
