@@ -95,7 +95,7 @@ def waiting_message(
 
 class Handback:
     def __init__(
-        self, *, engine: Engine, redis: Redis, buffer: BurstBuffer | None = None, mode_wait_seconds: float = 5.0
+        self, *, engine: Engine, redis: Redis, buffer: BurstBuffer | None = None, mode_wait_seconds: float = 1.0
     ) -> None:
         self.engine = engine
         self.redis = redis
@@ -135,13 +135,14 @@ class Handback:
     async def _mirror_handed_back(self, event: HandoffResolved) -> bool:
         """Wait, briefly, for handoff's mirror write after the resolve's commit (a turn claimed before it would
         drop the messages for good). False when the conversation still reads `human`: a person took it again since
-        (a new request, read here late), and the words are theirs now."""
+        (a new request, read here late), and the words are theirs now. Briefly: the write follows the commit by one
+        Redis call, and this wait holds the agent's consumer meanwhile."""
         deadline = asyncio.get_running_loop().time() + self.mode_wait_seconds
         while await conversation_mode(self.redis, event.tenant_id, event.conversation_id) == HUMAN:
             if asyncio.get_running_loop().time() > deadline:
                 log.warning("conversation with a person again since its handback; its waiting words are theirs")
                 return False
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         return True
 
     async def _answer_later(
