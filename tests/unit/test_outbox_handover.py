@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -466,3 +467,43 @@ async def test_a_stream_of_commits_is_marked_in_one_update_and_a_lone_row_soon_a
         assert broker.event_ids() == expected + alone
     finally:
         await relay.stop()
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_two_replicas_relaying_one_producer_keep_each_keys_order(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    """Two replicas of a service share one outbox table: A publishes the rows its commits hand it, B reads the table
+    (a poll, or catching up). Each may publish the other's rows; whatever the interleaving, the first copy of every
+    row of a key reaches the broker in commit order, so a consumer deduplicating by event id sees that order."""
+    rng = random.Random(seed)
+    broker = PublishRecorder(delay=0.001)
+    handed, polling = make_relay(engine, broker, producer, batch=3), make_relay(engine, broker, producer, batch=3)
+    attach(handed, monkeypatch)  # polling is not registered: it only ever reads the table
+    keys = [f"order-{n}" for n in range(3)]
+    committed: dict[str, list[str]] = {key: [] for key in keys}
+
+    def commit_to(key: str) -> None:
+        event = new_event(producer)
+        with session_scope(engine) as session:
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=key)
+        committed[key].append(str(event.event_id))
+
+    for _ in range(12):
+        for _ in range(rng.randint(1, 3)):
+            commit_to(rng.choice(keys))
+        await handed_over()
+        runs = [relay.relay_once() for relay in rng.sample([handed, polling], k=rng.randint(1, 2))]
+        await asyncio.gather(*runs)
+    for relay in (handed, polling):
+        await drain(relay)
+    first_seen: dict[str, list[str]] = {key: [] for key in keys}
+    seen: set[str] = set()
+    for payload in broker.published:
+        event_id = json.loads(payload)["event_id"]
+        if event_id in seen:
+            continue
+        seen.add(event_id)
+        key = next(k for k, ids in committed.items() if event_id in ids)
+        first_seen[key].append(event_id)
+    assert first_seen == committed
