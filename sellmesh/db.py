@@ -4,7 +4,7 @@ import asyncio
 import contextvars
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,11 +155,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 DB_THREADS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="sellmesh-db")
 
 
-async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+async def in_thread(fn: Callable[..., T], *args: Any, undo: Callable[[T], Awaitable[None]] | None = None) -> T:
     """Run blocking database work off the event loop, so one slow query does not stall consumers.
 
     The work sees the caller's context (log fields, the current handler). A cancelled caller still waits for the
     work to end, since a thread cannot be stopped: clean-up that undoes the work must run after it, not beside it.
+    `undo` is that clean-up, given what the work returned, run (shielded) before the cancellation goes on.
     """
     context = contextvars.copy_context()
     work = asyncio.get_running_loop().run_in_executor(DB_THREADS, context.run, fn, *args)
@@ -171,6 +172,8 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
                 await asyncio.wait({work})
             except asyncio.CancelledError:
                 continue
+        if undo is not None and not work.cancelled() and work.exception() is None:
+            await asyncio.shield(undo(work.result()))
         raise
 
 

@@ -139,19 +139,12 @@ class Sender:
         """The claim, as `begin_attempt` took it. A cancellation (a stop, a revoked partition) that comes while the
         claim's transaction runs cannot stop it; a claim it committed for this attempt is released, since nothing
         was posted, so the next delivery sends instead of finding it in doubt and asking for a person."""
-        work = asyncio.ensure_future(in_thread(lambda: begin_attempt(self.engine, message, parts=parts)))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            while not work.done():
-                try:
-                    await asyncio.wait({work})
-                except asyncio.CancelledError:
-                    continue
-            claimed = None if work.cancelled() or work.exception() is not None else work.result()
+
+        async def release_unposted(claimed: Attempt | None) -> None:
             if claimed is not None and not claimed.busy and not claimed.in_doubt:
-                await asyncio.shield(record_durably(release, self.engine, message))
-            raise
+                await record_durably(release, self.engine, message)
+
+        return await in_thread(lambda: begin_attempt(self.engine, message, parts=parts), undo=release_unposted)
 
     async def _attempt(self, message: OutboundMessage, attempt: Attempt) -> Outcome:
         # Second lock of two (the agent is the first): a person owns this conversation. A message on its way
