@@ -11,7 +11,6 @@ This module names services on purpose: it is where the ops tools are composed wi
 """
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +19,6 @@ from pathlib import Path
 import stripe
 from pydantic import ValidationError
 from sqlalchemy import Engine, make_url
-from sqlmodel import Session
 
 from schemas.channel import RawWebhook
 from schemas.envelope import Envelope
@@ -38,8 +36,8 @@ from services.gateway.query import find_channel_account
 from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 from services.ingest.signature import signature_ok
 from services.payments.domain import PRODUCER as PAYMENTS_PRODUCER
-from services.payments.store import PaymentStore
-from services.payments.stripe_event import MalformedEvent, StripeSignal, event_identity, read_event
+from services.payments.stripe_event import MalformedEvent, event_identity, read_event
+from services.payments.webhook import tenant_of
 
 # Both edges keep the request's signature header (X-Hub-Signature-256, Stripe-Signature) beside the bytes.
 SIGNATURE_HEADER = "x-signature"
@@ -129,7 +127,7 @@ def rewrap_stripe(engine: Engine, message: Message, at: datetime, *, secret: str
         return Refusal(message, f"not a Stripe event payments reads: {exc}")
     if signal is None:
         return Refusal(message, f"{event_type} is not an event payments reconciles")
-    tenant_id = _tenant_of(engine, signal)
+    tenant_id = tenant_of(engine, signal)
     if tenant_id is None:
         return Refusal(message, f"still no tenant for {object_id}: none in its metadata and no payment attempt owns it")
     # The id the edge gives this event, so a consumer that somehow had it already drops this one.
@@ -159,18 +157,6 @@ def _stripe_signed(text: str, header: str | None, secret: str) -> bool:
     except stripe.SignatureVerificationError:
         return False
     return True
-
-
-def _tenant_of(engine: Engine, signal: StripeSignal) -> uuid.UUID | None:
-    """The edge's routing: the tenant in the event's metadata, else the one whose attempt owns its session or
-    PaymentIntent."""
-    if signal.tenant_id is not None:
-        return signal.tenant_id
-    with Session(engine) as session:
-        store = PaymentStore(session)
-        row = store.by_session(signal.session_id) if signal.session_id else None
-        row = row or (store.by_payment_intent(signal.payment_intent) if signal.payment_intent else None)
-        return None if row is None else row.tenant_id
 
 
 def _item(message: Message, topic: str, envelope: Envelope, *, key: str) -> ReplayItem:

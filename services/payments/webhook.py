@@ -58,6 +58,19 @@ class BrokerSink:
         await self.broker.publish(raw, topic=dlq_of(PAYMENTS_STRIPE), key=key.encode(), headers=headers)
 
 
+def tenant_of(engine: Engine, signal: StripeSignal) -> uuid.UUID | None:
+    """Which tenant a Stripe event is for: the one in its metadata, else the one whose attempt owns its session or
+    PaymentIntent (a charge's events carry no metadata of ours). The edge routes by it, and so does
+    `sellmesh dlq reingest` for an event the edge kept."""
+    if signal.tenant_id is not None:
+        return signal.tenant_id
+    with session_scope(engine) as session:
+        store = PaymentStore(session)
+        row = store.by_session(signal.session_id) if signal.session_id else None
+        row = row or (store.by_payment_intent(signal.payment_intent) if signal.payment_intent else None)
+        return None if row is None else row.tenant_id
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -135,15 +148,6 @@ def stripe_webhook_router(
         with session_scope(engine) as session:
             return PaymentStore(session).event_seen(event_id)
 
-    def tenant_of(signal: StripeSignal) -> uuid.UUID | None:
-        if signal.tenant_id is not None:
-            return signal.tenant_id
-        with session_scope(engine) as session:
-            store = PaymentStore(session)
-            row = store.by_session(signal.session_id) if signal.session_id else None
-            row = row or (store.by_payment_intent(signal.payment_intent) if signal.payment_intent else None)
-            return None if row is None else row.tenant_id
-
     async def accept(raw: bytes, header: str, text: str, body: dict[str, object]) -> str:
         try:
             event_id, event_type, object_id = event_identity(body)
@@ -155,7 +159,7 @@ def stripe_webhook_router(
         if signal is None:
             await in_thread(record, event_id, event_type, object_id, None, "ignored")
             return "ignored"
-        tenant_id = await in_thread(tenant_of, signal)
+        tenant_id = await in_thread(tenant_of, engine, signal)
         if tenant_id is None:
             headers = {
                 "x-error-kind": "unresolved_tenant",
