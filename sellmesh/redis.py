@@ -19,3 +19,13 @@ def make_redis(url: str) -> "Redis":
         retry=Retry(ExponentialWithJitterBackoff(base=0.1, cap=2.0), retries=6),
         retry_on_error=[ConnectionError, TimeoutError],
     )
+
+
+async def count_within(redis: "Redis", key: str, seconds: int) -> int:
+    """Count one more under `key`, which lasts `seconds` from this count on; the count so far, this one included.
+    One step (MULTI), so a key is never left counting without an expiry."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, seconds)
+        count, _ = await pipe.execute()
+    return int(count)

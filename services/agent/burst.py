@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from schemas.channel import InboundMessage
+from sellmesh.redis import count_within
 from services.agent import turn_plan
 from services.agent.memory import (
     MAX_STORED_TURNS,
@@ -284,11 +285,7 @@ class BurstBuffer:
     async def _patience_spent(self, member: str) -> bool:
         """Whether this conversation's unreadable entries have been left for other workers often enough."""
         key = f"agent:unreadable:{member}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, UNREADABLE_WINDOW_SECONDS)
-            seen, _ = await pipe.execute()
-        if int(seen) < UNREADABLE_PATIENCE:
+        if await count_within(self.redis, key, UNREADABLE_WINDOW_SECONDS) < UNREADABLE_PATIENCE:
             return False
         await self.redis.delete(key)
         return True

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 
+from sellmesh.redis import count_within
 from sellmesh.subscriber import dependency_unavailable
 from sellmesh.tasks import cancel_and_wait, wait_set
 from services.agent.burst import Answered, Burst, BurstBuffer, ClaimLost
@@ -93,17 +94,14 @@ class BurstScheduler:
         # Per burst (its first message): a later burst of the conversation starts from nothing.
         key = f"{FAILURES_PREFIX}{burst.member}:{burst.messages[0].event_id}"
         try:
-            async with self.buffer.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, FAILURES_WINDOW_SECONDS)
-                failures, _ = await pipe.execute()
-            if int(failures) < self.max_failures:
+            failures = await count_within(self.buffer.redis, key, FAILURES_WINDOW_SECONDS)
+            if failures < self.max_failures:
                 return
             await self.responder.give_up(burst)
             await self.buffer.finish(burst, Answered())
             await self.buffer.redis.delete(key)
             TURNS_GIVEN_UP.inc()
-            log.error("turn failed too often; a person was asked for", extra={"failures": int(failures)})
+            log.error("turn failed too often; a person was asked for", extra={"failures": failures})
         except Exception:
             log.exception("could not count a failed turn; it will be retried")
 

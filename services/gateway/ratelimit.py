@@ -5,6 +5,8 @@ import uuid
 
 from redis.asyncio import Redis
 
+from sellmesh.redis import count_within
+
 
 class RateLimiter:
     def __init__(self, redis: Redis, *, limit: int, window_seconds: int = 60) -> None:
@@ -16,11 +18,8 @@ class RateLimiter:
         """Count one request; None when it fits, else the whole seconds until the window ends."""
         window = int(now // self.window_seconds)
         counter = f"gateway:ratelimit:{key_id}:{window}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(counter)
-            # Twice the window: the key outlives its window even if this process's clock runs a little fast.
-            pipe.expire(counter, self.window_seconds * 2)
-            count, _ = await pipe.execute()
-        if int(count) <= self.limit:
+        # Twice the window: the key outlives its window even if this process's clock runs a little fast.
+        count = await count_within(self.redis, counter, self.window_seconds * 2)
+        if count <= self.limit:
             return None
         return max(1, math.ceil((window + 1) * self.window_seconds - now))
