@@ -50,12 +50,16 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
     return judged(address)
 
 
-def _public_https(value: str) -> str:
-    """The handoff worker posts to this URL from inside the cluster: it must not name an address there.
+def refuse_inside(value: str, *, allow_local: bool) -> None:
+    """Raise ValueError when the handoff worker must not post to this URL from inside the cluster.
 
     Only what the URL says by itself is checked here; a DNS name is resolved and checked when a
-    notification is sent (services/handoff/delivery.py), since it may point anywhere by then.
+    notification is sent (services/handoff/delivery.py), since it may point anywhere by then. With
+    `allow_local` (HANDOFF_NOTIFY_ALLOW_LOCAL, a developer's machine) the worker delivers anywhere, so
+    nothing is refused here either.
     """
+    if allow_local:
+        return
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
@@ -70,10 +74,6 @@ def _public_https(value: str) -> str:
     address = _literal_address(host)
     if address is not None and not is_public(address):
         raise ValueError("must not name a loopback, private, link-local, multicast or reserved address")
-    return value
-
-
-NotifyUrl = Annotated[str, StringConstraints(pattern=r"^https://\S{1,2040}$"), AfterValidator(_public_https)]
 
 
 class Accepted(BaseModel):
@@ -106,11 +106,16 @@ class HandoffSettings(Body):
 
 
 class HandoffSettingsIn(HandoffSettings):
-    """The handoff settings an owner sends. Its notify_url is held to more than the shown one, so a stored URL
-    that would be refused now still shows in GET /v1/settings."""
+    """The handoff settings an owner sends. Its notify_url is held to more than the shown one (https to a public
+    host, unless the deployment sets HANDOFF_NOTIFY_ALLOW_LOCAL), so a stored URL that would be refused now still
+    shows in GET /v1/settings."""
 
-    notify_url: NotifyUrl | None = Field(
-        None, description="https only, to a public host: not localhost, nor a loopback, private or link-local address"
+    # The route holds notify_url to `refuse_inside`: only it knows the deployment's HANDOFF_NOTIFY_ALLOW_LOCAL.
+
+    notify_url: Url | None = Field(
+        None,
+        description="https only, to a public host: not localhost, nor a loopback, private or link-local address"
+        " (unless the deployment sets HANDOFF_NOTIFY_ALLOW_LOCAL)",
     )
 
 

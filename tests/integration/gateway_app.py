@@ -68,10 +68,17 @@ def build_app(gw: Gateway) -> FastAPI:
 
 @asynccontextmanager
 async def gateway_client(
-    engine: Engine, redis: Redis, *, rate_limit: int = 100_000, max_body_bytes: int = 65536
+    engine: Engine,
+    redis: Redis,
+    *,
+    rate_limit: int = 100_000,
+    max_body_bytes: int = 65536,
+    notify_allow_local: bool = False,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Published, FastAPI]]:
     published = Published()
-    settings = GatewaySettings(rate_limit_per_minute=rate_limit, max_body_bytes=max_body_bytes)
+    settings = GatewaySettings(
+        rate_limit_per_minute=rate_limit, max_body_bytes=max_body_bytes, HANDOFF_NOTIFY_ALLOW_LOCAL=notify_allow_local
+    )
     gw = make_gateway(engine=engine, redis=redis, publish_command=published, settings=settings)
     app = build_app(gw)
     transport = httpx.ASGITransport(app=app)

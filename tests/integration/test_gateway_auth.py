@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.service import now
 from services.gateway.outcomes import Decision, decide
+from services.gateway.settings import GatewaySettings
 from services.gateway.store import ApiKey
 from services.gateway.tables import CommandOutcomeRow
 from services.gateway.team import issue_member_key
@@ -289,6 +290,25 @@ async def test_a_notify_url_aimed_inside_the_network_is_a_422_naming_the_field_a
     assert accepted.json()["handoff"]["notify_url"] == public
     cleared = await http.patch("/v1/settings", json={"handoff": None}, headers=owner)
     assert cleared.json()["handoff"]["notify_url"] is None
+
+
+async def test_a_deployment_delivering_to_local_receivers_lets_an_owner_set_one(
+    migrated_engine: Engine, redis: Redis, shop: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HANDOFF_NOTIFY_ALLOW_LOCAL lets the handoff worker post to local receivers; the API takes what it would."""
+    monkeypatch.setenv("HANDOFF_NOTIFY_ALLOW_LOCAL", "true")
+    assert GatewaySettings().notify_allow_local
+    local = "http://127.0.0.1:8080/hook"
+    async with gateway_client(migrated_engine, redis, notify_allow_local=True) as (http, _, _):
+        response = await http.patch(
+            "/v1/settings", json={"handoff": {"notify_url": local}}, headers=bearer(shop.owner_key)
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["handoff"]["notify_url"] == local
+        refused = await http.patch(
+            "/v1/settings", json={"handoff": {"notify_url": "ftp://x/h"}}, headers=bearer(shop.owner_key)
+        )
+        assert_problem(refused, 422)
 
 
 @pytest.mark.parametrize("field", ["name", "description", "attribute"])

@@ -1,9 +1,10 @@
-"""The notify_url an owner may set: https to a host that does not name, by itself, a place inside the network."""
+"""The notify_url an owner may set: https to a host that does not name, by itself, a place inside the network,
+unless the deployment delivers to local receivers (HANDOFF_NOTIFY_ALLOW_LOCAL)."""
 
 import pytest
 from pydantic import ValidationError
 
-from services.gateway.models import HandoffSettings, HandoffSettingsIn
+from services.gateway.models import HandoffSettings, HandoffSettingsIn, refuse_inside
 
 INSIDE = [
     "https://localhost/h",
@@ -36,14 +37,26 @@ INSIDE = [
 
 @pytest.mark.parametrize("url", INSIDE)
 def test_a_url_naming_localhost_or_a_non_public_address_is_refused(url: str) -> None:
-    with pytest.raises(ValidationError, match="must not name"):
-        HandoffSettingsIn(notify_url=url)
+    with pytest.raises(ValueError, match="must not name"):
+        refuse_inside(url, allow_local=False)
 
 
-@pytest.mark.parametrize("url", ["http://hooks.example.com/h", "ftp://hooks.example.com/h", "hooks.example.com/h"])
-def test_only_https_is_accepted(url: str) -> None:
+def test_plain_http_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be an https URL"):
+        refuse_inside("http://hooks.example.com/h", allow_local=False)
+
+
+@pytest.mark.parametrize("url", ["ftp://hooks.example.com/h", "hooks.example.com/h", "https://"])
+def test_what_is_not_an_http_url_is_refused_by_the_body_itself(url: str) -> None:
     with pytest.raises(ValidationError, match="notify_url"):
         HandoffSettingsIn(notify_url=url)
+
+
+@pytest.mark.parametrize("url", [*INSIDE, "http://127.0.0.1:8080/hook", "http://hooks.example.com/h"])
+def test_a_deployment_that_delivers_locally_takes_local_and_plain_http_urls(url: str) -> None:
+    """The worker posts to these with HANDOFF_NOTIFY_ALLOW_LOCAL set, so the API must let an owner set them."""
+    refuse_inside(url, allow_local=True)
+    assert HandoffSettingsIn(notify_url=url).notify_url == url
 
 
 @pytest.mark.parametrize(
@@ -56,6 +69,7 @@ def test_only_https_is_accepted(url: str) -> None:
     ],
 )
 def test_public_https_urls_are_accepted(url: str) -> None:
+    refuse_inside(url, allow_local=False)
     assert HandoffSettingsIn(notify_url=url).notify_url == url
 
 
