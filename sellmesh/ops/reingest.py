@@ -5,7 +5,8 @@ channel.raw.v1.dlq); payments' Stripe edge keeps a verified event no tenant coul
 (`unresolved_tenant` in payments.stripe.v1.dlq). Both keep the provider's bytes, not the envelope their topic
 carries, so `redrive` refuses them. Once the account is connected or the payment attempt recorded, the routing
 the edge did is done again with the edges' own code (the account lookup and its signature check; the event's
-identity, its signal and the attempt lookup), and the envelope the edge would have published goes out.
+identity, its signal and the attempt lookup), and the envelope goes out as the edge builds it (`raw_webhook`,
+`stripe_event_received`), so the two cannot drift apart.
 
 This module names services on purpose: it is where the ops tools are composed with the edges' routing.
 """
@@ -20,9 +21,7 @@ import stripe
 from pydantic import ValidationError
 from sqlalchemy import Engine, make_url
 
-from schemas.channel import RawWebhook
 from schemas.envelope import Envelope
-from schemas.payments import StripeEventReceived
 from schemas.topics import CHANNEL_RAW, PAYMENTS_STRIPE, dlq_of
 from sellmesh.broker import envelope_headers
 from sellmesh.db import make_engine
@@ -35,9 +34,9 @@ from sellmesh.settings import MeshSettings
 from services.gateway.query import find_channel_account
 from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 from services.ingest.signature import signature_ok
-from services.payments.domain import PRODUCER as PAYMENTS_PRODUCER
+from services.ingest.webhook import raw_webhook
 from services.payments.stripe_event import MalformedEvent, event_identity, read_event
-from services.payments.webhook import tenant_of
+from services.payments.webhook import stripe_event_received, tenant_of
 
 # Both edges keep the request's signature header (X-Hub-Signature-256, Stripe-Signature) beside the bytes.
 SIGNATURE_HEADER = "x-signature"
@@ -79,23 +78,18 @@ def rewrap_meta(engine: Engine, message: Message, at: datetime) -> ReplayItem | 
     # have signed it too, exactly as for a webhook arriving today.
     if not all(signature_ok(raw, message.header_map.get(SIGNATURE_HEADER), a.app_secret) for a in known):
         return Refusal(message, "its signature does not verify with the app secret of the account now connected")
-    account = known[0]
-    # Derived from where the dead letter sits: reingesting it twice publishes one message, which dedup drops.
-    event_id = derived_id("reingest", message.topic, message.partition, message.offset)
     try:
-        envelope = RawWebhook(
-            event_id=event_id,
-            tenant_id=account.tenant_id,
-            correlation_id=event_id,
+        envelope, key = raw_webhook(
+            known[0],
+            text,
+            # Derived from where the dead letter sits: reingesting it twice publishes one message, which dedup drops.
+            event_id=derived_id("reingest", message.topic, message.partition, message.offset),
             occurred_at=at,
-            producer="ingest",
-            channel_account_id=str(account.id),
-            body=text,
             received_at=message.timestamp,  # when the edge kept it, which is when it arrived
         )
     except ValidationError as exc:
         return Refusal(message, f"does not fit a {CHANNEL_RAW} message ({exc.error_count()} problem(s))")
-    return _item(message, CHANNEL_RAW, envelope, key=str(account.id))
+    return _item(message, CHANNEL_RAW, envelope, key=key)
 
 
 def rewrap_stripe(engine: Engine, message: Message, at: datetime, *, secret: str | None = None) -> ReplayItem | Refusal:
@@ -130,22 +124,13 @@ def rewrap_stripe(engine: Engine, message: Message, at: datetime, *, secret: str
     tenant_id = tenant_of(engine, signal)
     if tenant_id is None:
         return Refusal(message, f"still no tenant for {object_id}: none in its metadata and no payment attempt owns it")
-    # The id the edge gives this event, so a consumer that somehow had it already drops this one.
-    message_id = derived_id("stripe-event", event_id)
     try:
-        envelope = StripeEventReceived(
-            event_id=message_id,
-            tenant_id=tenant_id,
-            correlation_id=message_id,
-            occurred_at=at,
-            producer=PAYMENTS_PRODUCER,
-            stripe_event_id=event_id,
-            stripe_event_type=event_type,
-            body=text,
+        envelope, key = stripe_event_received(
+            tenant_id, text, event_id=event_id, event_type=event_type, object_id=object_id, occurred_at=at
         )
     except ValidationError as exc:
         return Refusal(message, f"does not fit a {PAYMENTS_STRIPE} message ({exc.error_count()} problem(s))")
-    return _item(message, PAYMENTS_STRIPE, envelope, key=object_id)
+    return _item(message, PAYMENTS_STRIPE, envelope, key=key)
 
 
 def _stripe_signed(text: str, header: str | None, secret: str) -> bool:

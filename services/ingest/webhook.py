@@ -3,6 +3,7 @@
 import json
 import logging
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -113,20 +114,33 @@ def reject_accepted(reason: str) -> JSONResponse:
     return JSONResponse({"status": "kept", "reason": reason})
 
 
-async def publish_raw(ctx: MeshContext, account: ChannelAccountView, text: str) -> None:
-    event_id = uuid.uuid4()
-    raw = RawWebhook(
+def raw_webhook(
+    account: ChannelAccountView, text: str, *, event_id: uuid.UUID, occurred_at: datetime, received_at: datetime
+) -> tuple[RawWebhook, str]:
+    """The channel.raw.v1 message for a verified body addressed to `account`, and its Kafka key.
+
+    The edge publishes it, and so does `sellmesh dlq reingest` for a body the edge kept; each picks the id and the
+    moments: the edge's is a first cause with a fresh id, a reingested one's id derives from where it was kept.
+    """
+    envelope = RawWebhook(
         event_id=event_id,
         tenant_id=account.tenant_id,
-        correlation_id=event_id,
-        occurred_at=now(),
+        correlation_id=event_id,  # the first cause: everything it leads to carries its id as correlation id
+        occurred_at=occurred_at,
         producer="ingest",
         channel_account_id=str(account.id),
         body=text,
-        received_at=now(),
+        received_at=received_at,
     )
-    with log_context(tenant_id=account.tenant_id, correlation_id=event_id, event_id=event_id):
-        await publish(ctx.broker, CHANNEL_RAW, raw, key=str(account.id))
+    # Keyed by our account id, so one account's webhooks reach the normalizer in the order they came.
+    return envelope, str(account.id)
+
+
+async def publish_raw(ctx: MeshContext, account: ChannelAccountView, text: str) -> None:
+    at = now()
+    raw, key = raw_webhook(account, text, event_id=uuid.uuid4(), occurred_at=at, received_at=at)
+    with log_context(tenant_id=raw.tenant_id, correlation_id=raw.correlation_id, event_id=raw.event_id):
+        await publish(ctx.broker, CHANNEL_RAW, raw, key=key)
         log.info("webhook accepted", extra={"bytes": len(text)})
 
 

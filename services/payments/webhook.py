@@ -71,6 +71,32 @@ def tenant_of(engine: Engine, signal: StripeSignal) -> uuid.UUID | None:
         return None if row is None else row.tenant_id
 
 
+def stripe_event_received(
+    tenant_id: uuid.UUID, text: str, *, event_id: str, event_type: str, object_id: str, occurred_at: datetime
+) -> tuple[StripeEventReceived, str]:
+    """The payments.stripe.v1 message for a verified event of `tenant_id`, and its Kafka key.
+
+    `event_id`, `event_type` and `object_id` are the event's identity (`event_identity`). The edge publishes it,
+    and so does `sellmesh dlq reingest` for an event the edge kept. Raises pydantic's ValidationError for an
+    event the envelope cannot carry (an id or type longer than its fields take).
+    """
+    # Derived from Stripe's id: a redelivery or a reingested copy is a duplicate downstream, and the sweep
+    # reconciles the same event under this same id.
+    message_id = derived_id("stripe-event", event_id)
+    envelope = StripeEventReceived(
+        event_id=message_id,
+        tenant_id=tenant_id,
+        correlation_id=message_id,
+        occurred_at=occurred_at,
+        producer=PRODUCER,
+        stripe_event_id=event_id,
+        stripe_event_type=event_type,
+        body=text,
+    )
+    # Keyed by the Stripe object, so the events of one session or charge reach the reconciler in order.
+    return envelope, object_id
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -171,21 +197,18 @@ def stripe_webhook_router(
             await sink.keep(raw, key=object_id, headers=headers)
             await in_thread(record, event_id, event_type, object_id, None, "kept")
             return "kept"
-        message_id = derived_id("stripe-event", event_id)
         try:
-            received = StripeEventReceived(
-                event_id=message_id,
-                tenant_id=tenant_id,
-                correlation_id=message_id,
+            received, key = stripe_event_received(
+                tenant_id,
+                text,
+                event_id=event_id,
+                event_type=event_type,
+                object_id=object_id,
                 occurred_at=clock(),
-                producer=PRODUCER,
-                stripe_event_id=event_id,
-                stripe_event_type=event_type,
-                body=text,
             )
         except ValidationError as exc:
             raise _Refused(400, "invalid_event") from exc
-        await sink.publish(received, key=object_id)
+        await sink.publish(received, key=key)
         await in_thread(record, event_id, event_type, object_id, tenant_id, "accepted")
         await redis.set(f"{SEEN_PREFIX}{event_id}", "1", ex=seen_ttl_seconds)
         return "accepted"
