@@ -44,6 +44,8 @@ Offset = Annotated[int | None, typer.Option(help="Only the dead letter at this o
 All = Annotated[bool, typer.Option("--all", help="Every dead letter not yet purged")]
 By = Annotated[str | None, typer.Option(help="Who; kept in x-replay-by (default: your login)")]
 Rate = Annotated[str, typer.Option(help="At most this many messages per second, e.g. 50/s")]
+Reason = Annotated[str | None, typer.Option(help="Why; kept in x-replay-reason")]
+MaxLetters = Annotated[int, typer.Option("--max", help="Take at most this many dead letters")]
 
 
 def run(action: Callable[[BrokerAddress], Awaitable[T]]) -> T:

@@ -1,7 +1,5 @@
 """`sellmesh dlq list|show|redrive|reingest|purge`: the dead-letter topics, read and worked from the purge mark on."""
 
-from typing import Annotated
-
 import typer
 
 from schemas.topics import dlq_of
@@ -16,10 +14,12 @@ from sellmesh.ops.command import (
     FromOffset,
     Header,
     Key,
+    MaxLetters,
     Offset,
     OutputFormat,
     Partition,
     Rate,
+    Reason,
     Since,
     Tenant,
     ToOffset,
@@ -127,9 +127,9 @@ def redrive(
     topic: DlqTopic,
     offset: Offset = None,
     redrive_all: All = False,
-    reason: Annotated[str | None, typer.Option(help="Why; kept in x-replay-reason")] = None,
+    reason: Reason = None,
     by: By = None,
-    max_count: Annotated[int, typer.Option("--max", help="Redrive at most this many")] = 1000,
+    max_count: MaxLetters = 1000,
     rate: Rate = "50/s",
     partition: Partition = None,
     since: Since = None,
