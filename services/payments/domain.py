@@ -102,13 +102,24 @@ class ReturnUrls:
 
 
 @dataclass(frozen=True)
+class StripeAccount:
+    """The account a session is made in (sent as `Stripe-Account`); `id` None: the platform's own account.
+
+    Stripe scopes an idempotency key to the account, so a retry sent to another account makes a second session."""
+
+    id: str | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutPlan:
-    """What a checkout attempt asks Stripe for, kept from its first try: the expiry, the return URLs, and which
-    idempotency key. `urls` None: a plan kept before the URLs were, which takes the tenant's current ones."""
+    """What a checkout attempt asks Stripe for, kept from its first try: the expiry, the return URLs, the account,
+    and which idempotency key. `urls` or `account` None: a plan kept before those were, which takes the tenant's
+    current ones (and keeps them from then on)."""
 
     expires_at: datetime
     generation: int = 0
     urls: ReturnUrls | None = None
+    account: StripeAccount | None = None
 
 
 def idempotency_key(order_id: UUID, attempt: int, generation: int = 0) -> str:
@@ -116,30 +127,42 @@ def idempotency_key(order_id: UUID, attempt: int, generation: int = 0) -> str:
 
 
 def kept_plan(
-    stored: CheckoutPlan | None, *, requested_at: datetime, now: datetime, urls: ReturnUrls = ReturnUrls()
+    stored: CheckoutPlan | None,
+    *,
+    requested_at: datetime,
+    now: datetime,
+    urls: ReturnUrls = ReturnUrls(),
+    account: StripeAccount = StripeAccount(),
 ) -> CheckoutPlan:
     """The plan this try asks with: the one an earlier try kept, so Stripe replays that try's session.
 
-    `urls` are the tenant's return URLs as they are now; a plan keeps those of its first try, since an owner
-    changing them between a try whose answer was lost and its retry would otherwise get an idempotency_error.
+    `urls` and `account` are the tenant's as they are now; a plan keeps those of its first try, since an owner
+    changing the URLs between a try whose answer was lost and its retry would otherwise get an idempotency_error,
+    and changing the account would get a second session, payable beside the first, in the other account.
     A kept expiry Stripe would now refuse (a retry hours later: an outage, a DLQ replay) is asked for anew, under
-    the next generation's key and with the URLs of now. Whatever an earlier try made at Stripe then lapses unused:
-    its link was never recorded, so it never reached the customer.
+    the next generation's key and with the URLs and account of now. Whatever an earlier try made at Stripe then
+    lapses unused: its link was never recorded, so it never reached the customer.
     """
     if stored is None:
-        return CheckoutPlan(link_expiry(requested_at, now=now), urls=urls)
+        return CheckoutPlan(link_expiry(requested_at, now=now), urls=urls, account=account)
     if stored.expires_at - now >= MIN_AHEAD:
-        return stored if stored.urls is not None else replace(stored, urls=urls)
-    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls)
+        return replace(
+            stored,
+            urls=urls if stored.urls is None else stored.urls,
+            account=account if stored.account is None else stored.account,
+        )
+    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls, account)
 
 
 def with_plan(request: CheckoutRequest, plan: CheckoutPlan) -> CheckoutRequest:
-    urls = plan.urls or ReturnUrls(request.settings.success_url, request.settings.cancel_url)
+    settings = request.settings
+    urls = plan.urls or ReturnUrls(settings.success_url, settings.cancel_url)
+    account = plan.account or StripeAccount(settings.stripe_account)
     return replace(
         request,
         expires_at=plan.expires_at,
         idempotency_key=idempotency_key(request.order_id, request.attempt, plan.generation),
-        settings=replace(request.settings, success_url=urls.success_url, cancel_url=urls.cancel_url),
+        settings=replace(settings, success_url=urls.success_url, cancel_url=urls.cancel_url, stripe_account=account.id),
     )
 
 

@@ -23,6 +23,7 @@ from services.payments.domain import (
     CheckoutRequest,
     CheckoutSettings,
     ReturnUrls,
+    StripeAccount,
     checkout_refused,
     link_created,
     plan_checkout,
@@ -59,14 +60,20 @@ def _recorded(engine: Engine, request: CheckoutRequest) -> bool:
 
 
 def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime, now: datetime) -> CheckoutRequest:
-    """The request as this attempt's first try asked it (expiry and return URLs): committed before Stripe is asked,
-    so that a retry, however late and whatever the owner changed since, asks for the same session under the same
-    idempotency key (`CheckoutPlanRow`)."""
+    """The request as this attempt's first try asked it (expiry, return URLs, Connect account): committed before
+    Stripe is asked, so that a retry, however late and whatever the owner changed since, asks the same account for
+    the same session under the same idempotency key (`CheckoutPlanRow`)."""
     settings = request.settings
     urls = ReturnUrls(success_url=settings.success_url, cancel_url=settings.cancel_url)
     with session_scope(engine) as session:
         plan = PaymentStore(session).keep_checkout_plan(
-            request.tenant_id, request.order_id, request.attempt, requested_at=requested_at, now=now, urls=urls
+            request.tenant_id,
+            request.order_id,
+            request.attempt,
+            requested_at=requested_at,
+            now=now,
+            urls=urls,
+            account=StripeAccount(settings.stripe_account),
         )
     return with_plan(request, plan)
 
@@ -85,6 +92,7 @@ def _supersede(engine: Engine, row: PaymentAttemptRow) -> None:
 
 def _record(engine: Engine, link: PaymentLinkCreated, request: CheckoutRequest) -> None:
     # The attempt row, its audit and the event commit together (outbox), or none does and the wrapper retries.
+    # `request` is the planned one: its account is the one the session was made in, which later calls must name.
     with session_scope(engine) as session:
         account = request.settings.stripe_account
         if PaymentStore(session).add_attempt(link, attempt=request.attempt, stripe_account=account):

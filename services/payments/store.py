@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
 from sellmesh.db import insert_unless_present
-from services.payments.domain import CheckoutPlan, ReturnUrls, kept_plan
+from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount, kept_plan
 from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
 from services.payments.tables import (
     CheckoutPlanRow,
@@ -83,18 +83,19 @@ class PaymentStore:
         requested_at: datetime,
         now: datetime,
         urls: ReturnUrls | None = None,
+        account: StripeAccount | None = None,
     ) -> CheckoutPlan:
-        """The attempt's plan: the one an earlier try kept, or a new one with the tenant's `urls` of now, kept here
-        (the caller commits it before asking Stripe). The row is locked, so two tries at once ask with one plan."""
+        """The attempt's plan: the one an earlier try kept, or a new one with the tenant's `urls` and `account` of
+        now, kept here (the caller commits it before asking Stripe). The row is locked, so two tries at once ask
+        with one plan."""
         key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
         plans = CheckoutPlanRow.__table__  # type: ignore[attr-defined]
         query = select(CheckoutPlanRow).filter_by(**key).with_for_update()
         row = self.session.exec(query).first()
         stored = None if row is None else _plan(row)
-        urls = urls or ReturnUrls()
-        plan = kept_plan(stored, requested_at=requested_at, now=now, urls=urls)
-        kept = plan.urls or urls
-        columns = {"success_url": kept.success_url or "", "cancel_url": kept.cancel_url or ""}
+        urls, account = urls or ReturnUrls(), account or StripeAccount()
+        plan = kept_plan(stored, requested_at=requested_at, now=now, urls=urls, account=account)
+        columns = _sent(plan.urls or urls, plan.account or account)
         if row is None:
             # In UTC: SQLite keeps a timestamp's wall time and drops its offset.
             fresh = {**key, "expires_at": plan.expires_at.astimezone(UTC), "generation": plan.generation, **columns}
@@ -103,6 +104,7 @@ class PaymentStore:
         elif plan != stored:
             row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
             row.success_url, row.cancel_url = columns["success_url"], columns["cancel_url"]
+            row.stripe_account = columns["stripe_account"]
             self.session.add(row)
         return plan
 
@@ -204,11 +206,21 @@ class PaymentStore:
         return bool(self.session.exec(statement).rowcount == 1)
 
 
+def _sent(urls: ReturnUrls, account: StripeAccount) -> dict[str, str]:
+    # "" for what was not sent: NULL is kept for a plan made before the column was.
+    return {
+        "success_url": urls.success_url or "",
+        "cancel_url": urls.cancel_url or "",
+        "stripe_account": account.id or "",
+    }
+
+
 def _plan(row: CheckoutPlanRow) -> CheckoutPlan:
     urls = None
     if row.success_url is not None or row.cancel_url is not None:
         urls = ReturnUrls(row.success_url or None, row.cancel_url or None)  # "": not sent
-    return CheckoutPlan(_utc(row.expires_at), row.generation, urls)
+    account = None if row.stripe_account is None else StripeAccount(row.stripe_account or None)  # "": the platform
+    return CheckoutPlan(_utc(row.expires_at), row.generation, urls, account)
 
 
 def _utc(value: datetime) -> datetime:

@@ -45,8 +45,8 @@ class CheckoutPlanRow(SQLModel, table=True):
     """What one checkout attempt asks Stripe for that a clock decides, committed before its first request.
 
     Stripe replays an idempotency key only for identical parameters, so every retry of the attempt must ask for
-    exactly this expiry and these return URLs, however late it comes, whatever the owner changed since;
-    `generation` moves only when the expiry has to be asked for anew.
+    exactly this expiry and these return URLs, in this account, however late it comes, whatever the owner changed
+    since; `generation` moves only when the expiry has to be asked for anew.
     """
 
     __tablename__ = "payments_checkout_plans"
@@ -60,6 +60,9 @@ class CheckoutPlanRow(SQLModel, table=True):
     # the tenant's URLs as they are then, as every retry did.
     success_url: str | None = Field(default=None, max_length=2048)
     cancel_url: str | None = Field(default=None, max_length=2048)
+    # The Connect account asked (Stripe-Account), "" for the platform's own. NULL only on a plan kept before it was:
+    # its next try asks the tenant's account as it is then, and keeps that one.
+    stripe_account: str | None = Field(default=None, max_length=255)
 
 
 class PaymentAuditRow(SQLModel, table=True):

@@ -12,9 +12,11 @@ from services.payments.domain import (
     MIN_AHEAD,
     CheckoutNotPossible,
     CheckoutPlan,
+    CheckoutRequest,
     CheckoutSession,
     CheckoutSettings,
     ReturnUrls,
+    StripeAccount,
     idempotency_key,
     kept_plan,
     link_created,
@@ -119,12 +121,12 @@ def test_a_request_handled_late_still_gets_a_link_stripe_accepts() -> None:
 
 def test_a_first_try_plans_the_expiry_the_request_time_gives() -> None:
     assert kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT) == CheckoutPlan(
-        REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls()
+        REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls(), account=StripeAccount()
     )
 
 
 def test_a_retry_keeps_the_first_tries_plan_while_stripe_would_take_its_expiry() -> None:
-    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls())
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=ReturnUrls(), account=StripeAccount())
     # 22 minutes on, a plan made now would hang off a bucket of now instead: the stored one is kept.
     assert kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=22)) == stored
     assert kept_plan(stored, requested_at=REQUESTED_AT, now=stored.expires_at - MIN_AHEAD) == stored
@@ -143,7 +145,7 @@ MOVED = ReturnUrls(success_url="https://shop.example/merci", cancel_url=None)
 
 
 def test_a_retry_keeps_the_first_tries_return_urls_though_the_owner_changed_them() -> None:
-    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT, urls=THANKS)
+    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT, urls=THANKS, account=StripeAccount("acct_1"))
     again = kept_plan(first, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=5), urls=MOVED)
     assert again == first
     settings = CheckoutSettings(success_url=MOVED.success_url, stripe_account="acct_1")
@@ -155,13 +157,50 @@ def test_a_retry_keeps_the_first_tries_return_urls_though_the_owner_changed_them
 def test_a_plan_kept_before_its_urls_were_takes_the_tenants_urls_of_now() -> None:
     stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
     kept = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(minutes=5), urls=MOVED)
-    assert kept == CheckoutPlan(stored.expires_at, urls=MOVED)
+    assert kept == CheckoutPlan(stored.expires_at, urls=MOVED, account=StripeAccount())
 
 
 def test_a_plan_asked_for_anew_takes_the_urls_of_now_with_its_new_key() -> None:
     stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=THANKS)
     renewed = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + timedelta(hours=3), urls=MOVED)
     assert (renewed.generation, renewed.urls) == (1, MOVED)
+
+
+OLD_ACCOUNT, NEW_ACCOUNT = StripeAccount("acct_old"), StripeAccount("acct_new")
+
+
+def retry(stored: CheckoutPlan, account: StripeAccount, *, after: timedelta) -> CheckoutRequest:
+    """A retry `after` the first try, once the tenant's Connect account is `account`."""
+    settings = CheckoutSettings(stripe_account=account.id)
+    plan = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT + after, account=account)
+    return with_plan(plan_checkout(order_event(), now=REQUESTED_AT + after, settings=settings), plan)
+
+
+def test_a_retry_asks_the_first_tries_connect_account_though_the_tenant_moved_to_another() -> None:
+    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=OLD_ACCOUNT)
+    request = retry(first, NEW_ACCOUNT, after=timedelta(minutes=5))
+    assert request.settings.stripe_account == OLD_ACCOUNT.id
+    assert (request.expires_at, request.idempotency_key) == (first.expires_at, idempotency_key(ORDER, 7))
+
+
+def test_a_retry_of_a_try_on_the_platform_account_stays_there_once_the_tenant_has_a_connect_account() -> None:
+    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT)
+    assert first.account == StripeAccount(None)
+    assert retry(first, NEW_ACCOUNT, after=timedelta(minutes=5)).settings.stripe_account is None
+
+
+def test_a_plan_kept_before_its_account_was_takes_the_tenants_account_of_now_and_keeps_it() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=THANKS)
+    assert retry(stored, OLD_ACCOUNT, after=timedelta(minutes=5)).settings.stripe_account == OLD_ACCOUNT.id
+    kept = kept_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=OLD_ACCOUNT)
+    assert kept == CheckoutPlan(stored.expires_at, urls=THANKS, account=OLD_ACCOUNT)
+    assert retry(kept, NEW_ACCOUNT, after=timedelta(minutes=10)).settings.stripe_account == OLD_ACCOUNT.id
+
+
+def test_a_plan_asked_for_anew_takes_the_account_of_now_with_its_new_key() -> None:
+    first = kept_plan(None, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=OLD_ACCOUNT)
+    request = retry(first, NEW_ACCOUNT, after=timedelta(hours=3))
+    assert (request.settings.stripe_account, request.idempotency_key) == (NEW_ACCOUNT.id, idempotency_key(ORDER, 7, 1))
 
 
 def test_the_first_generation_keeps_the_key_earlier_releases_used() -> None:

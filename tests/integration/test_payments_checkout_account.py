@@ -1,0 +1,80 @@
+"""A checkout attempt's retry asks the Connect account its first try asked, on SQLite and PostgreSQL: Stripe scopes
+an idempotency key to the account, so a retry sent to another one would make a second payable session there."""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from sellmesh.db import session_scope
+from services.gateway.store import Tenant
+from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount
+from services.payments.reconciler import Reconciler
+from services.payments.store import PaymentStore
+from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.tables import CheckoutPlanRow
+from tests.integration.conftest import KEY, Sandbox
+from tests.integration.payment_shop import AnswerLost, PaymentShop, add_tenant
+
+pytestmark = pytest.mark.integration
+
+BEFORE, AFTER = StripeAccount("acct_before"), StripeAccount("acct_after")
+
+
+def move_account(engine: Engine, tenant_id: uuid.UUID, account: str) -> None:
+    with session_scope(engine) as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        tenant.training = json.dumps({"payments": {"stripe_account": account}})
+
+
+async def test_a_retry_after_the_tenant_moved_connect_accounts_gets_the_first_tries_session(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    """Stripe made the session in the first account but its answer was lost; the tenant then moved to another
+    account. The retry asks the first account again, so Stripe replays that session instead of making a second."""
+    tenant_id = add_tenant(migrated_engine, payments={"stripe_account": "acct_before"})
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
+        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        with pytest.raises(CheckoutUnavailable):
+            await shop.checkout(order_id)
+        move_account(migrated_engine, tenant_id, "acct_after")
+        shop.gateway = gateway
+        attempt = await shop.checkout(order_id)
+        [made] = lost.made
+        # The attempt names the account the session lives in: expiring and refunding it must ask that one.
+        assert (attempt.checkout_session_id, attempt.stripe_account) == (made.id, "acct_before")
+        assert shop.facts(order_id) == ["link_created"]
+        state = await gateway.retrieve_session(made.id, account=attempt.stripe_account)
+        assert state.status == "open"
+
+
+def test_a_checkout_plan_keeps_its_account_and_one_kept_without_it_takes_todays(migrated_engine: Engine) -> None:
+    requested_at = datetime.now(UTC).replace(microsecond=0)
+    tenant_id, order_id = uuid.uuid4(), uuid.uuid4()
+
+    def keep(attempt: int, account: StripeAccount) -> CheckoutPlan:
+        with session_scope(migrated_engine) as session:
+            return PaymentStore(session).keep_checkout_plan(
+                tenant_id, order_id, attempt, requested_at=requested_at, now=requested_at, account=account
+            )
+
+    assert keep(3, BEFORE).account == BEFORE
+    assert keep(3, AFTER).account == BEFORE
+    # The platform's own account is kept too, not read back as "none recorded".
+    assert keep(5, StripeAccount()).account == StripeAccount()
+    assert keep(5, AFTER).account == StripeAccount()
+    with session_scope(migrated_engine) as session:  # a plan kept before the account was, still fresh
+        expires_at = requested_at + timedelta(hours=1)
+        legacy = CheckoutPlanRow(tenant_id=tenant_id, order_id=order_id, attempt=4, expires_at=expires_at)
+        legacy.success_url, legacy.cancel_url = "", ""
+        session.add(legacy)
+    assert keep(4, AFTER) == CheckoutPlan(expires_at, urls=ReturnUrls(), account=AFTER)
+    assert keep(4, BEFORE).account == AFTER
