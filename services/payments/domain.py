@@ -8,7 +8,6 @@ from uuid import UUID
 
 from schemas.envelope import ActorKind, Money
 from schemas.orders import OrderChanged, OrderEvent, OrderLine, OrderState
-from schemas.payments import CheckoutRefused, PaymentLinkCreated
 
 PRODUCER: Final = "payments"
 LINK_LIFETIME: Final = timedelta(hours=1)
@@ -20,7 +19,6 @@ STALE_BUCKET_SECONDS: Final = 15 * 60
 # margin as FRESH_FOR).
 MIN_AHEAD: Final = timedelta(minutes=35)
 MAX_LINE_ITEMS: Final = 100  # Stripe's limit for a payment-mode session
-REASON_LENGTH: Final = 500  # CheckoutRefused.reason
 
 
 class CheckoutNotPossible(Exception):
@@ -220,38 +218,7 @@ def plan_checkout(
     )
 
 
-def link_created(
-    event: OrderChanged, request: CheckoutRequest, session: CheckoutSession, *, event_id: UUID, now: datetime
-) -> PaymentLinkCreated:
-    """The fact to publish once the session exists; refuses a session that would charge another amount."""
+def check_session_total(request: CheckoutRequest, session: CheckoutSession) -> None:
+    """Refuses a session that would charge another amount than the order's total: it must not be announced."""
     if session.total != request.total:
         raise CheckoutNotPossible(f"session {session.id} charges {session.total}, order total is {request.total}")
-    return PaymentLinkCreated(
-        event_id=event_id,
-        tenant_id=event.tenant_id,
-        correlation_id=event.correlation_id,
-        causation_id=event.event_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        order_id=request.order_id,
-        checkout_session_id=session.id,
-        url=session.url,
-        amount=request.total,
-        expires_at=session.expires_at,
-    )
-
-
-def checkout_refused(event: OrderChanged, *, reason: str, event_id: UUID, now: datetime) -> CheckoutRefused:
-    """The fact to publish when the checkout cannot be made: the order is to go back to draft and release its stock,
-    since it awaits a payment nobody can make."""
-    return CheckoutRefused(
-        event_id=event_id,
-        tenant_id=event.tenant_id,
-        correlation_id=event.correlation_id,
-        causation_id=event.event_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        order_id=event.order_id,
-        order_version=event.order.version,
-        reason=reason[:REASON_LENGTH],
-    )

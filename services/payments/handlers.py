@@ -14,7 +14,7 @@ from schemas.payments import PaymentLinkCreated, StripeEventReceived
 from schemas.topics import HANDOFF_COMMANDS, PAYMENTS_EVENTS
 from sellmesh.db import in_thread, session_scope
 from sellmesh.outbox import add_to_outbox
-from sellmesh.service import derived_id, now
+from sellmesh.service import now
 from sellmesh.subscriber import Handled, PermanentError
 from services.gateway.query import payment_settings
 from services.orders.query import awaited_checkout
@@ -24,8 +24,6 @@ from services.payments.domain import (
     CheckoutSettings,
     ReturnUrls,
     StripeAccount,
-    checkout_refused,
-    link_created,
     plan_checkout,
     wants_checkout,
     wants_money_back,
@@ -33,6 +31,7 @@ from services.payments.domain import (
     with_plan,
 )
 from services.payments.escalation import checkout_handoff
+from services.payments.events import checkout_refused, link_created
 from services.payments.reconciler import Outcome, Reconciler
 from services.payments.refund import refund_collected_attempts
 from services.payments.settlement import RANK, AttemptStatus, Cause
@@ -204,7 +203,7 @@ async def _checkout(
         return None
     request = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
     session = await gateway.create_session(request)
-    link = link_created(event, request, session, event_id=derived_id(event.event_id, "link"), now=clock())
+    link = link_created(event, request, session, at=clock())
     await in_thread(_record, engine, link, request)
     return None
 
@@ -212,7 +211,7 @@ async def _checkout(
 def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> bool:
     """Whether a person was asked. The fact and the request commit together (outbox); a redelivery queues them
     again under the same ids, which orders and handoff each take once."""
-    refused = checkout_refused(event, reason=reason, event_id=derived_id(event.event_id, "refused"), now=at)
+    refused = checkout_refused(event, reason=reason, at=at)
     cause = Cause(event.correlation_id, event.event_id, stripe_event_id=None, source="checkout")
     handoff = checkout_handoff(engine, refused, cause=cause, at=at)
     with session_scope(engine) as session:

@@ -8,6 +8,7 @@ import pytest
 
 from schemas.envelope import Actor, ActorKind, Money
 from schemas.orders import CommandRejected, OrderChanged, OrderLine, OrderSnapshot, OrderState, RejectionReason
+from sellmesh.service import derived_id
 from services.payments.domain import (
     MIN_AHEAD,
     CheckoutNotPossible,
@@ -19,12 +20,12 @@ from services.payments.domain import (
     StripeAccount,
     idempotency_key,
     kept_plan,
-    link_created,
     link_expiry,
     plan_checkout,
     wants_checkout,
     with_plan,
 )
+from services.payments.events import REASON_LENGTH, checkout_refused, link_created
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 ORDER = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
@@ -230,15 +231,15 @@ def test_the_link_event_answers_the_order_event() -> None:
     session = CheckoutSession(
         id="cs_test_1", url="https://pay/cs_test_1", total=request.total, expires_at=request.expires_at
     )
-    link_id = uuid.uuid4()
-    link = link_created(event, request, session, event_id=link_id, now=REQUESTED_AT + timedelta(seconds=1))
+    link = link_created(event, request, session, at=REQUESTED_AT + timedelta(seconds=1))
+    # The id derives from the order event, so a redelivered request queues the same link event, taken once.
     assert (link.event_id, link.tenant_id, link.correlation_id, link.causation_id) == (
-        link_id,
+        derived_id(event.event_id, "link"),
         TENANT,
         event.correlation_id,
         event.event_id,
     )
-    assert link.producer == "payments"
+    assert (link.producer, link.occurred_at) == ("payments", REQUESTED_AT + timedelta(seconds=1))
     assert (link.order_id, link.checkout_session_id, link.url) == (ORDER, "cs_test_1", "https://pay/cs_test_1")
     assert link.amount == request.total
     assert link.expires_at == request.expires_at
@@ -251,4 +252,17 @@ def test_refuses_to_announce_a_session_that_charges_another_amount() -> None:
         id="cs_test_2", url="https://pay", total=Money(amount_minor=1, currency="USD"), expires_at=request.expires_at
     )
     with pytest.raises(CheckoutNotPossible, match="charges"):
-        link_created(event, request, wrong, event_id=uuid.uuid4(), now=REQUESTED_AT)
+        link_created(event, request, wrong, at=REQUESTED_AT)
+
+
+def test_a_refused_checkout_answers_the_order_event_under_an_id_derived_from_it() -> None:
+    event = order_event()
+    refused = checkout_refused(event, reason="x" * (REASON_LENGTH + 1), at=REQUESTED_AT)
+    assert (refused.event_id, refused.tenant_id, refused.correlation_id, refused.causation_id) == (
+        derived_id(event.event_id, "refused"),
+        TENANT,
+        event.correlation_id,
+        event.event_id,
+    )
+    assert (refused.producer, refused.occurred_at) == ("payments", REQUESTED_AT)
+    assert (refused.order_id, refused.order_version, refused.reason) == (ORDER, 7, "x" * REASON_LENGTH)
