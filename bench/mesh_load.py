@@ -20,6 +20,7 @@ import httpx
 
 from bench.bare_litellm import bare_litellm, bare_litellm_processes
 from bench.customers import Edges, Inbox, Pacer, Tally, play_all
+from bench.fake_stripe import FakeStripeApi
 from bench.kafka_relay import relay_ceiling
 from bench.load import Result, table
 from bench.mesh_processes import MeshProcesses, label, mesh_env
@@ -102,18 +103,24 @@ async def play_run(
     count: int,
     rate: float | None,
     conversations: int,
+    fakes_redis_url: str,
     graph_latency: float = 0.0,
 ) -> Run:
-    """Start the mesh with `replicas`, warm it up, then play `count` customers at `rate` and stop it."""
+    """Start the mesh with `replicas`, warm it up, then play `count` customers at `rate` and stop it.
+
+    The fake Graph and Stripe APIs run in this process, not the mesh's: their CPU is not the mesh's, and the
+    Stripe sandbox keeps its state in a Redis of its own, so the mesh's Redis counts only the mesh's commands."""
     graph = FakeGraphApi(latency_seconds=graph_latency).start()
-    mesh = MeshProcesses(env={**env, "META_GRAPH_BASE_URL": graph.base_url}, work_dir=work_dir, replicas=replicas)
+    stripe = FakeStripeApi(fakes_redis_url).start()
+    fakes = {"META_GRAPH_BASE_URL": graph.base_url, "STRIPE_API_BASE": stripe.api_base}
+    mesh = MeshProcesses(env={**env, **fakes}, work_dir=work_dir, replicas=replicas)
     try:
         await asyncio.to_thread(mesh.start)
         inbox = Inbox(graph, asyncio.get_running_loop())
         edges = Edges(
             meta=lambda: f"{mesh.url('ingest')}/webhooks/meta",
             stripe=lambda: f"{mesh.url('payments')}/webhooks/stripe",
-            sandbox=lambda: mesh.url("payments"),
+            sandbox=lambda: stripe.base_url,
         )
         limits = httpx.Limits(max_connections=conversations * 2, max_keepalive_connections=conversations * 2)
         async with httpx.AsyncClient(limits=limits, timeout=30) as http:
@@ -149,6 +156,7 @@ async def play_run(
     finally:
         await asyncio.to_thread(mesh.stop)
         graph.stop()
+        stripe.stop()
 
 
 def ratio_rows(rows: list[Row], *, model_rate: float, kafka_rate: float, model_p50: float) -> list[Row]:
@@ -181,7 +189,7 @@ async def mesh_load(
     creates one (a topic a consumer creates on first use has one partition, and a second replica of its
     group would sit idle).
     """
-    with LocalBroker(log_path=work_dir / "mesh-broker.log") as broker, LocalRedis() as redis:
+    with LocalBroker(log_path=work_dir / "mesh-broker.log") as broker, LocalRedis() as redis, LocalRedis() as fakes:
         bootstrap = broker.bootstrap_servers
         topics = await ensure_topics(bootstrap, replication_factor=1)
         if not topics.ok:
@@ -196,6 +204,7 @@ async def mesh_load(
         )
         runs = await mesh_runs(
             infra_env=infra_env,
+            fakes_redis_url=fakes.url,
             work_dir=work_dir,
             customers_per_run=customers_per_run,
             rate=rate,
@@ -221,6 +230,7 @@ async def mesh_load(
 async def mesh_runs(
     *,
     infra_env: dict[str, str],
+    fakes_redis_url: str,
     work_dir: Path,
     customers_per_run: int,
     rate: float,
@@ -283,6 +293,7 @@ async def mesh_runs(
                     count=customers_per_run,
                     rate=pace,
                     conversations=at_once,
+                    fakes_redis_url=fakes_redis_url,
                     graph_latency=graph_latency,
                 )
             )
