@@ -29,8 +29,9 @@ def make_gateway(*, engine: Engine, redis: Redis, publish_command: Publish, sett
         redis=redis,
         bus=CommandBus(engine, publish_command),
         auth=Authenticator(engine, RateLimiter(redis, limit=settings.rate_limit_per_minute, window_seconds=60)),
-        route_class=problem_route_class(max_body_bytes=settings.max_body_bytes),
-        notify_allow_local=settings.notify_allow_local,
+        route_class=problem_route_class(
+            max_body_bytes=settings.max_body_bytes, notify_allow_local=settings.notify_allow_local
+        ),
     )
 
 

@@ -20,8 +20,6 @@ class Gateway:
     bus: CommandBus
     auth: Authenticator
     route_class: type[APIRoute]
-    # HANDOFF_NOTIFY_ALLOW_LOCAL: notify URLs may be plain http and name local addresses (a developer's machine).
-    notify_allow_local: bool = False
 
     def router(self, tag: str) -> APIRouter:
         # Each router carries the problem route class itself: include_router keeps a route's own class.

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from schemas.envelope import NO_NUL, Channel
 from sellmesh.addresses import is_public, judged
+from services.gateway.deployment import NOTIFY_ALLOW_LOCAL
 
 
 class Body(BaseModel):
@@ -76,6 +77,15 @@ def refuse_inside(value: str, *, allow_local: bool) -> None:
         raise ValueError("must not name a loopback, private, link-local, multicast or reserved address")
 
 
+def _deliverable(value: str) -> str:
+    refuse_inside(value, allow_local=NOTIFY_ALLOW_LOCAL.get())
+    return value
+
+
+# http is in the pattern for deployments with HANDOFF_NOTIFY_ALLOW_LOCAL; elsewhere `refuse_inside` refuses it.
+NotifyUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S{1,2040}$"), AfterValidator(_deliverable)]
+
+
 class Accepted(BaseModel):
     command_id: UUID
     status: Literal["pending"] = "pending"
@@ -110,9 +120,7 @@ class HandoffSettingsIn(HandoffSettings):
     host, unless the deployment sets HANDOFF_NOTIFY_ALLOW_LOCAL), so a stored URL that would be refused now still
     shows in GET /v1/settings."""
 
-    # The route holds notify_url to `refuse_inside`: only it knows the deployment's HANDOFF_NOTIFY_ALLOW_LOCAL.
-
-    notify_url: Url | None = Field(
+    notify_url: NotifyUrl | None = Field(
         None,
         description="https only, to a public host: not localhost, nor a loopback, private or link-local address"
         " (unless the deployment sets HANDOFF_NOTIFY_ALLOW_LOCAL)",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from sellmesh.logging import log_context
+from services.gateway.deployment import notify_rules
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,11 @@ async def _read_capped(request: Request, limit: int) -> ProblemError | None:
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-def problem_route_class(*, max_body_bytes: int) -> type[APIRoute]:
-    """An APIRoute that turns every failure of its endpoint into a problem document and logs one line per request."""
+def problem_route_class(*, max_body_bytes: int, notify_allow_local: bool = False) -> type[APIRoute]:
+    """An APIRoute that turns every failure of its endpoint into a problem document and logs one line per request.
+
+    Bodies are validated under the deployment's rules (`deployment.py`): `notify_allow_local` is
+    HANDOFF_NOTIFY_ALLOW_LOCAL, so the API takes the notify URLs the handoff worker would deliver to."""
 
     class ProblemRoute(APIRoute):
         def get_route_handler(self) -> Endpoint:
@@ -156,7 +160,7 @@ def problem_route_class(*, max_body_bytes: int) -> type[APIRoute]:
             async def handle(request: Request) -> Response:
                 started = time.perf_counter()
                 request_id = request_id_of(request)
-                with log_context(request_id=request_id):
+                with log_context(request_id=request_id), notify_rules(allow_local=notify_allow_local):
                     response = await _answer(request, endpoint, max_body_bytes)
                     response.headers[REQUEST_ID_HEADER] = request_id
                     log.info(

@@ -284,6 +284,15 @@ async def test_a_notify_url_aimed_inside_the_network_is_a_422_naming_the_field_a
         body = assert_problem(response, 422)
         assert [error["loc"] for error in body["errors"]] == [["body", "handoff", "notify_url"]], url
     assert tenant_rows(migrated_engine, shop.id) == before
+    # Every error of the body at once, the notify URL's among them.
+    both = await http.patch(
+        "/v1/settings", json={"tone": 5, "handoff": {"notify_url": "https://10.0.0.5/h"}}, headers=owner
+    )
+    body = assert_problem(both, 422)
+    assert sorted(tuple(error["loc"]) for error in body["errors"]) == [
+        ("body", "handoff", "notify_url"),
+        ("body", "tone"),
+    ]
     public = "https://hooks.example.com/sellmesh"
     accepted = await http.patch("/v1/settings", json={"handoff": {"notify_url": public}}, headers=owner)
     assert accepted.status_code == 200, accepted.text

@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from sellmesh.db import in_thread
@@ -11,16 +10,7 @@ from sellmesh.service import now
 from services.agent.query import quota_usage, usage_totals
 from services.gateway.auth import Principal
 from services.gateway.context import Gateway
-from services.gateway.models import (
-    FaqEntry,
-    HandoffSettings,
-    Me,
-    NotifySecret,
-    Settings,
-    SettingsPatch,
-    Usage,
-    refuse_inside,
-)
+from services.gateway.models import FaqEntry, HandoffSettings, Me, NotifySecret, Settings, SettingsPatch, Usage
 from services.gateway.problems import ProblemError
 from services.gateway.query import tenant_name, tenant_training
 from services.gateway.tenant_settings import read_settings, rotate_notify_secret, update_training
@@ -69,18 +59,6 @@ def _fits(model: type[BaseModel], value: object) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _check_notify_url(patch: SettingsPatch, *, allow_local: bool) -> None:
-    """A notify URL the handoff worker would refuse to post to is refused now, as the field's 422."""
-    url = patch.handoff.notify_url if patch.handoff is not None else None
-    if url is None:
-        return
-    try:
-        refuse_inside(url, allow_local=allow_local)
-    except ValueError as exc:
-        loc = ("body", "handoff", "notify_url")
-        raise RequestValidationError([{"loc": loc, "msg": f"Value error, {exc}", "type": "value_error"}]) from exc
 
 
 def _changes(patch: SettingsPatch, training: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +110,6 @@ def router(gw: Gateway) -> APIRouter:
         patch: SettingsPatch, principal: Annotated[Principal, gw.require("settings.write")]
     ) -> Settings:
         """Training controls, checkout choices and handoff settings; the plan is the platform's to set."""
-        _check_notify_url(patch, allow_local=gw.notify_allow_local)
         found = await in_thread(read_settings, gw.engine, principal.tenant_id)
         if found is None:
             raise ProblemError(404, "tenant not found")

@@ -4,6 +4,7 @@ unless the deployment delivers to local receivers (HANDOFF_NOTIFY_ALLOW_LOCAL)."
 import pytest
 from pydantic import ValidationError
 
+from services.gateway.deployment import notify_rules
 from services.gateway.models import HandoffSettings, HandoffSettingsIn, refuse_inside
 
 INSIDE = [
@@ -39,11 +40,13 @@ INSIDE = [
 def test_a_url_naming_localhost_or_a_non_public_address_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="must not name"):
         refuse_inside(url, allow_local=False)
+    with pytest.raises(ValidationError, match="must not name"):
+        HandoffSettingsIn(notify_url=url)
 
 
 def test_plain_http_is_refused() -> None:
-    with pytest.raises(ValueError, match="must be an https URL"):
-        refuse_inside("http://hooks.example.com/h", allow_local=False)
+    with pytest.raises(ValidationError, match="must be an https URL"):
+        HandoffSettingsIn(notify_url="http://hooks.example.com/h")
 
 
 @pytest.mark.parametrize("url", ["ftp://hooks.example.com/h", "hooks.example.com/h", "https://"])
@@ -56,7 +59,11 @@ def test_what_is_not_an_http_url_is_refused_by_the_body_itself(url: str) -> None
 def test_a_deployment_that_delivers_locally_takes_local_and_plain_http_urls(url: str) -> None:
     """The worker posts to these with HANDOFF_NOTIFY_ALLOW_LOCAL set, so the API must let an owner set them."""
     refuse_inside(url, allow_local=True)
-    assert HandoffSettingsIn(notify_url=url).notify_url == url
+    with notify_rules(allow_local=True):
+        assert HandoffSettingsIn(notify_url=url).notify_url == url
+    # The switch is the request's, not the process's: outside it the URL is refused again.
+    with pytest.raises(ValidationError, match="notify_url"):
+        HandoffSettingsIn(notify_url=url)
 
 
 @pytest.mark.parametrize(
