@@ -84,10 +84,12 @@ def make_broker(
 
 
 def envelope_headers(event: Envelope) -> dict[str, str]:
-    """Headers repeat the ids tools filter on, so replay and DLQ tools need not decode bodies."""
+    """Headers repeat the ids tools filter on, so replay and DLQ tools need not decode bodies. `correlation_id`
+    is FastStream's own header too; it is here for bytes published without FastStream (replay, dlq reingest)."""
     headers = {
         "tenant_id": str(event.tenant_id),
         "event_id": str(event.event_id),
+        "correlation_id": str(event.correlation_id),
         "producer": event.producer,
     }
     message_type = getattr(event, "type", None)

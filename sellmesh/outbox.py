@@ -92,7 +92,7 @@ def add_to_outbox(session: Session, *, topic: str, event: Envelope, key: str) ->
         "topic": topic,
         "key": key,
         "payload": event.model_dump_json(),
-        "headers": json.dumps({**envelope_headers(event), "correlation_id": str(event.correlation_id)}),
+        "headers": json.dumps(envelope_headers(event)),
         "created_at": datetime.now(UTC),
     }
     # A Core INSERT in the caller's transaction, now: the session never reads an outbox row back, and its unit
