@@ -3,15 +3,17 @@
 The mesh runs as separate `sellmesh run` processes (two agent replicas) on a broker, Redis and PostgreSQL
 schema of its own, while scripted customers of two shops write on WhatsApp, Messenger and Instagram and pay
 through Stripe. Meanwhile workers (ingest among them, mid-send) are killed with SIGKILL and restarted, Redis
-restarts, every PostgreSQL connection of the mesh is cut, the channel API answers 5xx then 429 for a while,
-and a third of the webhooks and every Stripe event arrive twice. Afterwards the database, the topics and the
-fake channel API must agree.
+restarts, every PostgreSQL connection of the mesh is cut, the broker stalls (SIGSTOP, then SIGCONT: a network
+partition or a long pause, as every client sees it), the channel API answers 5xx then 429 for a while, and a
+third of the webhooks and every Stripe event arrive twice. Afterwards the database, the topics and the fake
+channel API must agree.
 """
 
 import asyncio
 import contextlib
 import os
 import random
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPLICAS = {"ingest": 1, "agent": 2, "orders": 1, "payments": 1, "handoff": 1}
 CUSTOMERS = 18
+STALL_SECONDS = 12
 SEED = int(os.environ.get("SELLMESH_FAULT_SEED", random.randrange(10**6)))
 
 
@@ -71,6 +74,7 @@ async def inject_faults(
     graph: FakeGraphApi,
     inbox: Inbox,
     redis: LocalRedis,
+    broker: LocalBroker,
     admin: Engine,
     app_name: str,
     rng: random.Random,
@@ -102,6 +106,15 @@ async def inject_faults(
     await asyncio.sleep(1)
     redis.start()
     done.append("redis restarted")
+    # Past the consumers' 10 s session timeout: the broker, once it runs again, finds every member late and
+    # rebalances each group, while producers and the edges' publishes waited without an answer. Every client
+    # must carry on from where it was.
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(STALL_SECONDS)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+    done.append(f"broker stalled {STALL_SECONDS} s")
     for _ in range(3):
         cut = await asyncio.to_thread(cut_connections, admin, app_name)
         done.append(f"{cut} PostgreSQL connections cut")
@@ -165,7 +178,14 @@ async def test_under_crashes_and_outages_every_message_is_answered_exactly_once(
                     # Faults start once replies flow: before that, consumers are still joining and nothing moves.
                     await asyncio.wait_for(inbox.wait_total(8), timeout=90)
                     faults = await inject_faults(
-                        mesh=mesh, graph=graph, inbox=inbox, redis=redis, admin=admin, app_name=app_name, rng=rng
+                        mesh=mesh,
+                        graph=graph,
+                        inbox=inbox,
+                        redis=redis,
+                        broker=broker,
+                        admin=admin,
+                        app_name=app_name,
+                        rng=rng,
                     )
                     tally = await load
                 finally:
