@@ -68,6 +68,9 @@ class MeshSettings(BaseSettings):
     sellmesh_log_level: str = "INFO"
     # The event loop of `sellmesh up` and `sellmesh run` (sellmesh/event_loop.py says why uvloop).
     sellmesh_event_loop: EventLoopName = "uvloop"
+    # Allocations (less deallocations) between the collector's young-generation passes in `sellmesh up` and
+    # `sellmesh run`; Python's default is 700 (sellmesh/cli.py says why it is raised).
+    sellmesh_gc_young_threshold: int = Field(default=10_000, ge=100, le=1_000_000)
     sellmesh_handler_attempts: int = 4
     sellmesh_retry_base_seconds: float = 0.2
     sellmesh_dedup_ttl_seconds: int = 8 * 24 * 3600
