@@ -152,6 +152,25 @@ def kept_plan(
     return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls, account)
 
 
+def moved_plan(
+    stored: CheckoutPlan,
+    *,
+    requested_at: datetime,
+    now: datetime,
+    urls: ReturnUrls = ReturnUrls(),
+    account: StripeAccount = StripeAccount(),
+) -> CheckoutPlan | None:
+    """After the plan's account refused the platform (`account_invalid`: the business disconnected it): a plan
+    under the tenant's account of now, with the next generation's key, if that is another account; None when it
+    is the same one, whose refusal then stands.
+
+    Nothing the earlier tries made can reach the customer: a try whose session was recorded is never retried, so
+    any session they left in the refusing account had its link lost with its answer."""
+    if stored.account is None or stored.account == account:
+        return None
+    return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls, account)
+
+
 def with_plan(request: CheckoutRequest, plan: CheckoutPlan) -> CheckoutRequest:
     settings = request.settings
     urls = plan.urls or ReturnUrls(settings.success_url, settings.cancel_url)

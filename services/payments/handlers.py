@@ -37,7 +37,7 @@ from services.payments.refund import refund_collected_attempts
 from services.payments.settlement import RANK, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import SESSION_EXPIRED, MalformedEvent, read_event
-from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
+from services.payments.stripe_gateway import AccountRefused, CheckoutRejected, StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,27 @@ def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime,
             account=StripeAccount(settings.stripe_account),
         )
     return with_plan(request, plan)
+
+
+def _move_plan(
+    engine: Engine, request: CheckoutRequest, refused: str, requested_at: datetime, now: datetime
+) -> CheckoutRequest | None:
+    """`request` (with the tenant's settings of now) under the plan moved off the account that `refused` the
+    platform, committed before Stripe is asked; None when the tenant still names that account."""
+    settings = request.settings
+    urls = ReturnUrls(success_url=settings.success_url, cancel_url=settings.cancel_url)
+    with session_scope(engine) as session:
+        plan = PaymentStore(session).move_checkout_plan(
+            request.tenant_id,
+            request.order_id,
+            request.attempt,
+            refused=StripeAccount(refused),
+            requested_at=requested_at,
+            now=now,
+            urls=urls,
+            account=StripeAccount(settings.stripe_account),
+        )
+    return None if plan is None else with_plan(request, plan)
 
 
 def _others(engine: Engine, tenant_id: uuid.UUID, order_id: uuid.UUID, attempt: int) -> list[PaymentAttemptRow]:
@@ -201,10 +222,19 @@ async def _checkout(
     )
     if not closed:
         return None
-    request = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
-    session = await gateway.create_session(request)
-    link = link_created(event, request, session, at=clock())
-    await in_thread(_record, engine, link, request)
+    asked = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
+    try:
+        session = await gateway.create_session(asked)
+    except AccountRefused as refused:
+        # The kept plan's account refused the platform; the business may have moved to another one since.
+        moved = await in_thread(_move_plan, engine, request, refused.account, event.occurred_at, clock())
+        if moved is None or moved.settings.stripe_account == refused.account:
+            raise
+        log.info("checkout moved to the tenant's current Connect account", extra={"order_id": str(event.order_id)})
+        asked = moved
+        session = await gateway.create_session(asked)
+    link = link_created(event, asked, session, at=clock())
+    await in_thread(_record, engine, link, asked)
     return None
 
 

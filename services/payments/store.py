@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
 from sellmesh.db import insert_unless_present
-from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount, kept_plan
+from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount, kept_plan, moved_plan
 from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
 from services.payments.tables import (
     CheckoutPlanRow,
@@ -102,11 +102,40 @@ class PaymentStore:
             if not insert_unless_present(self.session.connection(), plans, fresh):
                 raise Conflict(f"another try planned checkout {order_id}:{attempt} first")
         elif plan != stored:
-            row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
-            row.success_url, row.cancel_url = columns["success_url"], columns["cancel_url"]
-            row.stripe_account = columns["stripe_account"]
-            self.session.add(row)
+            self._replace_plan(row, plan, columns)
         return plan
+
+    def move_checkout_plan(
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        attempt: int,
+        *,
+        refused: StripeAccount,
+        requested_at: datetime,
+        now: datetime,
+        urls: ReturnUrls,
+        account: StripeAccount,
+    ) -> CheckoutPlan | None:
+        """The plan after its account `refused` the platform: moved to the tenant's `account` of now
+        (`domain.moved_plan`), or the plan another try moved it to meanwhile; None when the refusal stands."""
+        key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
+        row = self.session.exec(select(CheckoutPlanRow).filter_by(**key).with_for_update()).first()
+        if row is None:
+            return None
+        stored = _plan(row)
+        if stored.account != refused:
+            return stored
+        plan = moved_plan(stored, requested_at=requested_at, now=now, urls=urls, account=account)
+        if plan is not None:
+            self._replace_plan(row, plan, _sent(urls, account))
+        return plan
+
+    def _replace_plan(self, row: CheckoutPlanRow, plan: CheckoutPlan, columns: dict[str, str]) -> None:
+        row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
+        row.success_url, row.cancel_url = columns["success_url"], columns["cancel_url"]
+        row.stripe_account = columns["stripe_account"]
+        self.session.add(row)
 
     def by_session(self, session_id: str) -> PaymentAttemptRow | None:
         query = select(PaymentAttemptRow).where(PaymentAttemptRow.checkout_session_id == session_id)

@@ -27,6 +27,14 @@ class CheckoutRejected(Exception):
     """The provider refused the request itself (invalid_request_error): the same request will be refused again."""
 
 
+class AccountRefused(CheckoutRejected):
+    """A business's own Connect account refused the platform (`account_invalid`): disconnected, or never ours."""
+
+    def __init__(self, message: str, *, account: str) -> None:
+        super().__init__(message)
+        self.account = account
+
+
 class CheckoutUnavailable(DependencyUnavailable):
     """The provider could not answer (5xx, 409, 429, network), or refused the caller (401, 403, idempotency_error):
     the same request may well succeed later, or once on-call fixed the key, so the subscriber waits it out
@@ -118,8 +126,9 @@ def _classified(error: stripe.StripeError, account: str | None = None) -> Checko
     if _is_transient(error):
         return CheckoutUnavailable(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
     if account and _code(error) == "account_invalid":
-        return CheckoutRejected(
-            f"the Connect account {account} refused the platform ({error.http_status}); request {request_id}"
+        return AccountRefused(
+            f"the Connect account {account} refused the platform ({error.http_status}); request {request_id}",
+            account=account,
         )
     if isinstance(error, stripe.InvalidRequestError):
         # The SDK's message names the request id and Stripe's reason, never the API key.

@@ -111,13 +111,18 @@ class PaymentShop:
     started: int = field(default_factory=lambda: int(time.time()) - 5)
 
     async def checkout(self, order_id: uuid.UUID | None = None, **kwargs: Any) -> PaymentAttemptRow:
+        """Handle a checkout request and return the attempt it recorded."""
+        order_id = order_id or uuid.uuid4()
+        await self.request_checkout(order_id, **kwargs)
+        return self.attempt(order_id)
+
+    async def request_checkout(self, order_id: uuid.UUID, **kwargs: Any) -> None:
         """Handle a checkout request; orders accepted it, unless the order is at a later version already."""
-        event = checkout_requested(self.tenant_id, order_id or uuid.uuid4(), **kwargs)
+        event = checkout_requested(self.tenant_id, order_id, **kwargs)
         if (order_version(self.engine, event.order_id) or 0) < event.order.version:
             awaiting = OrderState.AWAITING_PAYMENT
             place_order(self.engine, self.tenant_id, event.order_id, state=awaiting, version=event.order.version)
         await on_order_event(event, gateway=self.gateway, engine=self.engine, reconciler=self.reconciler)
-        return self.attempt(event.order_id)
 
     def attempt(self, order_id: uuid.UUID, number: int | None = None) -> PaymentAttemptRow:
         with Session(self.engine) as session:

@@ -4,6 +4,7 @@ an idempotency key to the account, so a retry sent to another one would make a s
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -11,10 +12,10 @@ from sqlalchemy import Engine
 
 from sellmesh.db import session_scope
 from services.gateway.store import Tenant
-from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount
+from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession, ReturnUrls, StripeAccount
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentStore
-from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.stripe_gateway import AccountRefused, CheckoutUnavailable, StripeCheckoutGateway
 from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
 from tests.integration.payment_shop import AnswerLost, PaymentShop, add_tenant
@@ -54,6 +55,67 @@ async def test_a_retry_after_the_tenant_moved_connect_accounts_gets_the_first_tr
         assert shop.facts(order_id) == ["link_created"]
         state = await gateway.retrieve_session(made.id, account=attempt.stripe_account)
         assert state.status == "open"
+
+
+class Disconnected:
+    """The business disconnected `account` from the platform: Stripe answers account_invalid for it."""
+
+    def __init__(self, gateway: StripeCheckoutGateway, account: str) -> None:
+        self.gateway, self.account = gateway, account
+        self.asked: list[str | None] = []
+
+    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
+        self.asked.append(request.settings.stripe_account)
+        if request.settings.stripe_account == self.account:
+            raise AccountRefused(f"the Connect account {self.account} refused the platform (403)", account=self.account)
+        return await self.gateway.create_session(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+async def test_a_retry_whose_account_was_disconnected_asks_the_tenants_new_account_and_the_customer_gets_a_link(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    """The first try's answer was lost; the business then disconnected that account and connected another. The
+    kept account refuses the platform, so the retry asks the new one under a new key: its session is the only link
+    the customer gets, and no person is asked for a checkout that can be made."""
+    tenant_id = add_tenant(migrated_engine, payments={"stripe_account": "acct_before"})
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
+        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        with pytest.raises(CheckoutUnavailable):
+            await shop.checkout(order_id)
+        move_account(migrated_engine, tenant_id, "acct_after")
+        disconnected = Disconnected(gateway, "acct_before")
+        shop.gateway = disconnected  # type: ignore[assignment]
+        attempt = await shop.checkout(order_id)
+        assert disconnected.asked == ["acct_before", "acct_after"]
+        assert attempt.stripe_account == "acct_after" and attempt.checkout_session_id != lost.made[0].id
+        assert shop.facts(order_id) == ["link_created"]
+        state = await gateway.retrieve_session(attempt.checkout_session_id, account="acct_after")
+        assert state.status == "open"
+        # Asked again (a redelivery), the attempt is recorded: nothing new at Stripe.
+        assert (await shop.checkout(order_id)).checkout_session_id == attempt.checkout_session_id
+        assert disconnected.asked == ["acct_before", "acct_after"]
+
+
+async def test_an_account_that_refuses_the_platform_and_is_still_the_tenants_refuses_the_checkout(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    tenant_id = add_tenant(migrated_engine, payments={"stripe_account": "acct_before"})
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        disconnected = Disconnected(gateway, "acct_before")
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
+        shop = PaymentShop(migrated_engine, sandbox, disconnected, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        await shop.request_checkout(order_id)
+        assert disconnected.asked == ["acct_before"]
+        assert shop.facts(order_id) == ["checkout_refused"]
 
 
 def test_a_checkout_plan_keeps_its_account_and_one_kept_without_it_takes_todays(migrated_engine: Engine) -> None:

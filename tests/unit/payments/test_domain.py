@@ -21,6 +21,7 @@ from services.payments.domain import (
     idempotency_key,
     kept_plan,
     link_expiry,
+    moved_plan,
     plan_checkout,
     wants_checkout,
     with_plan,
@@ -266,3 +267,20 @@ def test_a_refused_checkout_answers_the_order_event_under_an_id_derived_from_it(
     )
     assert (refused.producer, refused.occurred_at) == ("payments", REQUESTED_AT)
     assert (refused.order_id, refused.order_version, refused.reason) == (ORDER, 7, "x" * REASON_LENGTH)
+
+
+def test_a_plan_whose_account_refused_the_platform_moves_to_the_tenants_account_of_now_under_a_new_key() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), generation=1, urls=THANKS, account=OLD_ACCOUNT)
+    now = REQUESTED_AT + timedelta(minutes=5)
+    moved = moved_plan(stored, requested_at=REQUESTED_AT, now=now, urls=MOVED, account=NEW_ACCOUNT)
+    assert moved == CheckoutPlan(REQUESTED_AT + timedelta(hours=1), 2, MOVED, NEW_ACCOUNT)
+    # Off Connect altogether: the platform's own account is another account too.
+    platform = moved_plan(stored, requested_at=REQUESTED_AT, now=now, account=StripeAccount())
+    assert platform is not None and platform.account == StripeAccount()
+
+
+def test_the_refusal_stands_when_the_tenant_still_names_the_refusing_account_or_none_was_kept() -> None:
+    stored = CheckoutPlan(REQUESTED_AT + timedelta(hours=1), urls=THANKS, account=OLD_ACCOUNT)
+    assert moved_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=OLD_ACCOUNT) is None
+    unknown = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
+    assert moved_plan(unknown, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=NEW_ACCOUNT) is None

@@ -11,7 +11,12 @@ import pytest
 
 from schemas.envelope import Money
 from services.payments.domain import CheckoutLine, CheckoutRequest
-from services.payments.stripe_gateway import CheckoutRejected, CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.stripe_gateway import (
+    AccountRefused,
+    CheckoutRejected,
+    CheckoutUnavailable,
+    StripeCheckoutGateway,
+)
 
 KEY = "sk_live_not_a_real_key_4242"
 
@@ -100,6 +105,8 @@ async def test_a_business_connect_account_refusing_the_platform_is_a_refusal_not
     raised = await answered(403, error, account="acct_1Seller")
     assert isinstance(raised, CheckoutRejected) and "acct_1Seller" in str(raised)
     assert KEY not in str(raised)
+    # Named, so a retry can move to the account the business connected since (`handlers._checkout`).
+    assert isinstance(raised, AccountRefused) and raised.account == "acct_1Seller"
 
 
 async def test_a_403_on_a_connect_account_that_is_our_keys_fault_is_waited_out() -> None:
