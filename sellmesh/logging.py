@@ -12,6 +12,9 @@ from typing import Any
 _CONTEXT: ContextVar[dict[str, str]] = ContextVar("sellmesh_log_context", default={})  # noqa: B039
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+# What libraries stamp on records for their own use, not fields: litellm's mark that its filter already
+# redacted the record (printed as "<object object at 0x...>"), uvicorn's copy of the message with ANSI colours.
+_LIBRARY_MARKS = frozenset({"litellm_redacted", "color_message"})
 
 
 @contextmanager
@@ -35,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             **_CONTEXT.get(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+            if key not in _STANDARD_ATTRS and key not in _LIBRARY_MARKS and not key.startswith("_"):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
