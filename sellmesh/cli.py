@@ -76,8 +76,8 @@ async def _serve(settings: MeshSettings, services: list[str], *, demo: bool) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Mesh(settings, services) as mesh:
-        settle_collector(young=settings.sellmesh_gc_young_threshold)
+    young = settings.sellmesh_gc_young_threshold
+    async with Mesh(settings, services, on_built=lambda: settle_collector(young=young)) as mesh:
         if demo and mesh.ctx is not None:
             from sellmesh.demo import seed_demo
 

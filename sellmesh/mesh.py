@@ -72,10 +72,20 @@ def stripe_sandbox(ctx: MeshContext) -> StripeSandbox:
 class Mesh:
     """Runs `services` in this process: `async with Mesh(settings, ["ingest", ...]) as mesh: ...`."""
 
-    def __init__(self, settings: MeshSettings, services: Sequence[str], *, serve_http: bool = True) -> None:
+    def __init__(
+        self,
+        settings: MeshSettings,
+        services: Sequence[str],
+        *,
+        serve_http: bool = True,
+        on_built: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_built` runs once every service and the HTTP app are built, before anything is served or consumed:
+        what exists then lives as long as the process (the CLI freezes it out of the garbage collector's way)."""
         self.settings = settings
         self.service_names = list(services)
         self.serve_http = serve_http
+        self.on_built = on_built
         self._stack = AsyncExitStack()
         self.ctx: MeshContext | None = None
         self.app: FastAPI | None = None
@@ -124,6 +134,8 @@ class Mesh:
         # service run alone reaches them at its own port.
         self.health = health = Health(broker, [p.name for p in parts])
         self.app = build_http_app(ctx, parts, sandboxes=True, health=health)
+        if self.on_built is not None:
+            self.on_built()
         # Connect the producer, then the HTTP edge, so webhooks are accepted while consumers join.
         await broker.connect()
         if self.serve_http:
