@@ -70,6 +70,9 @@ def refuse_inside(value: str, *, allow_local: bool) -> None:
     host = url.host.rstrip(".").lower()
     if not host:
         raise ValueError("must name a host")
+    if "%" in host:
+        # No DNS name has one; decoded by some resolver, `%31%32%37.0.0.1` would be 127.0.0.1.
+        raise ValueError("must not percent-encode its host")
     if host == "localhost" or host.endswith(".localhost"):
         raise ValueError("must not name localhost")
     address = _literal_address(host)

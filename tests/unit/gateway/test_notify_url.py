@@ -44,6 +44,12 @@ def test_a_url_naming_localhost_or_a_non_public_address_is_refused(url: str) -> 
         HandoffSettingsIn(notify_url=url)
 
 
+@pytest.mark.parametrize("url", ["https://%31%32%37.0.0.1/h", "https://%6c%6fcalhost/h"])
+def test_a_percent_encoded_host_is_refused_at_once_not_only_when_a_notification_is_sent(url: str) -> None:
+    with pytest.raises(ValidationError, match="must not percent-encode its host"):
+        HandoffSettingsIn(notify_url=url)
+
+
 def test_plain_http_is_refused() -> None:
     with pytest.raises(ValidationError, match="must be an https URL"):
         HandoffSettingsIn(notify_url="http://hooks.example.com/h")
