@@ -6,16 +6,14 @@ as the payments service's CPU and its Redis commands as the mesh's. Here it runs
 outside the mesh, and `STRIPE_API_BASE` points the mesh at it.
 """
 
-import threading
-import time
 from dataclasses import dataclass, field
 
-import uvicorn
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from sellmesh.localbroker import free_port
 from sellmesh.sandbox.stripe import StripeSandbox
+from sellmesh.sandbox.threaded_server import ThreadedServer
 
 
 @dataclass
@@ -24,8 +22,7 @@ class FakeStripeApi:
 
     redis_url: str
     port: int = field(default_factory=free_port)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _served: ThreadedServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -40,18 +37,10 @@ class FakeStripeApi:
         sandbox = StripeSandbox(Redis.from_url(self.redis_url), base_url=self.base_url)
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         app.include_router(sandbox.router())
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-stripe-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Stripe API did not start")
-            time.sleep(0.01)
+        self._served = ThreadedServer(app, port=self.port, name="fake-stripe-api")
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._served is not None:
+            self._served.stop()

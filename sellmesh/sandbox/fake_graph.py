@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sellmesh.localbroker import free_port
+from sellmesh.sandbox.threaded_server import ThreadedServer
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ class FakeGraphApi:
     _script: deque[Scripted | None] = field(default_factory=deque)
     _down: Scripted | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _served: ThreadedServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -120,21 +119,13 @@ class FakeGraphApi:
 
     def start(self) -> "FakeGraphApi":
         app = Starlette(routes=[Route("/{version}/{account}/messages", self._send, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="fake-graph-api", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Graph API did not start")
-            time.sleep(0.01)
+        self._served = ThreadedServer(app, port=self.port, name="fake-graph-api")
+        self._served.start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
+        if self._served is not None:
+            self._served.stop()
 
 
 def _recipient(body: Any) -> str | None:
