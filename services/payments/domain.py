@@ -171,10 +171,15 @@ def moved_plan(
     return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls, account)
 
 
+def named_now(settings: CheckoutSettings) -> tuple[ReturnUrls, StripeAccount]:
+    """The return URLs and Connect account the tenant's settings name now (a plan keeps its first try's)."""
+    return ReturnUrls(settings.success_url, settings.cancel_url), StripeAccount(settings.stripe_account)
+
+
 def with_plan(request: CheckoutRequest, plan: CheckoutPlan) -> CheckoutRequest:
     settings = request.settings
-    urls = plan.urls or ReturnUrls(settings.success_url, settings.cancel_url)
-    account = plan.account or StripeAccount(settings.stripe_account)
+    urls_now, account_now = named_now(settings)
+    urls, account = plan.urls or urls_now, plan.account or account_now
     return replace(
         request,
         expires_at=plan.expires_at,

@@ -22,8 +22,8 @@ from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutRequest,
     CheckoutSettings,
-    ReturnUrls,
     StripeAccount,
+    named_now,
     plan_checkout,
     wants_checkout,
     wants_money_back,
@@ -62,8 +62,7 @@ def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime,
     """The request as this attempt's first try asked it (expiry, return URLs, Connect account): committed before
     Stripe is asked, so that a retry, however late and whatever the owner changed since, asks the same account for
     the same session under the same idempotency key (`CheckoutPlanRow`)."""
-    settings = request.settings
-    urls = ReturnUrls(success_url=settings.success_url, cancel_url=settings.cancel_url)
+    urls, account = named_now(request.settings)
     with session_scope(engine) as session:
         plan = PaymentStore(session).keep_checkout_plan(
             request.tenant_id,
@@ -72,7 +71,7 @@ def _keep_plan(engine: Engine, request: CheckoutRequest, requested_at: datetime,
             requested_at=requested_at,
             now=now,
             urls=urls,
-            account=StripeAccount(settings.stripe_account),
+            account=account,
         )
     return with_plan(request, plan)
 
@@ -82,8 +81,7 @@ def _move_plan(
 ) -> CheckoutRequest | None:
     """`request` (with the tenant's settings of now) under the plan moved off the account that `refused` the
     platform, committed before Stripe is asked; None when the tenant still names that account."""
-    settings = request.settings
-    urls = ReturnUrls(success_url=settings.success_url, cancel_url=settings.cancel_url)
+    urls, account = named_now(request.settings)
     with session_scope(engine) as session:
         plan = PaymentStore(session).move_checkout_plan(
             request.tenant_id,
@@ -93,7 +91,7 @@ def _move_plan(
             requested_at=requested_at,
             now=now,
             urls=urls,
-            account=StripeAccount(settings.stripe_account),
+            account=account,
         )
     return None if plan is None else with_plan(request, plan)
 

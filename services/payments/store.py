@@ -6,6 +6,7 @@ event is routed to its tenant; every decision after that checks the tenant it wa
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
@@ -90,8 +91,7 @@ class PaymentStore:
         with one plan."""
         key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
         plans = CheckoutPlanRow.__table__  # type: ignore[attr-defined]
-        query = select(CheckoutPlanRow).filter_by(**key).with_for_update()
-        row = self.session.exec(query).first()
+        row = self._locked_plan(key)
         stored = None if row is None else _plan(row)
         urls, account = urls or ReturnUrls(), account or StripeAccount()
         plan = kept_plan(stored, requested_at=requested_at, now=now, urls=urls, account=account)
@@ -119,8 +119,7 @@ class PaymentStore:
     ) -> CheckoutPlan | None:
         """The plan after its account `refused` the platform: moved to the tenant's `account` of now
         (`domain.moved_plan`), or the plan another try moved it to meanwhile; None when the refusal stands."""
-        key = {"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt}
-        row = self.session.exec(select(CheckoutPlanRow).filter_by(**key).with_for_update()).first()
+        row = self._locked_plan({"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt})
         if row is None:
             return None
         stored = _plan(row)
@@ -130,6 +129,10 @@ class PaymentStore:
         if plan is not None:
             self._replace_plan(row, plan, _sent(urls, account))
         return plan
+
+    def _locked_plan(self, key: dict[str, Any]) -> CheckoutPlanRow | None:
+        """The attempt's plan row, locked: two tries at once ask with one plan."""
+        return self.session.exec(select(CheckoutPlanRow).filter_by(**key).with_for_update()).first()
 
     def _replace_plan(self, row: CheckoutPlanRow, plan: CheckoutPlan, columns: dict[str, str]) -> None:
         row.expires_at, row.generation = plan.expires_at.astimezone(UTC), plan.generation
