@@ -3,10 +3,14 @@
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -26,7 +30,7 @@ from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import HANDLED_TYPES
 from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
 from tests.builders import ADDRESS, envelope
-from tests.integration.conftest import Sandbox
+from tests.integration.conftest import KEY, Sandbox
 
 
 def checkout_requested(
@@ -184,3 +188,28 @@ class AnswerLost:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.gateway, name)
+
+
+@dataclass
+class LostFirstTry:
+    """A checkout whose first try Stripe made but whose answer never came back (`after_a_lost_answer`)."""
+
+    shop: PaymentShop  # asks Stripe directly from now on
+    gateway: StripeCheckoutGateway
+    made: list[CheckoutSession]  # the session the lost try made
+    order_id: uuid.UUID
+    http: httpx.AsyncClient
+
+
+@asynccontextmanager
+async def after_a_lost_answer(engine: Engine, sandbox: Sandbox, tenant_id: uuid.UUID) -> AsyncIterator[LostFirstTry]:
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        lost = AnswerLost(gateway)
+        reconciler = Reconciler(stripe=gateway, engine=engine)
+        shop = PaymentShop(engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        with pytest.raises(CheckoutUnavailable):
+            await shop.checkout(order_id)
+        shop.gateway = gateway
+        yield LostFirstTry(shop, gateway, lost.made, order_id, http)

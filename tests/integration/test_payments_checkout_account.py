@@ -15,10 +15,10 @@ from services.gateway.store import Tenant
 from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession, ReturnUrls, StripeAccount
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentStore
-from services.payments.stripe_gateway import AccountRefused, CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.stripe_gateway import AccountRefused, StripeCheckoutGateway
 from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import AnswerLost, PaymentShop, add_tenant
+from tests.integration.payment_shop import PaymentShop, add_tenant, after_a_lost_answer
 
 pytestmark = pytest.mark.integration
 
@@ -38,18 +38,11 @@ async def test_a_retry_after_the_tenant_moved_connect_accounts_gets_the_first_tr
     """Stripe made the session in the first account but its answer was lost; the tenant then moved to another
     account. The retry asks the first account again, so Stripe replays that session instead of making a second."""
     tenant_id = add_tenant(migrated_engine, payments={"stripe_account": "acct_before"})
-    async with httpx.AsyncClient() as http:
-        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        lost = AnswerLost(gateway)
-        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
-        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
-        order_id = uuid.uuid4()
-        with pytest.raises(CheckoutUnavailable):
-            await shop.checkout(order_id)
+    async with after_a_lost_answer(migrated_engine, sandbox, tenant_id) as first:
+        shop, gateway, order_id = first.shop, first.gateway, first.order_id
         move_account(migrated_engine, tenant_id, "acct_after")
-        shop.gateway = gateway
         attempt = await shop.checkout(order_id)
-        [made] = lost.made
+        [made] = first.made
         # The attempt names the account the session lives in: expiring and refunding it must ask that one.
         assert (attempt.checkout_session_id, attempt.stripe_account) == (made.id, "acct_before")
         assert shop.facts(order_id) == ["link_created"]
@@ -81,20 +74,14 @@ async def test_a_retry_whose_account_was_disconnected_asks_the_tenants_new_accou
     kept account refuses the platform, so the retry asks the new one under a new key: its session is the only link
     the customer gets, and no person is asked for a checkout that can be made."""
     tenant_id = add_tenant(migrated_engine, payments={"stripe_account": "acct_before"})
-    async with httpx.AsyncClient() as http:
-        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        lost = AnswerLost(gateway)
-        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
-        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
-        order_id = uuid.uuid4()
-        with pytest.raises(CheckoutUnavailable):
-            await shop.checkout(order_id)
+    async with after_a_lost_answer(migrated_engine, sandbox, tenant_id) as first:
+        shop, gateway, order_id = first.shop, first.gateway, first.order_id
         move_account(migrated_engine, tenant_id, "acct_after")
         disconnected = Disconnected(gateway, "acct_before")
         shop.gateway = disconnected  # type: ignore[assignment]
         attempt = await shop.checkout(order_id)
         assert disconnected.asked == ["acct_before", "acct_after"]
-        assert attempt.stripe_account == "acct_after" and attempt.checkout_session_id != lost.made[0].id
+        assert attempt.stripe_account == "acct_after" and attempt.checkout_session_id != first.made[0].id
         assert shop.facts(order_id) == ["link_created"]
         state = await gateway.retrieve_session(attempt.checkout_session_id, account="acct_after")
         assert state.status == "open"

@@ -31,7 +31,7 @@ from services.payments.stripe_event import ChargeState, SessionState
 from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
 from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
-from tests.integration.payment_shop import AnswerLost, PaymentShop, add_tenant, checkout_requested, place_order
+from tests.integration.payment_shop import PaymentShop, add_tenant, after_a_lost_answer, checkout_requested, place_order
 
 pytestmark = pytest.mark.integration
 
@@ -288,25 +288,17 @@ async def test_a_retry_after_the_owner_changed_the_return_urls_gets_the_first_tr
     with the URLs its first try sent, so Stripe replays that session instead of answering idempotency_error."""
     first_urls = {"success_url": "https://shop.example/thanks", "cancel_url": "https://shop.example/cart"}
     tenant_id = add_tenant(migrated_engine, payments=first_urls)
-    async with httpx.AsyncClient() as http:
-        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
-        lost = AnswerLost(gateway)
-        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
-        shop = PaymentShop(migrated_engine, sandbox, lost, reconciler, tenant_id)  # type: ignore[arg-type]
-        order_id = uuid.uuid4()
-        with pytest.raises(CheckoutUnavailable):
-            await shop.checkout(order_id)
+    async with after_a_lost_answer(migrated_engine, sandbox, tenant_id) as first:
         with session_scope(migrated_engine) as session:
             tenant = session.get(Tenant, tenant_id)
             assert tenant is not None
             tenant.training = json.dumps({"payments": {"success_url": "https://shop.example/merci"}})
-        shop.gateway = gateway
-        attempt = await shop.checkout(order_id)
-        [made] = lost.made
+        attempt = await first.shop.checkout(first.order_id)
+        [made] = first.made
         assert attempt.checkout_session_id == made.id
-        assert shop.facts(order_id) == ["link_created"]
+        assert first.shop.facts(first.order_id) == ["link_created"]
         url = f"{sandbox.api}/v1/checkout/sessions/{made.id}"
-        stored = (await http.get(url, headers={"Authorization": f"Bearer {KEY}"})).json()
+        stored = (await first.http.get(url, headers={"Authorization": f"Bearer {KEY}"})).json()
         assert (stored["success_url"], stored["cancel_url"]) == (first_urls["success_url"], first_urls["cancel_url"])
 
 
