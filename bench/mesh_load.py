@@ -88,6 +88,7 @@ class Run:
             # Machine-independent: what a change that removes round trips moves, however the cores drifted.
             "redis_cmds_per_msg": round(self.trips.redis_commands / max(1, self.tally.webhooks), 1),
             "pg_xacts_per_msg": round(self.trips.pg_transactions / max(1, self.tally.webhooks), 1),
+            "redis_cmds_by_command": self.trips.busiest_commands(self.tally.webhooks),
             # Which stage the latency sits in (bench/stages.py): p50/p95/p99 ms of each.
             "stages_ms": summary(self.stages),
         }
@@ -314,6 +315,7 @@ def _plain_row(result: Result) -> Row:
         "cpu_ms_by_service": "",
         "redis_cmds_per_msg": "",
         "pg_xacts_per_msg": "",
+        "redis_cmds_by_command": "",
         "stages_ms": "",
     }
 
