@@ -1,7 +1,7 @@
 """Which asyncio event loop the long-running commands (`sellmesh up`, `sellmesh run`) use.
 
 uvloop by default: alternating the two loops five times on two cores (200 customers as fast as the mesh takes
-them, README "Performance"), the mesh spent 52.3 against 58.0 ms of CPU per inbound message on average and
+them, `docs/performance.md`), the mesh spent 52.3 against 58.0 ms of CPU per inbound message on average and
 answered 24.4 against 22.6 msgs/s, ahead in four rounds of five; every hop is socket work (broker, Redis,
 PostgreSQL, HTTP) and scheduling, which uvloop does in C. `SELLMESH_EVENT_LOOP=asyncio` goes back
 to the standard loop, for debugging with asyncio's own tools or on a platform without uvloop.
