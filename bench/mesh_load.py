@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -217,15 +217,28 @@ async def mesh_load(
             graph_latency=graph_latency,
             colocated=colocated or [],
         )
+        # The same ceiling again once the mesh is done: this machine's speed drifts within minutes, and the
+        # mesh runs sit between the two. The ratios are against their mean; the two rows show the drift.
+        model_after = await bare_litellm_processes(os.cpu_count() or 1, calls * (os.cpu_count() or 1), concurrency=8)
+        model_after = replace(model_after, name=f"{model_after.name}, after the mesh runs")
     rows: list[Row] = [
         _plain_row(one_process),
         _plain_row(model),
         *(_plain_row(k) for k in kafka),
         *(run.row() for run in runs),
+        _plain_row(model_after),
     ]
     return ratio_rows(
-        rows, model_rate=model.per_second, kafka_rate=kafka[-1].per_second, model_p50=model.percentile(0.5)
+        rows,
+        model_rate=bracketed_rate(model, model_after),
+        kafka_rate=kafka[-1].per_second,
+        model_p50=model.percentile(0.5),
     )
+
+
+def bracketed_rate(before: Result, after: Result) -> float:
+    """The model's ceiling for runs made between two measurements of it: their mean."""
+    return (before.per_second + after.per_second) / 2
 
 
 async def mesh_runs(
