@@ -11,12 +11,23 @@ Url = Annotated[str, StringConstraints(max_length=2048)]
 
 
 class RawWebhook(Envelope):
-    """A Meta webhook body whose signature was verified, exactly as received (channel.raw.v1)."""
+    """A Meta webhook body whose signature was verified, exactly as received (channel.raw.v1).
+
+    A body may name several accounts; only the items of accounts that signed it may be taken. With
+    `platform_signed`, the platform app's secret verified it (Meta signed every entry); otherwise the accounts
+    in `signed_by` did, each with its own app secret. A record from before `signed_by` names only
+    `channel_account_id`."""
 
     type: Literal["meta_webhook"] = "meta_webhook"
     channel_account_id: ExternalId
     body: Annotated[str, StringConstraints(max_length=1_048_576)]
     received_at: AwareDatetime
+    platform_signed: bool = False
+    signed_by: Annotated[tuple[ExternalId, ...], Field(max_length=50)] = ()
+
+    def signed_for(self, account_id: str) -> bool:
+        """Whether the items addressed to our channel account `account_id` are verified."""
+        return self.platform_signed or account_id in (self.signed_by or [self.channel_account_id])
 
 
 class TextContent(Frozen):

@@ -86,6 +86,9 @@ def rewrap_meta(engine: Engine, message: Message, at: datetime) -> ReplayItem | 
             event_id=derived_id("reingest", message.topic, message.partition, message.offset),
             occurred_at=at,
             received_at=message.timestamp,  # when the edge kept it, which is when it arrived
+            # Checked above with the accounts' own secrets only: their items, and no others, may be taken.
+            platform_signed=False,
+            signed_by=known,
         )
     except ValidationError as exc:
         return Refusal(message, f"does not fit a {CHANNEL_RAW} message ({exc.error_count()} problem(s))")

@@ -59,6 +59,12 @@ class Normalizer:
             if account is None:
                 problems.append(f"{item.channel.value}:{item.account_external_id}: unknown channel account")
                 continue
+            if not raw.signed_for(str(account.id)):
+                # Another account's secret verified this body: an entry for this one could be anyone's words.
+                problems.append(
+                    f"{item.channel.value}:{item.account_external_id}: its account did not sign the webhook"
+                )
+                continue
             with log_context(tenant_id=account.tenant_id):
                 try:
                     if isinstance(item, ParsedMessage):

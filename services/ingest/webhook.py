@@ -3,6 +3,7 @@
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ from sellmesh.logging import log_context
 from sellmesh.metrics import webhook_rejected, webhook_verified
 from sellmesh.service import MeshContext, now
 from services.gateway.query import ChannelAccountView, find_channel_account, verify_token_known
-from services.ingest.routing import TooManyAccounts, UnroutableWebhook, account_ids, channel_of
+from services.ingest.routing import MAX_ACCOUNTS, TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 from services.ingest.signature import header_well_formed, signature_ok
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
             return reject(400, "invalid_json")
         try:
             channel = channel_of(body)
-            external_ids = account_ids(body)
+            # The cap spares the database lookups for bodies nobody has verified yet; one the platform's secret
+            # verified is Meta's own batch, however many of the app's accounts it names.
+            external_ids = account_ids(body, limit=None if platform_secret else MAX_ACCOUNTS)
         except TooManyAccounts:
             return reject(400, "too_many_accounts")
         except UnroutableWebhook:
@@ -102,7 +105,7 @@ def webhook_router(ctx: MeshContext) -> APIRouter:
         if not known:
             await keep_unroutable(ctx, raw, header or "", external_ids)
             return reject_accepted("unknown_account")
-        await publish_raw(ctx, known[0], text)
+        await publish_raw(ctx, known[0], text, platform_signed=bool(platform_secret), signed_by=known)
         webhook_verified("meta", "accepted")
         return JSONResponse({"status": "accepted"})
 
@@ -115,12 +118,22 @@ def reject_accepted(reason: str) -> JSONResponse:
 
 
 def raw_webhook(
-    account: ChannelAccountView, text: str, *, event_id: uuid.UUID, occurred_at: datetime, received_at: datetime
+    account: ChannelAccountView,
+    text: str,
+    *,
+    event_id: uuid.UUID,
+    occurred_at: datetime,
+    received_at: datetime,
+    platform_signed: bool,
+    signed_by: Sequence[ChannelAccountView],
 ) -> tuple[RawWebhook, str]:
     """The channel.raw.v1 message for a verified body addressed to `account`, and its Kafka key.
 
     The edge publishes it, and so does `sellmesh dlq reingest` for a body the edge kept; each picks the id and the
     moments: the edge's is a first cause with a fresh id, a reingested one's id derives from where it was kept.
+    Each also says what verified the body (`platform_signed`, or the accounts in `signed_by` with their own
+    secrets): the normalizer takes only the items of those accounts, so an entry for an account nobody
+    verified (connected later, perhaps by another tenant) is never read as that account's message.
     """
     envelope = RawWebhook(
         event_id=event_id,
@@ -131,14 +144,32 @@ def raw_webhook(
         channel_account_id=str(account.id),
         body=text,
         received_at=received_at,
+        platform_signed=platform_signed,
+        # Beside the platform's signature the list adds nothing, and a batch of Meta's may name many accounts.
+        signed_by=() if platform_signed else tuple(str(a.id) for a in signed_by),
     )
     # Keyed by our account id, so one account's webhooks reach the normalizer in the order they came.
     return envelope, str(account.id)
 
 
-async def publish_raw(ctx: MeshContext, account: ChannelAccountView, text: str) -> None:
+async def publish_raw(
+    ctx: MeshContext,
+    account: ChannelAccountView,
+    text: str,
+    *,
+    platform_signed: bool,
+    signed_by: Sequence[ChannelAccountView],
+) -> None:
     at = now()
-    raw, key = raw_webhook(account, text, event_id=uuid.uuid4(), occurred_at=at, received_at=at)
+    raw, key = raw_webhook(
+        account,
+        text,
+        event_id=uuid.uuid4(),
+        occurred_at=at,
+        received_at=at,
+        platform_signed=platform_signed,
+        signed_by=signed_by,
+    )
     with log_context(tenant_id=raw.tenant_id, correlation_id=raw.correlation_id, event_id=raw.event_id):
         await publish(ctx.broker, CHANNEL_RAW, raw, key=key)
         log.info("webhook accepted", extra={"bytes": len(text)})

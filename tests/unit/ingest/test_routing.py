@@ -6,7 +6,7 @@ import pytest
 
 from schemas.envelope import Channel
 from services.ingest.payloads import messenger_text, whatsapp_text
-from services.ingest.routing import UnroutableWebhook, account_ids, channel_of
+from services.ingest.routing import MAX_ACCOUNTS, TooManyAccounts, UnroutableWebhook, account_ids, channel_of
 
 
 def _wa_change(phone_number_id: str, field: str = "messages") -> dict[str, Any]:
@@ -109,3 +109,11 @@ def test_an_entry_that_is_not_an_object_is_unroutable(entry: object) -> None:
 def test_entries_without_ids_are_unroutable() -> None:
     with pytest.raises(UnroutableWebhook):
         account_ids({"object": "page", "entry": [{"time": 1}]})
+
+
+def test_more_accounts_than_the_cap_are_refused_unless_the_cap_is_lifted() -> None:
+    body = _wa_body(*([_wa_change(str(1000 + n))] for n in range(MAX_ACCOUNTS + 1)))
+    with pytest.raises(TooManyAccounts):
+        account_ids(body)
+    # A body the platform's secret verified is Meta's own batch: every account it names is looked up.
+    assert len(account_ids(body, limit=None)) == MAX_ACCOUNTS + 1
