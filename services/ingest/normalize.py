@@ -244,14 +244,20 @@ def _messaging_content(message: Mapping[str, Any]) -> Content:
             kind="story_reply", story_url=reply_to["story"].get("url"), text=_clip(message.get("text")) or None
         )
     attachments = message.get("attachments") or []
+    # The customer's words beside an attachment (a caption, or a link Meta previews as a `fallback` attachment)
+    # are what the AI must answer: never dropped for the attachment.
+    words = _clip(message.get("text")) if isinstance(message.get("text"), str) else ""
     if attachments:
-        first = attachments[0] or {}
+        first = attachments[0] if isinstance(attachments[0], dict) else {}
         kind = first.get("type")
-        payload = first.get("payload") or {}
+        payload = first.get("payload")
+        payload = payload if isinstance(payload, dict) else {}
         if kind == "story_mention":
             return StoryContent(kind="story_mention", story_url=payload.get("url"))
         if kind in ("image", "audio", "video", "file"):
-            return MediaContent(kind=kind, url=payload.get("url"))
+            return MediaContent(kind=kind, url=payload.get("url"), caption=words or None)
+        if words:
+            return TextContent(text=words)
         return UnsupportedContent(raw_type=str(kind or "attachment")[:100])
     if "text" in message:
         return TextContent(text=_clip(message.get("text")))

@@ -103,6 +103,20 @@ def test_an_unhandled_attachment_type_is_unsupported() -> None:
     assert item.content == UnsupportedContent(raw_type="template")
 
 
+def test_words_beside_a_link_preview_are_the_message() -> None:
+    # A shared URL comes as the text plus a `fallback` attachment previewing the link.
+    text = "Do you have this in M? https://shop.example/p/42"
+    attachment = {"type": "fallback", "payload": {"url": "https://shop.example/p/42", "title": "Shirt"}}
+    item = _only(_body(_event(message={"mid": "m6", "text": text, "attachments": [attachment]})))
+    assert item.content == TextContent(text=text)
+
+
+def test_words_beside_a_photo_are_its_caption() -> None:
+    attachment = {"type": "image", "payload": {"url": "https://cdn.example/img.jpg"}}
+    item = _only(_body(_event(message={"mid": "m7", "text": "this one, in blue?", "attachments": [attachment]})))
+    assert item.content == MediaContent(kind="image", url="https://cdn.example/img.jpg", caption="this one, in blue?")
+
+
 def test_reaction_gets_a_synthetic_id_naming_the_reacted_message() -> None:
     item = _only(_body(_event(reaction={"mid": "m_out", "action": "react", "reaction": "love", "emoji": "\u2764"})))
     assert item.content == ReactionContent(emoji="\u2764", reacted_to="m_out")
