@@ -11,10 +11,10 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -372,6 +372,7 @@ def consume(
         "heartbeat_interval_ms": session_timeout_ms // 3,
         "fetch_max_wait_ms": fetch_max_wait_ms,
         "decoder": _the_message,
+        "parser": _parse_leniently,
     }
     handler_name = f"on_{group.replace('-', '_')}"
     if consumers > 1:
@@ -531,6 +532,34 @@ async def _the_message(msg: KafkaMessage) -> KafkaMessage:
     return msg
 
 
+Records: TypeAlias = ConsumerRecord[bytes, bytes] | tuple[ConsumerRecord[bytes, bytes], ...]
+
+
+async def _parse_leniently(records: Records, original: Callable[[Records], Awaitable[KafkaMessage]]) -> KafkaMessage:
+    """FastStream's parser, given headers it can read; the handler still gets the records as they came.
+
+    FastStream decodes every header of every record as strict UTF-8 before the handler runs, and a failure
+    there (a binary header a tracing library or a foreign producer adds, a null value) skipped the whole batch,
+    which later commits then moved past: records lost with no dead letter. Its copy of the headers is only for
+    its own use (correlation id, content type); the records, original headers and all, are what we handle
+    and what a dead letter keeps."""
+    if isinstance(records, tuple):
+        message = await original(tuple(_readable(record) for record in records))
+    else:
+        message = await original(_readable(records))
+    message.raw_message = records
+    return message
+
+
+def _readable(record: ConsumerRecord[bytes, bytes]) -> ConsumerRecord[bytes, bytes]:
+    headers = record.headers
+    if all(isinstance(value, bytes) and value.isascii() for _, value in headers):
+        return record  # nearly every record: nothing to copy
+    return replace(
+        record, headers=[(name, (value or b"").decode("utf-8", "replace").encode()) for name, value in headers]
+    )
+
+
 async def _batch_poll(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[bytes, bytes], ...]:
     """The next record, then whatever else is already fetched, up to `BATCH_MAX_RECORDS` in all.
 
@@ -538,6 +567,12 @@ async def _batch_poll(consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[bytes,
     20 ms to the slowest replies at low load (p95 of a reply at 5 msgs/s, 126-133 ms against 104 ms).
     """
     first = await consumer.getone()
-    more = await consumer.getmany(timeout_ms=0, max_records=BATCH_MAX_RECORDS - 1)
+    try:
+        more = await consumer.getmany(timeout_ms=0, max_records=BATCH_MAX_RECORDS - 1)
+    except Exception:
+        # The position is already past `first`: raising now would lose it while the partition's later records
+        # run and get committed. It goes alone; an error aiokafka stored for a partition comes back next poll.
+        log.warning("fetching the rest of a batch failed; handling its first record alone", exc_info=True)
+        return (first,)
     # `first` is older than anything `more` holds of its partition, so each partition stays in order.
     return (first, *(record for records in more.values() for record in records))

@@ -5,16 +5,18 @@ a record left unfinished delivered again without losing the rest of its batch, a
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAuthorizationFailedError
 from aiokafka.partitioner import murmur2
 
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
-from sellmesh.broker import MeshBroker, make_broker, publish
+from sellmesh.broker import MeshBroker, envelope_headers, make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.subscriber import RetryPolicy, subscribe
 from tests.builders import committed_offsets, random_tenant_id, resolve_command, unique_label
@@ -240,3 +242,65 @@ async def test_a_consumer_joining_mid_batch_takes_over_without_a_record_run_twic
     assert 0 < len(first.seen[key]) < steps  # the partition did move mid-batch
     # The second took over exactly where the first had stopped: every step once, in order.
     assert first.seen[key] + second.seen[key] == [str(step) for step in range(steps)]
+
+
+@pytest.mark.parametrize("value", [b"\xff\x01\x02", None], ids=["binary", "null"])
+async def test_a_header_that_is_not_text_loses_nothing_of_its_batch(bootstrap: str, value: bytes | None) -> None:
+    # Tracing libraries and foreign producers add binary headers; FastStream's own parser read every header as
+    # strict UTF-8 and skipped the whole batch when one failed, and later commits moved past it.
+    tracker = KeyOrderTracker(delay=0.0)
+    group = unique_label("headers")
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup())
+    await broker.connect()
+    tenant = random_tenant_id()
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for key in keys:
+            command = resolve_command(tenant, key, note="0")
+            headers = [(name, text.encode()) for name, text in envelope_headers(command).items()]
+            await producer.send_and_wait(
+                HANDOFF_COMMANDS,
+                command.model_dump_json().encode(),
+                key=key.encode(),
+                headers=[*headers, ("trace-context", value)] if key == keys[0] else headers,
+            )
+    finally:
+        await producer.stop()
+    await broker.start()
+    try:
+        await until(lambda: tracker.handled >= KEYS)
+        await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert {key: tracker.seen[key] for key in keys} == {key: ["0"] for key in keys}
+
+
+async def test_a_failed_fetch_after_the_first_record_loses_not_that_record(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiokafka raises an error it stored for a partition (authorization, a corrupt or oversized record) from the
+    # `getmany` that drains a batch: the record `getone` already took must still be handled.
+    failures = iter([True])
+    real_getmany = AIOKafkaConsumer.getmany
+
+    async def getmany_failing_once(self: AIOKafkaConsumer, *partitions: TopicPartition, **kwargs: Any) -> Any:
+        if next(failures, False):
+            raise TopicAuthorizationFailedError
+        return await real_getmany(self, *partitions, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", getmany_failing_once)
+    tracker = KeyOrderTracker(delay=0.0)
+    group = unique_label("getmany")
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup())
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    await broker.connect()
+    await publish_steps(broker, keys)
+    await broker.start()
+    try:
+        await until(lambda: tracker.handled >= KEYS * PER_KEY)
+        await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert {key: tracker.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}
