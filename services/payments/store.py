@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Money
@@ -201,14 +201,23 @@ class PaymentStore:
         )
         return list(self.session.exec(query.order_by(col(PaymentAuditRow.id))))
 
-    def stale_open(self, *, now: datetime, limit: int) -> list[PaymentAttemptRow]:
-        """Open attempts past their expiry, across tenants: the sweep re-reads each from Stripe."""
-        query = (
-            select(PaymentAttemptRow)
-            .where(PaymentAttemptRow.status == AttemptStatus.OPEN.value, col(PaymentAttemptRow.expires_at) < now)
-            .order_by(col(PaymentAttemptRow.expires_at))
-            .limit(limit)
+    def stale_open(
+        self, *, now: datetime, limit: int, after: tuple[datetime, int] | None = None
+    ) -> list[PaymentAttemptRow]:
+        """Open attempts past their expiry, across tenants, oldest first and after `after` (an attempt's expiry
+        and id) when given: the sweep re-reads each from Stripe, a page a run."""
+        query = select(PaymentAttemptRow).where(
+            PaymentAttemptRow.status == AttemptStatus.OPEN.value, col(PaymentAttemptRow.expires_at) < now
         )
+        if after is not None:
+            expires_at, attempt_id = after
+            query = query.where(
+                or_(
+                    col(PaymentAttemptRow.expires_at) > expires_at,
+                    and_(col(PaymentAttemptRow.expires_at) == expires_at, col(PaymentAttemptRow.id) > attempt_id),
+                )
+            )
+        query = query.order_by(col(PaymentAttemptRow.expires_at), col(PaymentAttemptRow.id)).limit(limit)
         return list(self.session.exec(query))
 
     def connect_accounts(self, *, since: datetime) -> dict[str, uuid.UUID]:

@@ -62,18 +62,36 @@ class Sweep:
         self.lookback_seconds = lookback_seconds
         self.clock = clock
         self.stale_batch = stale_batch
+        # Where the next page of stale attempts starts (the last one read: its expiry and id); None: the oldest.
+        # Attempts that stay open for good (a disconnected account, a bank debit pending for days) must not take
+        # every run's page while newer ones wait behind them.
+        self._stale_after: tuple[datetime, int] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> SweepReport:
         report = SweepReport()
-        await self.sweep_events(report)
+        try:
+            await self.sweep_events(report)
+        except Exception:
+            # Only the list of accounts can fail here (each account's own failure stays its own): the stale
+            # attempts are a separate net and are swept all the same.
+            log.exception("payments sweep could not list its accounts")
+            report.failed += 1
         await self.sweep_stale(report)
         return report
 
     async def sweep_events(self, report: SweepReport) -> None:
-        """Each account's events since its checkpoint (minus the overlap), through the reconciler."""
+        """Each account's events since its checkpoint (minus the overlap), through the reconciler. An account
+        Stripe refuses (disconnected by its business, say) is logged and counted; the others are swept."""
         for scope, (account, tenant_id) in (await in_thread(self._scopes)).items():
-            await self._sweep_events(scope, account, tenant_id, report)
+            try:
+                await self._sweep_events(scope, account, tenant_id, report)
+            except Exception:
+                log.exception(
+                    "payments sweep could not read an account's events; its checkpoint stays for the next run",
+                    extra={"tenant_id": tenant_id, "stripe_account": account or PLATFORM},
+                )
+                report.failed += 1
 
     async def _sweep_events(
         self, scope: str, account: str | None, tenant_id: uuid.UUID | None, report: SweepReport
@@ -111,8 +129,12 @@ class Sweep:
             report.checkpoints_moved += 1
 
     async def sweep_stale(self, report: SweepReport) -> None:
-        """Open attempts past their expiry, re-read from Stripe: whatever their events said or did not say."""
-        for row in await in_thread(self._stale):
+        """Open attempts past their expiry, re-read from Stripe: whatever their events said or did not say. A page
+        of `stale_batch` a run, each page after the last; after a short page the next run starts again."""
+        rows = await in_thread(self._stale)
+        last = rows[-1] if len(rows) == self.stale_batch else None
+        self._stale_after = (last.expires_at, last.id) if last is not None and last.id is not None else None
+        for row in rows:
             report.stale += 1
             cause = Cause(derived_id("sweep", row.checkout_session_id), None, None, source="sweep")
             try:
@@ -153,7 +175,7 @@ class Sweep:
 
     def _stale(self) -> list[PaymentAttemptRow]:
         with session_scope(self.engine) as session:
-            return PaymentStore(session).stale_open(now=self.clock(), limit=self.stale_batch)
+            return PaymentStore(session).stale_open(now=self.clock(), limit=self.stale_batch, after=self._stale_after)
 
     async def run(self) -> None:
         while True:

@@ -3,8 +3,9 @@ even with two sweeps running at the same time."""
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from services.payments.reconciler import Reconciler
-from services.payments.stripe_gateway import StripeCheckoutGateway
+from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
 from services.payments.sweep import Sweep, SweepReport
 from services.payments.tables import SweepCheckpointRow
 from tests.integration.conftest import KEY, Sandbox
@@ -108,3 +109,67 @@ async def test_the_sweep_runs_in_the_background_until_stopped(shop: PaymentShop)
     finally:
         await sweep.stop()
     assert shop.attempt(attempt.order_id).status == "paid"
+
+
+class RefusingAccount:
+    """Stripe as the sweep sees it once a business disconnected `refused` from the platform: every call naming
+    that Connect account is refused; the rest is the sandbox's."""
+
+    def __init__(self, gateway: StripeCheckoutGateway, refused: str) -> None:
+        self.gateway = gateway
+        self.refused = refused
+
+    async def list_events(self, *, since: int, types: Sequence[str], account: str | None) -> list[dict[str, Any]]:
+        if account == self.refused:
+            raise CheckoutUnavailable("the API key may not make this request (403)")
+        return await self.gateway.list_events(since=since, types=types, account=account)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+async def test_an_account_stripe_refuses_leaves_every_other_account_and_expiry_swept(
+    shop: PaymentShop, sandbox: Sandbox
+) -> None:
+    gone = PaymentShop(
+        shop.engine,
+        sandbox,
+        shop.gateway,
+        shop.reconciler,
+        add_tenant(shop.engine, payments={"stripe_account": "acct_disconnected"}),
+    )
+    await gone.checkout()
+    paid, expired = await shop.checkout(), await shop.checkout()
+    shop.sandbox.hook(paid.checkout_session_id)
+    sweep = sweep_of(shop)
+    sweep.stripe = cast(StripeCheckoutGateway, RefusingAccount(shop.gateway, "acct_disconnected"))
+    report = await sweep.run_once()
+    assert shop.facts(paid.order_id) == ["link_created", "paid"]
+    assert report.failed == 1
+    later = datetime.now(UTC) + timedelta(hours=2)
+    sweep.clock = lambda: later
+    shop.sandbox.clock.offset = 7200
+    try:
+        await sweep.run_once()
+    finally:
+        shop.sandbox.clock.offset = 0
+    assert shop.attempt(expired.order_id).status == "expired"
+
+
+async def test_attempts_that_stay_open_do_not_keep_newer_ones_from_the_stale_sweep(shop: PaymentShop) -> None:
+    # Paid by bank debit and still pending: open past their expiry for days, and the oldest.
+    for _ in range(2):
+        pending = await shop.checkout()
+        shop.sandbox.hook(pending.checkout_session_id, "pay_delayed")
+    lost_expiry = await shop.checkout()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    sweep = sweep_of(shop, clock=lambda: later)
+    sweep.stale_batch = 2
+    shop.sandbox.clock.offset = 7200
+    try:
+        await sweep.sweep_stale(SweepReport())
+        assert shop.attempt(lost_expiry.order_id).status == "open"  # the first page held only the pending two
+        await sweep.sweep_stale(SweepReport())
+    finally:
+        shop.sandbox.clock.offset = 0
+    assert shop.attempt(lost_expiry.order_id).status == "expired"
