@@ -5,6 +5,7 @@ import collections
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -115,13 +116,17 @@ def _hand_over(session: Session) -> None:
     # After a savepoint rolled back, some captured rows may not exist: the relays read the table instead.
     uncertain = session.info.pop(_SAVEPOINT_ROLLED_BACK, False)
     for producer, rows in by_producer.items():
-        # Only a relay on the database this session wrote to: another engine's relay would publish rows
-        # its own table does not hold.
-        relay = next((r for r in _RUNNING.get(producer, ()) if r.engine is session.bind), None)
+        relay = _relay_of(session, producer)
         if relay is not None and uncertain:
             relay.wake_threadsafe()
         elif relay is not None:
             relay.hand_over_threadsafe(rows)
+
+
+def _relay_of(session: Session, producer: str) -> "OutboxRelay | None":
+    """The relay of `producer` on the database this session wrote to: another engine's relay would publish rows
+    its own table does not hold."""
+    return next((r for r in _RUNNING.get(producer, ()) if r.engine is session.bind), None)
 
 
 @sa_event.listens_for(Session, "after_rollback")
@@ -140,8 +145,15 @@ def _transaction_end(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _clear(session: Session) -> None:
-    for key in (_WRITTEN, _SAVEPOINT_ROLLED_BACK):
-        session.info.pop(key, None)
+    written: list[Pending] | None = session.info.pop(_WRITTEN, None)
+    session.info.pop(_SAVEPOINT_ROLLED_BACK, None)
+    # Rows captured but never handed over: a rollback, or a commit that raised. A commit can land and its answer
+    # be lost (the connection dropped), so they may be in the table; the retry finds its work done and writes
+    # no rows again, and rows handed over meanwhile would overtake them. Their relays read the table next.
+    for producer in {row.producer for row in written or ()}:
+        relay = _relay_of(session, producer)
+        if relay is not None:
+            relay.wake_threadsafe()
 
 
 class OutboxRelay:
@@ -182,6 +194,7 @@ class OutboxRelay:
         self._published: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._unmarked: list[int] = []
         self._read_table = False  # whether the last batch came from the table (which may hold more)
+        self._table_read_at = 0.0  # time.monotonic() of the last read of the table
         # created_at of the oldest row seen unpublished; the gauge reads its age at scrape time, so a
         # relay stuck on a broker or database failure shows a growing age rather than a frozen one.
         self._oldest_pending: datetime | None = None
@@ -212,7 +225,11 @@ class OutboxRelay:
             connection.execute(update(table).where(table.c.id.in_(ids)).values(published_at=datetime.now(UTC)))
 
     async def _next_rows(self) -> list[Pending]:
-        if self._handed and not self._catching_up:
+        # While commits keep handing rows over, the table is still read once a poll: rows nobody handed over (a
+        # replica that crashed after its commit, a commit whose answer was lost) go out within a poll, before
+        # a row of their key that a later owner of the partition commits.
+        table_due = time.monotonic() - self._table_read_at >= self.poll_seconds
+        if self._handed and not self._catching_up and not table_due:
             rows = [self._handed.popleft() for _ in range(min(self.batch, len(self._handed)))]
             self._read_table = False
         else:
@@ -220,8 +237,11 @@ class OutboxRelay:
             # Marked first, so a read never comes back full of rows that only wait for their mark.
             await self._mark_published()
             rows = await in_thread(self._pending)
+            self._table_read_at = time.monotonic()
             self._read_table = True
-            self._catching_up = len(rows) == self.batch and self._catching_up
+            # A full read may have left more behind: the table is read until it runs short, or rows handed
+            # over meanwhile would overtake the rest.
+            self._catching_up = len(rows) == self.batch
         return [row for row in rows if row.id not in self._published]
 
     async def relay_once(self, *, defer_mark: bool = False) -> int:

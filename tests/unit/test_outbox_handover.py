@@ -3,15 +3,18 @@
 import asyncio
 import json
 import random
+import sqlite3
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from faststream.kafka import KafkaBroker
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, SQLModel, col, select
 
 from schemas.orders import CreateDraft
@@ -48,6 +51,7 @@ def attach(relay: OutboxRelay, monkeypatch: pytest.MonkeyPatch) -> None:
     left as after a first look that found the table empty, so handed rows go out without a read."""
     relay._loop = asyncio.get_running_loop()
     relay._catching_up = False
+    relay._table_read_at = time.monotonic()
     monkeypatch.setitem(outbox._RUNNING, relay.producer, [relay])
 
 
@@ -507,3 +511,62 @@ async def test_two_replicas_relaying_one_producer_keep_each_keys_order(
         key = next(k for k, ids in committed.items() if event_id in ids)
         first_seen[key].append(event_id)
     assert first_seen == committed
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_overtaken_by_later_rows_of_its_key(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The COMMIT lands and the connection drops before its answer: the session raises, nothing is handed over,
+    and the retry finds its work done and writes no row again. The row is in the table, and the rows of its
+    key committed next must not go out before it."""
+    relay = make_relay(engine, PublishRecorder(), producer)
+    attach(relay, monkeypatch)
+    event = new_event(producer)
+    key = str(event.order_id)
+    real_commit = engine.dialect.do_commit
+
+    def commit_then_lose_the_answer(connection: Any) -> None:
+        real_commit(connection)
+        raise sqlite3.OperationalError("connection lost")
+
+    monkeypatch.setattr(engine.dialect, "do_commit", commit_then_lose_the_answer)
+    with pytest.raises(OperationalError), session_scope(engine) as session:
+        add_to_outbox(session, topic=ORDERS_EVENTS, event=event, key=key)
+    monkeypatch.setattr(engine.dialect, "do_commit", real_commit)
+    later = [new_event(producer).model_copy(update={"order_id": event.order_id}) for _ in range(2)]
+    for next_event in later:
+        with session_scope(engine) as session:
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=next_event, key=key)
+    await handed_over()
+    await drain(relay)
+    assert cast(PublishRecorder, relay.broker).event_ids() == [event.event_id, *(e.event_id for e in later)]
+
+
+async def test_rows_nobody_handed_over_go_out_within_a_poll_while_commits_keep_coming(
+    engine: Engine, producer: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A replica crashed after committing a row (or a commit's answer was lost): no relay had it handed over. The
+    relay here keeps getting rows handed over, and still reads the table once a poll, so the orphan goes out
+    before a row of its key committed after that poll."""
+    relay = make_relay(engine, PublishRecorder(), producer)
+    relay.poll_seconds = 0.05
+    attach(relay, monkeypatch)
+    crashed = make_engine(f"sqlite:///{tmp_path / 'unit.db'}")  # the same database, as another process sees it
+    try:
+        orphan = new_event(producer)
+        with session_scope(crashed) as session:
+            add_to_outbox(session, topic=ORDERS_EVENTS, event=orphan, key=str(orphan.order_id))
+    finally:
+        crashed.dispose()
+    await handed_over()
+    assert not relay._handed
+    stream = commit(engine, producer)
+    await handed_over()
+    assert await relay.relay_once() == 1  # handed over: the table was read at attach, a poll ago at most
+    await asyncio.sleep(relay.poll_seconds)
+    after = new_event(producer).model_copy(update={"order_id": orphan.order_id})
+    with session_scope(engine) as session:
+        add_to_outbox(session, topic=ORDERS_EVENTS, event=after, key=str(orphan.order_id))
+    await handed_over()
+    await drain(relay)
+    assert cast(PublishRecorder, relay.broker).event_ids() == [*stream, orphan.event_id, after.event_id]
