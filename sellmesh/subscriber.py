@@ -75,7 +75,8 @@ class RetryPolicy:
     base_seconds: float = 0.2
     max_seconds: float = 5.0
     # How long a message waits out an unavailable dependency before it counts as failed. Under aiokafka's
-    # max.poll.interval (300 s), so a consumer waiting for a database failover keeps its partitions.
+    # max.poll.interval (300 s), so a consumer waiting for a database failover keeps its partitions; a batch
+    # starts no record after `BATCH_START_WITHIN_SECONDS` for the same reason.
     unavailable_seconds: float = 120.0
 
     def delay(self, attempt: int) -> float:
@@ -268,6 +269,11 @@ def initialize_metrics(*, group: str, topic: str, handler: str) -> None:
 # A fetched batch: the next record and whatever else is already fetched, at most this many. One FastStream call
 # serves the batch.
 BATCH_MAX_RECORDS = 100
+# A batch starts no record this long after it began; the rest are fetched again by the next poll. A partition's
+# records run one after another, each waiting out an outage up to `RetryPolicy.unavailable_seconds`, and a batch
+# that outlasted aiokafka's max.poll.interval (300 s) would drop the consumer from its group mid-batch: its
+# commits refused, its partitions run again elsewhere while it still runs them. 120 + 120 s stays under that.
+BATCH_START_WITHIN_SECONDS = 120.0
 # Pause before a message left unfinished (Redis or the DLQ publish is down) is delivered again, so it does not spin.
 UNFINISHED_PAUSE_SECONDS = 1.0
 
@@ -444,10 +450,14 @@ def _attach_batches(
     async def on_batch(msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord[bytes, bytes], ...] = msg.raw_message
         by_partition = partitions_of(records)
+        start_by = asyncio.get_running_loop().time() + BATCH_START_WITHIN_SECONDS
         try:
             # A task group: should one partition's task fail, the others stop before the rewind, not after it.
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(_in_order(part, finished, in_hand)) for part in by_partition.values()]
+                tasks = [
+                    group.create_task(_in_order(part, finished, in_hand, start_by=start_by))
+                    for part in by_partition.values()
+                ]
             outcomes = [task.result() for task in tasks]
         except BaseException:
             # Nothing acks for us (the commits are ours): rewind past what finished, so nothing is skipped.
@@ -514,14 +524,20 @@ async def _in_order(
     records: list[ConsumerRecord[bytes, bytes]],
     finish: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[bool]],
     in_hand: InHand,
+    *,
+    start_by: float | None = None,
 ) -> int | None:
-    """One partition's records in order; stops at the first unfinished one and returns its offset.
+    """One partition's records in order; stops at the first unfinished one and returns its offset, and likewise
+    at the first one not started by `start_by` (the loop's clock), which the next poll fetches again.
 
     Stops quietly (None) once the partition is being revoked: the records not started are the next owner's,
     nothing commits past them, and a partition this consumer no longer owns is not sought back."""
+    loop = asyncio.get_running_loop()
     for record in records:
         if not in_hand.may_start(record):
             return None
+        if start_by is not None and loop.time() >= start_by:
+            return int(record.offset)
         if not await finish(record):
             return int(record.offset)
     return None

@@ -16,6 +16,7 @@ from aiokafka.partitioner import murmur2
 
 from schemas.handoff import ResolveHandoff
 from schemas.topics import HANDOFF_COMMANDS
+from sellmesh import subscriber as subscriber_module
 from sellmesh.broker import MeshBroker, envelope_headers, make_broker, publish
 from sellmesh.localbroker import LocalBroker
 from sellmesh.subscriber import RetryPolicy, subscribe
@@ -301,6 +302,27 @@ async def test_a_failed_fetch_after_the_first_record_loses_not_that_record(
     try:
         await until(lambda: tracker.handled >= KEYS * PER_KEY)
         await asyncio.sleep(0.3)
+    finally:
+        await broker.stop()
+    assert {key: tracker.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}
+
+
+async def test_a_batch_cut_at_its_deadline_leaves_nothing_lost_or_run_twice(
+    bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In production a batch stops starting records after 120 s (records waiting out an outage one after
+    # another); here after a fraction of a second, so most batches are cut and fetched again.
+    monkeypatch.setattr(subscriber_module, "BATCH_START_WITHIN_SECONDS", 0.1)
+    tracker = KeyOrderTracker(delay=0.05)
+    group = unique_label("deadline")
+    broker = subscribed(bootstrap, group, tracker, FlakyDedup())
+    keys = [f"conv-{i}-{uuid.uuid4().hex[:6]}" for i in range(KEYS)]
+    await broker.connect()
+    await publish_steps(broker, keys)
+    await broker.start()
+    try:
+        await until(lambda: tracker.handled >= KEYS * PER_KEY, within=60.0)
+        await asyncio.sleep(0.5)
     finally:
         await broker.stop()
     assert {key: tracker.seen[key] for key in keys} == {key: ["0", "1", "2"] for key in keys}

@@ -183,3 +183,21 @@ async def test_with_several_consumers_a_record_fetched_before_its_revoke_is_left
     await on_message(cast(KafkaMessage, Delivered(record(1, 8))))  # a partition it keeps runs on
     assert ran == [4, 8]
     assert consumer.commits == [{TopicPartition("t", 0): 5}]
+
+
+async def test_a_batch_starts_no_record_past_its_deadline_and_hands_back_the_first_not_started() -> None:
+    """A partition's records run one after another; one waiting out an outage must not carry its batch past the
+    poll interval that keeps the consumer in its group. What was not started is fetched again."""
+    in_hand = InHand()
+    ran: list[int] = []
+
+    async def finish(one: ConsumerRecord[bytes, bytes]) -> bool:
+        with in_hand.holding(one):
+            ran.append(one.offset)
+            await asyncio.sleep(0.05)  # waiting out a database failover, in short
+        return True
+
+    start_by = asyncio.get_running_loop().time() + 0.08
+    assert await _in_order([record(0, n) for n in range(5)], finish, in_hand, start_by=start_by) == 2
+    assert ran == [0, 1]
+    assert in_hand.done == {TopicPartition("t", 0): 1}
