@@ -179,13 +179,18 @@ class Normalizer:
         return row is not None and row.tenant_id == tenant_id
 
     @staticmethod
-    def _sent_by_machine(session: Session, tenant_id: uuid.UUID, message_id: str) -> bool:
-        """One of the tenant's sends the AI or the system wrote (a person's own failed message is theirs to see)."""
+    def _sent_by_machine(session: Session, tenant_id: uuid.UUID, message_id: str, send_tag: str | None) -> bool:
+        """One of the tenant's sends the AI or the system wrote (a person's own failed message is theirs to see):
+        by the message id Meta gave back, or by the send the status's tag names. The send row is claimed before
+        the post, while the message id is recorded only after it: a status may come first."""
         author = session.exec(
             select(OutboundSend.author).where(
                 OutboundSend.provider_message_id == message_id, OutboundSend.tenant_id == tenant_id
             )
         ).first()
+        if author is None and send_tag is not None and (send := tagged_send(send_tag)) is not None:
+            row = session.get(OutboundSend, send)
+            author = row.author if row is not None and row.tenant_id == tenant_id else None
         return author in ("ai", "system")
 
     @staticmethod
@@ -247,7 +252,7 @@ class Normalizer:
         with session_scope(self.engine) as session:
             add_to_outbox(session, topic=CHANNEL_DELIVERY, event=status, key=conversation)
             if item.state is DeliveryState.FAILED and self._sent_by_machine(
-                session, account.tenant_id, item.message_id
+                session, account.tenant_id, item.message_id, item.send_tag
             ):
                 # Accepted, then not delivered (WhatsApp reports it later): the customer has no answer.
                 add_to_outbox(

@@ -47,6 +47,8 @@ class ParsedStatus:
     state: DeliveryState
     at: datetime
     error_code: str | None = None
+    # What our send carried to name itself (WhatsApp hands `biz_opaque_callback_data` back on its statuses).
+    send_tag: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,9 +135,14 @@ def _whatsapp_entry(entry: Mapping[str, Any]) -> Iterator[Parsed]:
                     state=DeliveryState(status["status"]),
                     at=_seconds(status.get("timestamp", 0)),
                     error_code=str(errors[0].get("code")) if errors else None,
+                    send_tag=_tag(status.get("biz_opaque_callback_data")),
                 )
             except ITEM_ERRORS as exc:
                 yield Unparsed(Channel.WHATSAPP, account, f"status: {type(exc).__name__}: {exc}"[:300])
+
+
+def _tag(value: Any) -> str | None:
+    return value[:256] if isinstance(value, str) and value else None
 
 
 def _whatsapp_content(message: Mapping[str, Any]) -> Content:

@@ -206,3 +206,10 @@ def test_every_message_status_change_and_entry_of_a_batch_is_processed() -> None
     body["entry"].append(_body(_value(messages=[_message("text", {"body": "c"}, wamid="w3")]))["entry"][0])
     items = parse_webhook(body)
     assert [item.message_id for item in items] == ["w1", "w2", "wamid.OUT1", "w3"]
+
+
+def test_a_status_carries_the_tag_our_send_put_on_it() -> None:
+    [item] = parse_webhook(_body(_value(statuses=[_status("failed", biz_opaque_callback_data="send-1")])))
+    assert isinstance(item, ParsedStatus) and item.send_tag == "send-1"
+    [untagged] = parse_webhook(_body(_value(statuses=[_status("delivered")])))
+    assert isinstance(untagged, ParsedStatus) and untagged.send_tag is None
