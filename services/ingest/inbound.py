@@ -170,28 +170,16 @@ class Normalizer:
 
     @staticmethod
     def _sent_by_us(session: Session, tenant_id: uuid.UUID, message_id: str, send_id: str | None) -> bool:
-        """Our send, by the message id Meta gave back, or by the send id it carried: a send that stopped
-        mid-way never learned its message id, and its echo must not read as a person taking over."""
-        if session.exec(select(OutboundSend.event_id).where(OutboundSend.provider_message_id == message_id)).first():
+        """One of the tenant's sends (the AI's, the system's, or a person's reply through us), by the message id
+        Meta gave back, or by the send id it carried: the send row is claimed before the post and its message id
+        recorded after it, so an echo or a status can come first, and a send that stopped mid-way never learns
+        it. A message a person wrote from the business's own phone or inbox is no send of ours."""
+        mine = (OutboundSend.provider_message_id == message_id, OutboundSend.tenant_id == tenant_id)
+        if session.exec(select(OutboundSend.event_id).where(*mine)).first():
             return True
         send = tagged_send(send_id) if send_id else None
         row = session.get(OutboundSend, send) if send is not None else None
         return row is not None and row.tenant_id == tenant_id
-
-    @staticmethod
-    def _sent_by_machine(session: Session, tenant_id: uuid.UUID, message_id: str, send_tag: str | None) -> bool:
-        """One of the tenant's sends the AI or the system wrote (a person's own failed message is theirs to see):
-        by the message id Meta gave back, or by the send the status's tag names. The send row is claimed before
-        the post, while the message id is recorded only after it: a status may come first."""
-        author = session.exec(
-            select(OutboundSend.author).where(
-                OutboundSend.provider_message_id == message_id, OutboundSend.tenant_id == tenant_id
-            )
-        ).first()
-        if author is None and send_tag is not None and (send := tagged_send(send_tag)) is not None:
-            row = session.get(OutboundSend, send)
-            author = row.author if row is not None and row.tenant_id == tenant_id else None
-        return author in ("ai", "system")
 
     @staticmethod
     def _undelivered(
@@ -251,10 +239,11 @@ class Normalizer:
         )
         with session_scope(self.engine) as session:
             add_to_outbox(session, topic=CHANNEL_DELIVERY, event=status, key=conversation)
-            if item.state is DeliveryState.FAILED and self._sent_by_machine(
+            if item.state is DeliveryState.FAILED and self._sent_by_us(
                 session, account.tenant_id, item.message_id, item.send_tag
             ):
-                # Accepted, then not delivered (WhatsApp reports it later): the customer has no answer.
+                # Accepted, then not delivered (WhatsApp reports it later): the customer has no answer, and the
+                # delivery status alone reaches nobody; a person is asked, or the one at work is told.
                 add_to_outbox(
                     session,
                     topic=HANDOFF_COMMANDS,

@@ -167,9 +167,9 @@ class Sender:
             has_template=message.template is not None,
         )
         if isinstance(decision, Refuse):
-            hands_off = decision.detail if decision.hands_off else None
             return await self._unless_person_owns(
-                message, Outcome(decision.status, decision.detail, handoff_note=hands_off)
+                message,
+                Outcome(decision.status, decision.detail, handoff_note=decision.handoff_note(message.author)),
             )
         requests = build_requests(message, tag=decision.tag if isinstance(decision, SendWithTag) else None)
         try:

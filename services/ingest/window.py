@@ -61,10 +61,14 @@ class Refuse:
     def detail(self) -> str:
         return REFUSE_DETAILS[self.reason]
 
-    @property
-    def hands_off(self) -> bool:
-        """Only the AI's refusal asks for a person: for a person's or a system message one is already involved."""
-        return self.reason is RefuseReason.WINDOW_CLOSED
+    def handoff_note(self, author: Author) -> str:
+        """What the person asked in reads. Every refusal leaves the customer without the message: the AI's asks a
+        person to take over; a person's reply or a system message that did not go out must be known to whoever
+        works the conversation (the delivery status alone reaches nobody), and the ticket says why."""
+        if author is Author.AI:
+            return self.detail
+        sender = "a reply from the team" if author is Author.HUMAN else "a system message"
+        return f"{sender} did not reach the customer: {self.detail}"
 
 
 Decision = Send | SendWithTag | Refuse

@@ -275,7 +275,12 @@ async def test_whatsapp_outside_the_window_without_a_template_fails_clearly(shop
         "failed",
         "whatsapp window closed: a template is required",
     )
-    assert shop.outbox(message, HANDOFF_COMMANDS) == []
+    # The person who wrote it learns it did not go (a note on their ticket), and why.
+    [request] = shop.outbox(message, HANDOFF_COMMANDS)
+    assert (
+        request["note"]
+        == "a reply from the team did not reach the customer: whatsapp window closed: a template is required"
+    )
 
 
 async def test_whatsapp_outside_the_window_with_a_template_is_sent_as_the_template(shop: Shop) -> None:

@@ -60,19 +60,17 @@ def test_an_echo_naming_another_tenants_send_or_garbage_is_not_ours(engine: Engi
         assert not Normalizer._sent_by_us(session, TENANT, "m_x", None)
 
 
-def test_a_failed_status_that_comes_before_the_send_is_recorded_is_the_machines_by_its_tag(engine: Engine) -> None:
+def test_a_failed_status_that_comes_before_the_send_is_recorded_is_ours_by_its_tag(engine: Engine) -> None:
     # Meta answered the post and then reported the message failed before the sender recorded its message id:
     # the status's tag names the send row, claimed before the post.
     send_id = _send(engine)
     with Session(engine) as session:
-        assert Normalizer._sent_by_machine(session, TENANT, "wamid.new", str(send_id))
-        assert not Normalizer._sent_by_machine(session, TENANT, "wamid.new", None)
-        assert not Normalizer._sent_by_machine(session, uuid.uuid4(), "wamid.new", str(send_id))
+        assert Normalizer._sent_by_us(session, TENANT, "wamid.new", str(send_id))
+        assert not Normalizer._sent_by_us(session, TENANT, "wamid.new", None)
+        assert not Normalizer._sent_by_us(session, uuid.uuid4(), "wamid.new", str(send_id))
 
 
-def test_a_persons_own_send_is_not_the_machines_by_id_or_by_tag(engine: Engine) -> None:
-    send_id = _send(engine, provider_id="wamid.person")
+def test_another_tenants_send_is_not_ours_by_its_message_id(engine: Engine) -> None:
+    _send(engine, tenant_id=uuid.uuid4(), provider_id="wamid.theirs")
     with Session(engine) as session:
-        session.get_one(OutboundSend, send_id).author = "human"
-        session.commit()
-        assert not Normalizer._sent_by_machine(session, TENANT, "wamid.person", str(send_id))
+        assert not Normalizer._sent_by_us(session, TENANT, "wamid.theirs", None)

@@ -38,7 +38,8 @@ def test_the_ai_is_refused_outside_the_window_and_a_person_is_asked_for(
     decision = decide(channel, Author.AI, hours_ago, has_template=True)
     assert decision == Refuse(RefuseReason.WINDOW_CLOSED)
     assert isinstance(decision, Refuse)
-    assert (decision.status, decision.hands_off) == ("refused", True)
+    assert decision.status == "refused"
+    assert decision.handoff_note(Author.AI) == "customer-service window closed: the AI may not write"
 
 
 @pytest.mark.parametrize("channel", MESSAGING)
@@ -55,7 +56,12 @@ def test_a_person_on_messenger_or_instagram_fails_after_seven_days_or_without_an
     decision = decide(channel, Author.HUMAN, hours_ago)
     assert decision == Refuse(RefuseReason.HUMAN_AGENT_EXPIRED)
     assert isinstance(decision, Refuse)
-    assert (decision.status, decision.hands_off) == ("failed", False)
+    assert decision.status == "failed"
+    # The person at work is told their reply did not go, and why: the delivery status alone reaches nobody.
+    assert decision.handoff_note(Author.HUMAN) == (
+        "a reply from the team did not reach the customer: "
+        "more than 7 days since the customer's last message: no tag allows a reply"
+    )
 
 
 @pytest.mark.parametrize("channel", MESSAGING)
@@ -75,5 +81,5 @@ def test_whatsapp_outside_the_window_needs_a_template(author: Author, hours_ago:
     decision = decide(Channel.WHATSAPP, author, hours_ago)
     assert isinstance(decision, Refuse)
     assert (decision.status, decision.detail) == ("failed", "whatsapp window closed: a template is required")
-    assert not decision.hands_off
+    assert decision.handoff_note(author).endswith("did not reach the customer: " + decision.detail)
     assert decide(Channel.WHATSAPP, author, hours_ago, has_template=True) == Send()
