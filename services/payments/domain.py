@@ -171,6 +171,15 @@ def moved_plan(
     return CheckoutPlan(link_expiry(requested_at, now=now), stored.generation + 1, urls, account)
 
 
+def renewed_plan(stored: CheckoutPlan, *, requested_at: datetime, now: datetime) -> CheckoutPlan:
+    """After Stripe answered the plan's request 5xx, which it replays to every retry under the same key: the same
+    request under the next generation's key (a fresh expiry if the kept one is too near).
+
+    A session a 5xx left made at Stripe has no link anyone saw, so it cannot be paid; it lapses unused."""
+    expires_at = stored.expires_at if stored.expires_at - now >= MIN_AHEAD else link_expiry(requested_at, now=now)
+    return replace(stored, expires_at=expires_at, generation=stored.generation + 1)
+
+
 def named_now(settings: CheckoutSettings) -> tuple[ReturnUrls, StripeAccount]:
     """The return URLs and Connect account the tenant's settings name now (a plan keeps its first try's)."""
     return ReturnUrls(settings.success_url, settings.cancel_url), StripeAccount(settings.stripe_account)

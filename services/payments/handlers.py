@@ -21,6 +21,7 @@ from services.orders.query import awaited_checkout
 from services.payments.domain import (
     CheckoutNotPossible,
     CheckoutRequest,
+    CheckoutSession,
     CheckoutSettings,
     StripeAccount,
     named_now,
@@ -37,7 +38,7 @@ from services.payments.refund import refund_collected_attempts
 from services.payments.settlement import RANK, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import SESSION_EXPIRED, MalformedEvent, read_event
-from services.payments.stripe_gateway import AccountRefused, CheckoutRejected, StripeGateway
+from services.payments.stripe_gateway import AccountRefused, CheckoutRejected, ServerErrorKept, StripeGateway
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ async def _checkout(
         return None
     asked = await in_thread(_keep_plan, engine, request, event.occurred_at, clock())
     try:
-        session = await gateway.create_session(asked)
+        session = await _create(gateway, engine, asked, event.occurred_at, clock)
     except AccountRefused as refused:
         # The kept plan's account refused the platform; the business may have moved to another one since.
         moved = await in_thread(_move_plan, engine, request, refused.account, event.occurred_at, clock())
@@ -230,10 +231,38 @@ async def _checkout(
             raise
         log.info("checkout moved to the tenant's current Connect account", extra={"order_id": str(event.order_id)})
         asked = moved
-        session = await gateway.create_session(asked)
+        session = await _create(gateway, engine, asked, event.occurred_at, clock)
     link = link_created(event, asked, session, at=clock())
     await in_thread(_record, engine, link, asked)
     return None
+
+
+async def _create(
+    gateway: StripeGateway,
+    engine: Engine,
+    asked: CheckoutRequest,
+    requested_at: datetime,
+    clock: Callable[[], datetime],
+) -> CheckoutSession:
+    """The session `asked` makes. After a 5xx, which Stripe would replay to every retry under the same key for a
+    day, the plan moves to the next key before the subscriber's retry (`domain.renewed_plan`)."""
+    try:
+        return await gateway.create_session(asked)
+    except ServerErrorKept:
+        await in_thread(_renew_plan, engine, asked, requested_at, clock())
+        raise
+
+
+def _renew_plan(engine: Engine, asked: CheckoutRequest, requested_at: datetime, now: datetime) -> None:
+    with session_scope(engine) as session:
+        PaymentStore(session).renew_checkout_plan(
+            asked.tenant_id,
+            asked.order_id,
+            asked.attempt,
+            failed_key=asked.idempotency_key,
+            requested_at=requested_at,
+            now=now,
+        )
 
 
 def _refuse(engine: Engine, event: OrderChanged, reason: str, at: datetime) -> bool:

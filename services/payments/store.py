@@ -14,7 +14,15 @@ from sqlmodel import Session, col, select
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
 from sellmesh.db import insert_unless_present
-from services.payments.domain import CheckoutPlan, ReturnUrls, StripeAccount, kept_plan, moved_plan
+from services.payments.domain import (
+    CheckoutPlan,
+    ReturnUrls,
+    StripeAccount,
+    idempotency_key,
+    kept_plan,
+    moved_plan,
+    renewed_plan,
+)
 from services.payments.settlement import Attempt, AttemptStatus, Cause, Step
 from services.payments.tables import (
     CheckoutPlanRow,
@@ -129,6 +137,25 @@ class PaymentStore:
         if plan is not None:
             self._replace_plan(row, plan, _sent(urls, account))
         return plan
+
+    def renew_checkout_plan(
+        self,
+        tenant_id: uuid.UUID,
+        order_id: uuid.UUID,
+        attempt: int,
+        *,
+        failed_key: str,
+        requested_at: datetime,
+        now: datetime,
+    ) -> None:
+        """The plan after Stripe answered 5xx under `failed_key`: the next generation (`domain.renewed_plan`), once
+        however many tries saw that answer; a plan another try renewed meanwhile stays as it is."""
+        row = self._locked_plan({"tenant_id": tenant_id, "order_id": order_id, "attempt": attempt})
+        if row is None or idempotency_key(order_id, attempt, row.generation) != failed_key:
+            return
+        stored = _plan(row)
+        plan = renewed_plan(stored, requested_at=requested_at, now=now)
+        self._replace_plan(row, plan, _sent(stored.urls or ReturnUrls(), stored.account or StripeAccount()))
 
     def _locked_plan(self, key: dict[str, Any]) -> CheckoutPlanRow | None:
         """The attempt's plan row, locked: two tries at once ask with one plan."""

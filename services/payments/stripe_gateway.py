@@ -41,6 +41,11 @@ class CheckoutUnavailable(DependencyUnavailable):
     (`RetryPolicy.unavailable_seconds`) instead of spending the message's attempts, then keeps it in the DLQ."""
 
 
+class ServerErrorKept(CheckoutUnavailable):
+    """Stripe answered 5xx. It keeps that answer against the request's idempotency key and replays it to every
+    retry under the key for a day, so a retry must ask under another one (`domain.renewed_plan`)."""
+
+
 class StripeGateway(Protocol):
     async def create_session(self, request: CheckoutRequest) -> CheckoutSession: ...
 
@@ -124,7 +129,8 @@ def _classified(error: stripe.StripeError, account: str | None = None) -> Checko
     business's account, and waiting would hold every order sharing the partition, so that is a refusal."""
     request_id = error.request_id or "none"
     if _is_transient(error):
-        return CheckoutUnavailable(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
+        kind = ServerErrorKept if (error.http_status or 0) >= 500 else CheckoutUnavailable
+        return kind(f"{type(error).__name__} ({error.http_status}): {error.user_message or error}")
     if account and _code(error) == "account_invalid":
         return AccountRefused(
             f"the Connect account {account} refused the platform ({error.http_status}); request {request_id}",

@@ -15,7 +15,7 @@ from services.gateway.store import Tenant
 from services.payments.domain import CheckoutPlan, CheckoutRequest, CheckoutSession, ReturnUrls, StripeAccount
 from services.payments.reconciler import Reconciler
 from services.payments.store import PaymentStore
-from services.payments.stripe_gateway import AccountRefused, StripeCheckoutGateway
+from services.payments.stripe_gateway import AccountRefused, ServerErrorKept, StripeCheckoutGateway
 from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
 from tests.integration.payment_shop import PaymentShop, add_tenant, after_a_lost_answer
@@ -127,3 +127,43 @@ def test_a_checkout_plan_keeps_its_account_and_one_kept_without_it_takes_todays(
         session.add(legacy)
     assert keep(4, AFTER) == CheckoutPlan(expires_at, urls=ReturnUrls(), account=AFTER)
     assert keep(4, BEFORE).account == AFTER
+
+
+class KeepsFailures:
+    """Stripe after a 5xx: it keeps that answer against the idempotency key and replays it to every request
+    under the key for a day. The first request fails so; any other key reaches the sandbox."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+        self.failed: set[str] = set()
+        self.keys: list[str] = []
+
+    async def create_session(self, request: CheckoutRequest) -> CheckoutSession:
+        self.keys.append(request.idempotency_key)
+        if not self.failed or request.idempotency_key in self.failed:
+            self.failed.add(request.idempotency_key)
+            raise ServerErrorKept("APIError (500): an error occurred with our connection to Stripe")
+        return await self.gateway.create_session(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+async def test_a_retry_after_stripe_answered_5xx_asks_under_the_next_key_and_gets_the_one_link(
+    sandbox: Sandbox, migrated_engine: Engine
+) -> None:
+    async with httpx.AsyncClient() as http:
+        gateway = StripeCheckoutGateway(api_key=KEY, base_url=sandbox.api, http=http)
+        stripe = KeepsFailures(gateway)
+        reconciler = Reconciler(stripe=gateway, engine=migrated_engine)
+        tenant_id = add_tenant(migrated_engine)
+        shop = PaymentShop(migrated_engine, sandbox, stripe, reconciler, tenant_id)  # type: ignore[arg-type]
+        order_id = uuid.uuid4()
+        with pytest.raises(ServerErrorKept):
+            await shop.checkout(order_id)
+        for _ in range(2):  # the subscriber's retries, and a redelivery after the link was made
+            attempt = await shop.checkout(order_id)
+        first, second = stripe.keys[:2]
+        assert first != second and len(set(stripe.keys)) == 2  # one new key, kept for every later try
+        assert shop.facts(order_id) == ["link_created"]
+        assert attempt.status == "open"

@@ -1,6 +1,7 @@
 """Checkout rules as plain functions: what Stripe is asked to charge, and what is announced afterwards."""
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from services.payments.domain import (
     link_expiry,
     moved_plan,
     plan_checkout,
+    renewed_plan,
     wants_checkout,
     with_plan,
 )
@@ -284,3 +286,14 @@ def test_the_refusal_stands_when_the_tenant_still_names_the_refusing_account_or_
     assert moved_plan(stored, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=OLD_ACCOUNT) is None
     unknown = CheckoutPlan(REQUESTED_AT + timedelta(hours=1))
     assert moved_plan(unknown, requested_at=REQUESTED_AT, now=REQUESTED_AT, account=NEW_ACCOUNT) is None
+
+
+def test_a_plan_renewed_after_a_kept_5xx_asks_the_same_under_the_next_key() -> None:
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    stored = CheckoutPlan(now + timedelta(minutes=50), 2, ReturnUrls("https://shop/ok", None), StripeAccount("acct_1"))
+    renewed = renewed_plan(stored, requested_at=now - timedelta(minutes=10), now=now)
+    assert renewed == replace(stored, generation=3)
+    # Hours later (an outage, a redrive), the kept expiry is too near for Stripe: a fresh one.
+    late = renewed_plan(stored, requested_at=now - timedelta(minutes=10), now=now + timedelta(hours=3))
+    assert (late.generation, late.urls, late.account) == (3, stored.urls, stored.account)
+    assert late.expires_at > now + timedelta(hours=3)

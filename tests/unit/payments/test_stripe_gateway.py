@@ -15,6 +15,7 @@ from services.payments.stripe_gateway import (
     AccountRefused,
     CheckoutRejected,
     CheckoutUnavailable,
+    ServerErrorKept,
     StripeCheckoutGateway,
 )
 
@@ -91,7 +92,11 @@ async def test_a_request_stripe_finds_invalid_is_refused(caplog: pytest.LogCaptu
 
 @pytest.mark.parametrize("status", [409, 429, 500, 503])
 async def test_stripe_busy_or_down_is_waited_out(status: int) -> None:
-    assert isinstance(await answered(status, {"type": "api_error", "message": "try later"}), CheckoutUnavailable)
+    raised = await answered(status, {"type": "api_error", "message": "try later"})
+    assert isinstance(raised, CheckoutUnavailable)
+    # Stripe keeps a 5xx against the idempotency key and replays it: a retry must ask under another key.
+    # A 409 (the key in use) or a 429 kept nothing.
+    assert isinstance(raised, ServerErrorKept) == (status >= 500)
 
 
 async def test_a_business_connect_account_refusing_the_platform_is_a_refusal_not_an_outage() -> None:
