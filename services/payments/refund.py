@@ -18,7 +18,7 @@ from services.payments.escalation import refund_handoff
 from services.payments.settlement import HOLDS_MONEY, AttemptStatus, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore, attempt_view
 from services.payments.stripe_event import CHARGE_REFUNDED
-from services.payments.stripe_gateway import CheckoutRejected, StripeGateway
+from services.payments.stripe_gateway import CheckoutRejected, ServerErrorKept, StripeGateway
 
 if TYPE_CHECKING:
     # The reconciler refunds through this module too (money a person took back comes in late).
@@ -78,8 +78,7 @@ async def refund_attempt(
     if intent is None:
         raise CheckoutRejected(f"paid session {row.checkout_session_id} names no PaymentIntent to refund")
     try:
-        key = refund_key(row.checkout_session_id)
-        charge_id = await gateway.refund(intent, account=account, idempotency_key=key)
+        charge_id = await _refund_in_full(gateway, intent, account=account, key=refund_key(row.checkout_session_id))
     except CheckoutRejected as exc:
         log.warning("Stripe refused a refund", extra={"attempt": row.attempt, "status": row.status})
         if not await in_thread(_ask_for_refund, engine, row, str(exc), cause, at):
@@ -90,6 +89,17 @@ async def refund_attempt(
         charge = await gateway.retrieve_charge(charge_id, account=account)
         await reconciler.settle(row, session, charge, cause=cause, event_type=CHARGE_REFUNDED)
     return None
+
+
+async def _refund_in_full(gateway: StripeGateway, intent: str, *, account: str | None, key: str) -> str | None:
+    """The refund under the session's key. Stripe replays a 5xx it answered under a key for a day, which would hold
+    the customer's money that long: after one, the refund is asked once more under a key of its own. That cannot
+    refund twice: a full refund of a charge already refunded is answered `charge_already_refunded` (None)."""
+    try:
+        return await gateway.refund(intent, account=account, idempotency_key=key)
+    except ServerErrorKept:
+        log.warning("Stripe answered a refund 5xx under its key; asking again under another")
+        return await gateway.refund(intent, account=account, idempotency_key=f"{key}:{uuid.uuid4().hex}")
 
 
 def _ask_for_refund(engine: Engine, row: PaymentAttemptRow, refusal: str, cause: Cause, at: datetime) -> bool:

@@ -28,7 +28,7 @@ from services.payments.reconciler import Reconciler
 from services.payments.settlement import Attempt, Cause
 from services.payments.store import PaymentAttemptRow, PaymentStore
 from services.payments.stripe_event import ChargeState, SessionState
-from services.payments.stripe_gateway import CheckoutUnavailable, StripeCheckoutGateway
+from services.payments.stripe_gateway import CheckoutUnavailable, ServerErrorKept, StripeCheckoutGateway
 from services.payments.tables import CheckoutPlanRow
 from tests.integration.conftest import KEY, Sandbox
 from tests.integration.payment_shop import PaymentShop, add_tenant, after_a_lost_answer, checkout_requested, place_order
@@ -627,3 +627,34 @@ async def test_a_quiet_give_back_that_failed_is_made_by_the_next_delivery(shop: 
     assert shop.attempt(attempt.order_id).status == "refunded"
     assert len(await refunds_of(shop, attempt)) == 1
     assert shop.facts(attempt.order_id) == ["link_created", "refunded"]
+
+
+class RefundFailsUnderItsKey:
+    """Stripe after a refund answered 5xx: that answer is kept against the key and replayed for a day."""
+
+    def __init__(self, gateway: StripeCheckoutGateway) -> None:
+        self.gateway = gateway
+        self.keys: list[str] = []
+
+    async def refund(self, payment_intent: str, *, account: str | None, idempotency_key: str) -> str | None:
+        self.keys.append(idempotency_key)
+        if len(self.keys) == 1 or idempotency_key == self.keys[0]:
+            raise ServerErrorKept("APIError (500): an error occurred with our connection to Stripe")
+        return await self.gateway.refund(payment_intent, account=account, idempotency_key=idempotency_key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.gateway, name)
+
+
+async def test_a_refund_stripe_answered_5xx_is_made_at_once_under_another_key_and_only_once(
+    shop: PaymentShop,
+) -> None:
+    paid = await paid_order(shop)
+    stripe = RefundFailsUnderItsKey(shop.gateway)
+    event = order_changed(shop, paid.order_id, "cancelled", ActorKind.OWNER)
+    for _ in range(2):  # a redelivery meets the kept 5xx again, and Stripe's "already refunded" after it
+        await on_order_event(event, gateway=stripe, engine=shop.engine, reconciler=shop.reconciler)  # type: ignore[arg-type]
+    assert shop.attempt(paid.order_id).status == "refunded"
+    [refunded] = await refunds_of(shop, paid)
+    assert refunded["data"]["object"]["amount_refunded"] == 2500
+    assert stripe.keys[0] == f"refund:{paid.checkout_session_id}" and stripe.keys[1] != stripe.keys[0]
