@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import Engine, and_, func
+from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Actor, ActorKind
@@ -60,7 +60,7 @@ class HandoffSweep:
         redis: Redis,
         interval_seconds: float = 15.0,
         clock: Callable[[], datetime] = now,
-        # Oldest first: a backlog larger than this is swept as the older tickets close.
+        # Open tickets a run: a page, oldest first, each run the page after the last one.
         batch: int = 1000,
     ) -> None:
         self.engine = engine
@@ -68,6 +68,10 @@ class HandoffSweep:
         self.interval_seconds = interval_seconds
         self.clock = clock
         self.batch = batch
+        # Where the next page starts (the last ticket read: when it opened, and its id); None: the oldest. Tickets
+        # nobody closes (a tenant whose people never resolve) must not take every run's page while newer ones,
+        # of any tenant, wait behind them for their SLA, their assignment and their quiet return.
+        self._after: tuple[datetime, str] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> SweepReport:
@@ -120,14 +124,22 @@ class HandoffSweep:
                 report.no_staff += 1
 
     def _open_tickets(self) -> list[OpenTicket]:
+        """A page of open tickets, after the last page's; after a short page the next run starts again."""
+        query = select(HandoffTicketRow).where(HandoffTicketRow.status == TicketStatus.OPEN.value)
+        if self._after is not None:
+            opened_at, ticket_id = self._after
+            query = query.where(
+                or_(
+                    col(HandoffTicketRow.opened_at) > opened_at,
+                    and_(col(HandoffTicketRow.opened_at) == opened_at, col(HandoffTicketRow.id) > ticket_id),
+                )
+            )
         with session_scope(self.engine) as session:
             rows = session.exec(
-                select(HandoffTicketRow)
-                .where(HandoffTicketRow.status == TicketStatus.OPEN.value)
-                .order_by(col(HandoffTicketRow.opened_at))
-                .limit(self.batch)
+                query.order_by(col(HandoffTicketRow.opened_at), col(HandoffTicketRow.id)).limit(self.batch)
             ).all()
             latest = _latest_messages(session, [row.id for row in rows])
+        self._after = (rows[-1].opened_at, rows[-1].id) if len(rows) == self.batch else None
         return [OpenTicket(ticket, _last_activity(ticket, latest.get(ticket.id))) for ticket in map(to_ticket, rows)]
 
     def _activity_now(self, seen: Ticket) -> datetime:

@@ -329,3 +329,24 @@ async def test_a_quiet_conversation_goes_back_to_the_ai_unless_the_tenant_keeps_
     assert await get_mode(redis, to_ai, conversation) == "ai"
     assert status_of(migrated_engine, keep, conversation) is TicketStatus.OPEN
     assert await get_mode(redis, keep, conversation) == "human"
+
+
+async def test_tickets_nobody_closes_do_not_keep_newer_ones_of_any_tenant_from_the_sweep(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    neglected = tenant_with(migrated_engine, {"first_response_seconds": 600, "on_quiet": "human"})
+    for n in range(2):  # older, and never resolved
+        await on_handoff_command(
+            request(neglected, f"old-{n}-{uuid.uuid4().hex[:8]}"), engine=migrated_engine, redis=redis, at=T0
+        )
+    other = tenant_with(migrated_engine, {"first_response_seconds": 600, "on_quiet": "human"})
+    late = f"late-{uuid.uuid4().hex[:8]}"
+    opened = T0 + timedelta(minutes=1)
+    await on_handoff_command(request(other, late), engine=migrated_engine, redis=redis, at=opened)
+    sweep = HandoffSweep(engine=migrated_engine, redis=redis, clock=Clock(opened + timedelta(hours=1)), batch=2)
+    # The database may hold other tests' open tickets too: every page of them is read in turn.
+    with Session(migrated_engine) as session:
+        still_open = len(session.exec(select(HandoffTicketRow).where(HandoffTicketRow.status == "open")).all())
+    for _ in range(still_open // sweep.batch + 1):
+        await sweep.run_once()
+    assert any(isinstance(e, SlaBreached) for e in ticket_events(migrated_engine, other, late))
