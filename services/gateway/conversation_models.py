@@ -65,6 +65,9 @@ class ReplyBody(Body):
 
 class NoteBody(Body):
     note: Annotated[str, StringConstraints(max_length=500)] = ""
+    # The ticket the person looked at (the inbox's `ticket_id`): with it, a resolve that comes after that ticket
+    # closed and another opened (a second person, a retry) is refused instead of closing the new one unseen.
+    ticket_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
 
 
 class AvailabilityBody(Body):

@@ -146,8 +146,20 @@ async def test_an_owner_takes_over_a_conversation_replies_and_hands_it_back(shop
     got = await shop.wait_for_replies(customer, len(first) + 1, within=15)
     assert got[-1]["text"] == "Hi, this is the owner. Yes, blue ones too."
 
-    resolved = await owner.call("POST", f"{path}/resolve", {"note": "answered about mugs"})
+    [seen] = [t["ticket_id"] for t in inbox if t["conversation_id"] == conversation["conversation_id"]]
+    resolved = await owner.call("POST", f"{path}/resolve", {"note": "answered about mugs", "ticket_id": seen})
     assert (await owner.settled(resolved["command_id"]))["event_type"] == "resolved"
     again = await owner.call("POST", f"{path}/resolve", {"note": "twice"})
     outcome = await owner.settled(again["command_id"])
     assert outcome["status"] == "rejected" and outcome["reason"] in {"ticket_closed", "no_open_ticket"}
+
+    # A second person's resolve of the ticket they saw, after it closed and another opened: refused, and the new
+    # ticket stays open (its customer keeps the person).
+    taken = await owner.call("POST", f"{path}/take-over")
+    assert (await owner.settled(taken["request_command_id"]))["event_type"] == "opened"
+    late = await owner.call("POST", f"{path}/resolve", {"note": "done", "ticket_id": seen})
+    outcome = await owner.settled(late["command_id"])
+    assert (outcome["status"], outcome["reason"]) == ("rejected", "ticket_closed")
+    inbox = (await owner.call("GET", "/inbox"))["tickets"]
+    [still_open] = [t["ticket_id"] for t in inbox if t["conversation_id"] == conversation["conversation_id"]]
+    assert still_open != seen

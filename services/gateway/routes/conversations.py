@@ -139,9 +139,12 @@ def router(gw: Gateway) -> APIRouter:
         principal: Annotated[Principal, gw.require("conversations.resolve")],
         idempotency: Idempotency = None,
     ) -> Accepted:
-        """Close the open ticket with a note; the conversation goes back to the AI."""
+        """Close the open ticket with a note; the conversation goes back to the AI. With `ticket_id` (from the
+        inbox), only that ticket: if it closed and another opened since, the command is rejected (`ticket_closed`)."""
         await existing(principal, conversation_id)
-        command = ResolveHandoff(**envelope_for(principal), conversation_id=conversation_id, note=body.note)
+        command = ResolveHandoff(
+            **envelope_for(principal), conversation_id=conversation_id, note=body.note, ticket_id=body.ticket_id
+        )
         return Accepted(command_id=await to_handoff(command, about=conversation_id, idempotency=idempotency))
 
     @api.put("/me/availability", response_model=Accepted, status_code=202)
