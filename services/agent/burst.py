@@ -29,6 +29,7 @@ from services.agent.memory import (
 )
 from services.agent.memory import TTL_SECONDS as MEMORY_TTL_SECONDS
 from services.agent.metrics import UNREADABLE_ENTRIES
+from services.handoff.query import HUMAN, conversation_mode_key
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +110,15 @@ return length
 # Keep a turn's plan (KEYS[1]) for the holder of the claim (KEYS[2], ARGV[1]) only, unless one stands already;
 # answers with the plan that stands, nil when the claim was lost. A run whose claim lapsed and whose turn the
 # holder finished meanwhile would otherwise leave its plan behind, and the next turn would take it for its own.
+# A new plan is not kept once a person took the conversation (the mode, KEYS[3], reads "human"): the mode was read
+# at the claim, and a turn's model calls take seconds. A plan that stands was kept before, and is published.
 _KEEP = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
-redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
-return redis.call('GET', KEYS[1])
+local standing = redis.call('GET', KEYS[1])
+if standing then return standing end
+if redis.call('GET', KEYS[3]) == ARGV[4] then return ARGV[4] end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return ARGV[2]
 """
 
 
@@ -145,6 +151,10 @@ class Burst:
 
 class ClaimLost(Exception):
     """The turn's claim lapsed before it published anything: the worker holding it now answers the burst."""
+
+
+class PersonTookOver(Exception):
+    """A person took the conversation while the turn was planning: it publishes nothing, as if claimed then."""
 
 
 @dataclass(frozen=True)
@@ -313,11 +323,17 @@ class BurstBuffer:
         """Keeps `plan` for this claim unless one stands already (a run whose claim lapsed planned first), and
         returns the one that stands; `ClaimLost` when this claim lapsed: its holder answers the burst."""
         last = burst.last
-        keys = [turn_plan.plan_key(last.tenant_id, last.conversation_id), f"agent:burst-lock:{burst.member}"]
+        keys = [
+            turn_plan.plan_key(last.tenant_id, last.conversation_id),
+            f"agent:burst-lock:{burst.member}",
+            conversation_mode_key(last.tenant_id, last.conversation_id),
+        ]
         encoded = turn_plan.encode(plan)
-        standing = await self._keep(keys=keys, args=[burst.token, encoded, turn_plan.PLAN_TTL_SECONDS])
+        standing = await self._keep(keys=keys, args=[burst.token, encoded, turn_plan.PLAN_TTL_SECONDS, HUMAN])
         if standing is None:
             raise ClaimLost(burst.member)
+        if standing in (HUMAN, HUMAN.encode()):
+            raise PersonTookOver(burst.member)
         if standing in (encoded, encoded.encode()):
             return plan
         return turn_plan.decode(standing, burst.messages)

@@ -20,7 +20,7 @@ from sellmesh.broker import publish
 from sellmesh.service import caused_by, derived_id, now
 from sellmesh.subscriber import Handled
 from services.agent import intent, memory, turn_plan
-from services.agent.burst import Answered, Burst, BurstBuffer
+from services.agent.burst import Answered, Burst, BurstBuffer, PersonTookOver
 from services.agent.guardrails import Violation, check_reply, reply_facts, retry_instruction
 from services.agent.metrics import BURST_SIZE, GUARDRAIL_HITS, HANDOFFS_REQUESTED, TOOL_REFUSALS, USAGE_NOT_RECORDED
 from services.agent.model_call import ModelChoice, Usage, call_model
@@ -108,7 +108,12 @@ class Responder:
         # A retried turn publishes what its first run planned (`turn_plan.py`), not a new plan.
         plan = burst.plan
         if plan is None:
-            plan = await self.buffer.keep_plan(burst, await self._plan(burst, messages, state))
+            try:
+                plan = await self.buffer.keep_plan(burst, await self._plan(burst, messages, state))
+            except PersonTookOver:
+                # The person now owns the conversation: proposals or words of the AI would be made behind them.
+                log.info("a person took the conversation while the turn planned; nothing published")
+                return Answered()
         drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
         for draft in drafts:
             # Before the draft goes out: orders may refuse a change to it at once, and the refusal is told here.

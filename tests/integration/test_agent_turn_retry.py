@@ -22,6 +22,7 @@ from services.agent.model_call import ModelChoice
 from services.agent.offline_model import register
 from services.agent.responder import Responder
 from services.agent.turn_plan import plan_key
+from services.handoff.query import HUMAN, conversation_mode_key
 from tests.builders import inbound_text
 from tests.e2e.conftest import seed_shop
 
@@ -164,3 +165,18 @@ async def test_a_draft_dropped_with_the_turn_s_proposals_does_not_become_the_cur
     assert broker.on(ORDERS_COMMANDS) == []
     state = await memory.turn_state(redis, tenant_id, burst.last.conversation_id)
     assert state.order_id is None  # the next turn starts a draft that exists, not one that never did
+
+
+async def test_a_person_who_takes_over_while_the_turn_plans_gets_no_proposal_or_word_of_the_ai(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    tenant_id = a_shop(migrated_engine)
+    broker = Broker()
+    agent = responder(migrated_engine, redis, broker)
+    burst = await claimed(agent.buffer, redis, tenant_id, "I want two espresso beans")
+    assert burst.state is not None and burst.state.mode == "ai"
+    # The claim read "ai"; a person takes the conversation while the model is thinking.
+    await redis.set(conversation_mode_key(tenant_id, burst.last.conversation_id), HUMAN)
+    await agent.answer(burst)
+    assert broker.published == []
+    assert await redis.get(plan_key(tenant_id, burst.last.conversation_id)) is None
