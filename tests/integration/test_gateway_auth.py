@@ -12,6 +12,8 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from schemas.handoff import SetAvailability
+from schemas.topics import HANDOFF_COMMANDS
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.service import now
 from services.gateway.outcomes import Decision, decide
@@ -117,7 +119,7 @@ async def test_a_new_key_is_shown_once_stored_hashed_and_stops_working_when_revo
 async def test_removing_a_member_revokes_every_key_of_theirs_at_once(
     shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any]
 ) -> None:
-    http, _, _ = client
+    http, published, _ = client
     owner = bearer(shop.owner_key)
     member = (await http.post("/v1/team", json={"name": "Lou", "role": "owner"}, headers=owner)).json()
     keys = [(await http.post(f"/v1/team/{member['id']}/keys", headers=owner)).json()["api_key"] for _ in range(2)]
@@ -125,6 +127,10 @@ async def test_removing_a_member_revokes_every_key_of_theirs_at_once(
     assert (await http.delete(f"/v1/team/{member['id']}", headers=owner)).status_code == 204
     for key in keys:
         assert_problem(await http.get("/v1/me", headers=bearer(key)), 401)
+    # Handoff hears of it: a removed member is given no new ticket.
+    (topic, gone, _) = published.commands[-1]
+    assert topic == HANDOFF_COMMANDS and isinstance(gone, SetAvailability)
+    assert (gone.staff_id, gone.available) == (member["id"], False)
     assert_problem(await http.delete(f"/v1/team/{member['id']}", headers=owner), 404)
 
 

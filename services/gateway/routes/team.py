@@ -38,11 +38,15 @@ def router(gw: Gateway) -> APIRouter:
 
     @api.delete("/team/{member_id}", status_code=204, response_class=Response)
     async def remove(member_id: uuid.UUID, principal: Annotated[Principal, gw.require("team.write")]) -> Response:
-        """Remove the member; every key of theirs stops working at once."""
+        """Remove the member; every key of theirs stops working at once, and handoff assigns them no new ticket."""
         if member_id == principal.member_id:
             raise ProblemError(409, "you cannot remove yourself", kind="conflict")
         if not await in_thread(lambda: remove_member(gw.engine, principal.tenant_id, member_id, at=now())):
             raise ProblemError(404, "member not found")
+        # Handoff's roster learns only from these commands: left available, a removed member would keep being
+        # given new tickets they can no longer see, and as assigned tickets nobody would escalate them.
+        gone = SetAvailability(**envelope_for(principal), staff_id=str(member_id), available=False)
+        await gw.bus.send(HANDOFF_COMMANDS, gone, key=str(member_id), target=str(member_id))
         return Response(status_code=204)
 
     @api.get("/team/{member_id}/keys", response_model=Keys)
