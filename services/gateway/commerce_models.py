@@ -6,8 +6,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from schemas.envelope import Money
-from schemas.orders import CustomerDetails, OrderLine, OrderState
+from schemas.envelope import NO_NUL, Money
+from schemas.orders import CustomerDetails, OrderLine, OrderState, ProductFields, Stock
 from services.gateway.models import Body
 
 
@@ -81,7 +81,19 @@ class OrderDetail(OrderOut):
 
 
 class ActionBody(Body):
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)] = ""
+
+
+class ProductBody(ProductFields):
+    """A product as owners and staff put it. Without `stock`, an existing product keeps the units it has left to
+    sell as orders holds them (a price or name edit must not restate a figure read before reservations took
+    some); a product this request makes then starts with none, never unlimited by omission."""
+
+    stock: Stock | None = 0
+
+    @property
+    def restates_stock(self) -> bool:
+        return "stock" in self.model_fields_set
 
 
 class Outcome(BaseModel):

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, StringConstraints
 
+from schemas.envelope import NO_NUL
 from services.gateway.models import Body
 
 
@@ -60,11 +61,11 @@ class Inbox(BaseModel):
 
 
 class ReplyBody(Body):
-    text: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=NO_NUL)]
 
 
 class NoteBody(Body):
-    note: Annotated[str, StringConstraints(max_length=500)] = ""
+    note: Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)] = ""
     # The ticket the person looked at (the inbox's `ticket_id`): with it, a resolve that comes after that ticket
     # closed and another opened (a second person, a retry) is refused instead of closing the new one unseen.
     ticket_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None

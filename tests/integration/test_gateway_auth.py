@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from schemas.handoff import SetAvailability
+from schemas.orders import UpsertProduct
 from schemas.topics import HANDOFF_COMMANDS
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.service import now
@@ -80,6 +81,12 @@ async def test_staff_is_refused_owner_only_actions_with_403_and_nothing_happens(
         ("POST", f"/v1/team/{shop.staff_member_id}/keys", None),
         ("DELETE", f"/v1/keys/{shop.staff_key_id}", None),
         ("DELETE", f"/v1/products/{shop.sku}", None),
+        # Off sale through PUT is the same owner's action as DELETE.
+        (
+            "PUT",
+            f"/v1/products/{shop.sku}",
+            {"name": "Mug", "price": {"amount_minor": 900, "currency": "EUR"}, "active": False},
+        ),
         ("GET", "/v1/analytics", None),
     ]
     for method, path, body in owner_only:
@@ -396,3 +403,36 @@ async def test_a_command_the_broker_refuses_is_a_503_and_its_outcome_says_so(
     assert (outcome.json()["status"], outcome.json()["reason"]) == ("accepted", None)
     # While a settled outcome stays as it was: a redelivered event, or a second verdict, changes nothing.
     assert not decide(migrated_engine, shop.id, Decision(row.command_id, "rejected", "x", "y", ""), at=now())
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/orders/{order}/cancel", {"reason": "a\x00b"}),
+        ("/v1/conversations/{conversation}/reply", {"text": "a\x00b"}),
+        ("/v1/conversations/{conversation}/resolve", {"note": "a\x00b"}),
+    ],
+)
+async def test_a_nul_character_in_an_action_or_handoff_body_is_a_422_not_a_500(
+    shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any], path: str, body: dict[str, str]
+) -> None:
+    http, published, _ = client
+    url = path.format(order=shop.order_id, conversation=shop.conversation_id)
+    assert_problem(await http.post(url, json=body, headers=bearer(shop.owner_key)), 422)
+    assert published.commands == []
+
+
+async def test_a_product_put_without_stock_keeps_what_orders_holds_and_with_it_restates_it(
+    shop: Tenant, client: tuple[httpx.AsyncClient, Published, Any]
+) -> None:
+    """An edit of the price or name must not restate a stock figure read before reservations took some units."""
+    http, published, _ = client
+    owner = bearer(shop.owner_key)
+    price = {"amount_minor": 1200, "currency": "EUR"}
+    kept = await http.put(f"/v1/products/{shop.sku}", json={"name": "Mug", "price": price}, headers=owner)
+    restated = await http.put(
+        f"/v1/products/{shop.sku}", json={"name": "Mug", "price": price, "stock": 7}, headers=owner
+    )
+    assert (kept.status_code, restated.status_code) == (202, 202)
+    first, second = [command for _, command, _ in published.commands if isinstance(command, UpsertProduct)]
+    assert (first.keep_stock, second.keep_stock, second.stock) == (True, False, 7)

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 GIFT = {"name": "Gift card", "price": {"amount_minor": 2500, "currency": "EUR"}, "stock": None}
 # One valid body per request model; a route with a new model fails the walk until it gets one here.
 BODIES: dict[str, dict[str, Any]] = {
-    "ProductFields": GIFT,
+    "ProductBody": GIFT,
     "ActionBody": {"reason": "asked"},
     "MemberIn": {"name": "Ana", "role": "staff"},
     "SettingsPatch": {"tone": "warm"},

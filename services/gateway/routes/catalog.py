@@ -7,9 +7,9 @@ from fastapi import APIRouter, Path
 from schemas.orders import ProductFields, UpsertProduct
 from schemas.topics import ORDERS_COMMANDS
 from sellmesh.db import in_thread
-from services.gateway.auth import Principal
+from services.gateway.auth import Principal, authorize
 from services.gateway.bus import envelope_for
-from services.gateway.commerce_models import Product, Products
+from services.gateway.commerce_models import Product, ProductBody, Products
 from services.gateway.context import Gateway
 from services.gateway.idempotency import Idempotency, Idempotent
 from services.gateway.models import Accepted
@@ -57,14 +57,19 @@ def router(gw: Gateway) -> APIRouter:
     @api.put("/products/{sku}", response_model=Accepted, status_code=202)
     async def put_product(
         sku: SkuPath,
-        body: ProductFields,
+        body: ProductBody,
         principal: Annotated[Principal, gw.require("catalog.write")],
         idempotency: Idempotency = None,
     ) -> Accepted:
         """Create or replace the product; orders decides, and GET /v1/commands/{id} tells the outcome.
 
-        `stock` is the units left to sell from when orders applies it, beyond what pending orders already hold."""
-        return await upsert(principal, sku, body, idempotency)
+        `stock`, when given, is the units left to sell from when orders applies it, beyond what pending orders
+        already hold; left out, an existing product keeps its own. Taking a product off sale or putting it back
+        (`active`) is the owner's, as DELETE is."""
+        found = await in_thread(get_product, gw.engine, principal.tenant_id, sku)
+        if found is not None and found.active != body.active:
+            authorize(principal, "catalog.deactivate")
+        return await upsert(principal, sku, body, idempotency, keep_stock=not body.restates_stock)
 
     @api.delete("/products/{sku}", response_model=Accepted, status_code=202)
     async def deactivate(
