@@ -54,6 +54,10 @@ class InboxTicket(BaseModel):
     waiting_seconds: int
     unread: int
     messages: list[InboxMessage]
+    # Every request's reason and note, oldest first: one that joined the open ticket (a refund Stripe refused, a
+    # reply that did not reach the customer) shows only here.
+    notes: list[str]
+    last_requested_at: datetime | None
 
 
 class Inbox(BaseModel):

@@ -1,7 +1,8 @@
 """Read-only handoff views: who is in charge (agent, sender), the inbox, transcripts, the roster (gateway)."""
 
+import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from redis.asyncio import Redis
@@ -51,6 +52,10 @@ class InboxEntry:
     waiting_seconds: int
     unread: int
     messages: list[InboxMessage]
+    # What each request that opened or joined the ticket said, oldest first: a request joining an open ticket
+    # (a refund Stripe refused, a reply that did not reach the customer) is told only here.
+    notes: list[str] = field(default_factory=list)
+    last_requested_at: datetime | None = None
 
 
 def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: int = 10) -> list[InboxEntry]:
@@ -91,6 +96,8 @@ def open_inbox(engine: Engine, tenant_id: uuid.UUID, *, now: datetime, recent: i
                     messages=[
                         InboxMessage(r.direction, r.author, r.text, as_utc(r.at)) for r in reversed(rows[:recent])
                     ],
+                    notes=list(json.loads(ticket.notes)),
+                    last_requested_at=as_utc(ticket.last_requested_at) if ticket.last_requested_at else None,
                 )
             )
     return entries

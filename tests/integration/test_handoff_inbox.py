@@ -7,12 +7,13 @@ import pytest
 from sqlalchemy import Engine
 
 from schemas.channel import Author, InboundMessage, OutboundMessage, TextContent
-from schemas.envelope import Channel
-from schemas.handoff import HandoffReason
+from schemas.envelope import Actor, ActorKind, Channel
+from schemas.handoff import HandoffReason, RequestHandoff
 from sellmesh.db import session_scope
+from services.handoff.handlers import apply_command
 from services.handoff.query import open_inbox
 from services.handoff.store import HandoffTicketRow
-from tests.builders import envelope, record_inbound, record_outbound
+from tests.builders import envelope, record_inbound, record_outbound, resolve_command
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -89,3 +90,35 @@ def test_waiting_time_runs_until_a_person_answers(migrated_engine: Engine) -> No
     [entry] = open_inbox(migrated_engine, tenant, now=NOW)
     assert entry.waiting_seconds == 300
     assert entry.unread == 1
+
+
+def test_a_request_that_joins_an_open_ticket_is_shown_with_its_note(migrated_engine: Engine) -> None:
+    """A refund Stripe refused, a reply that did not reach the customer: joined to the ticket a person already
+    works, told nowhere else."""
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+
+    def request(reason: HandoffReason, note: str) -> RequestHandoff:
+        return RequestHandoff(
+            **envelope(tenant),
+            conversation_id=conversation,
+            actor=Actor(kind=ActorKind.SYSTEM, id="payments"),
+            reason=reason,
+            channel=Channel.WHATSAPP,
+            channel_account_id="acc",
+            customer_id="c1",
+            note=note,
+        )
+
+    apply_command(migrated_engine, request(HandoffReason.CUSTOMER_ASKED, "wants a person"), NOW - timedelta(minutes=5))
+    joined = request(HandoffReason.PAYMENT_MISMATCH, "Stripe refused to refund: the customer's money is not back")
+    apply_command(migrated_engine, joined, NOW)
+    [entry] = open_inbox(migrated_engine, tenant, now=NOW)
+    assert entry.reason == HandoffReason.CUSTOMER_ASKED.value
+    assert entry.notes == [
+        "wants a person",
+        "payment_mismatch: Stripe refused to refund: the customer's money is not back",
+    ]
+    assert entry.last_requested_at == NOW
+    # Closed again: an open ticket past its deadline would be swept by later tests on this database.
+    apply_command(migrated_engine, resolve_command(tenant, conversation), NOW)
+    assert open_inbox(migrated_engine, tenant, now=NOW) == []
