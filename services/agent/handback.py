@@ -126,10 +126,13 @@ class Handback:
                 await self._answer_later(event, transcript, unanswered, self.buffer)
 
     async def _unanswered(self, event: HandoffResolved, found: Sequence[InboxMessage]) -> list[InboxMessage]:
-        """Only what the person had before them at the handback (handoff's `handed` set): a message that reached
-        the inbox after it is answered by its own turn, and must not be answered here a second time."""
+        """What the person had before them at the handback (handoff's `handed` set), and what a turn of ours left
+        to the person while they owned the conversation (`memory.leave_to_person`): handoff's inbox may record
+        such a message only after the resolve, and no turn of its own will answer it. Any other message that
+        reached the inbox after the handback is answered by its own turn, and must not be answered here too."""
         ids = [m.event_id for m in found if m.event_id is not None]
         theirs = await handed_to_person(self.redis, event.tenant_id, event.conversation_id, ids)
+        theirs |= await memory.left_to_person(self.redis, event.tenant_id, event.conversation_id, ids)
         return [m for m in found if m.event_id in theirs]
 
     async def _mirror_handed_back(self, event: HandoffResolved) -> bool:

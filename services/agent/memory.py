@@ -197,3 +197,30 @@ async def order_conversation(redis: Redis, tenant_id: uuid.UUID, order_id: uuid.
         return None
     data: dict[str, str] = json.loads(raw)
     return data
+
+
+def _left_to_person_key(tenant_id: uuid.UUID, conversation_id: str) -> str:
+    return f"agent:left-to-person:{tenant_id}:{conversation_id}"
+
+
+async def leave_to_person(redis: Redis, messages: Sequence[InboundMessage]) -> None:
+    """Remember the customer messages a turn left unanswered because a person owned the conversation: at the
+    handback they are the AI's to answer if the person left them unanswered, even when handoff's inbox recorded
+    them too late for the person to have had them before them (handoff's `handed` set)."""
+    if not messages:
+        return
+    key = _left_to_person_key(messages[-1].tenant_id, messages[-1].conversation_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.sadd(key, *(str(m.event_id) for m in messages))
+        pipe.expire(key, TTL_SECONDS)
+        await pipe.execute()
+
+
+async def left_to_person(
+    redis: Redis, tenant_id: uuid.UUID, conversation_id: str, event_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these messages a turn left to a person (`leave_to_person`)."""
+    if not event_ids:
+        return set()
+    found = await redis.smismember(_left_to_person_key(tenant_id, conversation_id), [str(e) for e in event_ids])
+    return {event_id for event_id, member in zip(event_ids, found, strict=True) if member}

@@ -96,8 +96,10 @@ class Responder:
         state = burst.state
         if state is None:  # a burst not claimed from the buffer
             state = await memory.turn_state(self.redis, last.tenant_id, last.conversation_id)
-        # First of two locks: while a person owns the conversation the agent stays quiet.
+        # First of two locks: while a person owns the conversation the agent stays quiet. What it leaves is the
+        # AI's again at the handback if the person left it unanswered (`handback.py`).
         if state.mode == "human":
+            await memory.leave_to_person(self.redis, burst.messages)
             return Answered()
         messages = await self._left_to_the_ai(burst.messages, state)
         if not messages:
@@ -113,6 +115,7 @@ class Responder:
             except PersonTookOver:
                 # The person now owns the conversation: proposals or words of the AI would be made behind them.
                 log.info("a person took the conversation while the turn planned; nothing published")
+                await memory.leave_to_person(self.redis, messages)
                 return Answered()
         drafts = [command for _, command, _ in plan.messages if isinstance(command, CreateDraft)]
         for draft in drafts:

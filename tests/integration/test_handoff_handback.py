@@ -390,3 +390,52 @@ async def test_a_request_that_never_commits_gives_back_the_last_handbacks_marker
     after = datetime.fromtimestamp(int(marker.split(":")[1]) / 1000 + 1, UTC)
     assert await mirror_human_unless_handed_back(redis, tenant, conversation, read_at=after) is True
     assert await redis.get(mode_key(tenant, conversation)) == "human"
+
+
+async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_late_is_answered_at_the_handback(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """The customer wrote while Ana owned the conversation: the agent left the message to her. Handoff's inbox
+    lagged and recorded it only after she resolved, so she never had it before her: the AI must answer it."""
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    record_inbound(migrated_engine, inbound(tenant, conversation, "I want a refund", T0 - timedelta(minutes=2)))
+    record_outbound(
+        migrated_engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1))
+    )
+    request = RequestHandoff(
+        **envelope(tenant),
+        conversation_id=conversation,
+        actor=Actor(kind=ActorKind.AI),
+        reason=HandoffReason.COMPLAINT_OR_REFUND,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+    )
+    ana = Actor(kind=ActorKind.STAFF, id=f"ana-{uuid.uuid4().hex[:8]}")
+    available = SetAvailability(**envelope(tenant), actor=ana, staff_id=ana.id, available=True)
+    await on_handoff_command(available, engine=migrated_engine, redis=redis, at=T0)
+    await on_handoff_command(request, engine=migrated_engine, redis=redis, at=T0)
+    reply = ReplyHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, text="Refund done.")
+    await on_handoff_command(reply, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=3))
+    late = inbound(tenant, conversation, "and can I order a new one?", T0 + timedelta(minutes=4))
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    responder = Responder(
+        engine=migrated_engine,
+        redis=redis,
+        broker=cast(KafkaBroker, Unpublished()),
+        buffer=buffer,
+        choice=ModelChoice(model="unused", fallbacks=[], timeout=1.0),
+    )
+    assert await buffer.add(late)
+    burst = await buffer.claim(f"{tenant}:{conversation}")
+    assert burst is not None and burst.state is not None and burst.state.mode == "human"
+    await buffer.finish(burst, await responder.answer(burst))  # left to Ana
+    resolve = ResolveHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, note="done")
+    await on_handoff_command(resolve, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=5))
+    record_inbound(migrated_engine, late)  # the inbox catches up only now
+    ticket_id = str(derived_id(request.event_id, "ticket"))
+    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
+    await Handback(engine=migrated_engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
+    answered_later = await buffer.claim(f"{tenant}:{conversation}")
+    assert answered_later is not None
+    assert [m.content for m in answered_later.messages] == [TextContent(text="and can I order a new one?")]
