@@ -1,6 +1,7 @@
 """A whole mesh in this process over the real broker, Redis and a real database, plus a seeded tenant."""
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +25,7 @@ from services.gateway.admin import connect_channel_account, create_tenant
 from services.ingest.payloads import encode, whatsapp_text
 from services.ingest.signature import sign
 from services.orders.store import upsert_product
+from tests.conftest import fresh_pg_schema
 
 
 @dataclass
@@ -140,12 +142,15 @@ def instagram_id_of(phone_number_id: str) -> str:
 
 @pytest_asyncio.fixture(scope="package", loop_scope="package", params=["sqlite", "postgresql"])
 async def mesh(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
-    """A mesh with a broker and Redis of its own: nothing left by another mesh or test run can reach it."""
+    """A mesh with a broker, Redis and database of its own: nothing left by another mesh or test run can reach it
+    (the outbox rows other tests leave unpublished would otherwise go out at its start, and hold it up)."""
     var_dir: Path = tmp_path_factory.mktemp("var")
-    database_url = (
-        f"sqlite:///{var_dir / 'mesh.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
-    )
-    with LocalBroker(log_path=var_dir / "broker.log") as broker, LocalRedis() as redis:
+    with contextlib.ExitStack() as stack:
+        database_url = (
+            f"sqlite:///{var_dir / 'mesh.db'}" if request.param == "sqlite" else stack.enter_context(fresh_pg_schema())
+        )
+        broker = stack.enter_context(LocalBroker(log_path=var_dir / "broker.log"))
+        redis = stack.enter_context(LocalRedis())
         settings = MeshSettings(
             kafka_bootstrap_servers=broker.bootstrap_servers,
             kafka_enable_idempotence=False,  # the local broker has no InitProducerId
