@@ -24,7 +24,7 @@ from bench.fake_stripe import FakeStripeApi
 from bench.kafka_relay import relay_ceiling
 from bench.load import Result, table
 from bench.mesh_processes import MeshProcesses, label, mesh_env
-from bench.orders_bench import fresh_schema
+from bench.pg_schema import fresh_schema
 from bench.round_trips import RoundTrips, read_round_trips
 from bench.scenario import Shop, customers, seed_shop
 from bench.stages import end_offsets, read_since, stage_latencies, summary

@@ -11,20 +11,17 @@ add_item for N/2 fresh orders, keyed by order id:
 
 import asyncio
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Column, Engine, Index, MetaData, Table, UniqueConstraint, func
 from sqlmodel import col, select
 
+from bench.pg_schema import fresh_schema
 from bench.processes import SELLMESH, server
 from schemas.envelope import Actor, ActorKind
 from schemas.orders import AddItem, CreateDraft
@@ -36,7 +33,6 @@ from sellmesh.localbroker import free_port
 from sellmesh.outbox import OutboxRow
 from services.orders.store import upsert_product
 
-PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://127.0.0.1:5432/test")
 SKU = "BENCH-1"
 WARMUP_ORDERS = 5
 Row = dict[str, float | int | str]
@@ -44,21 +40,6 @@ Row = dict[str, float | int | str]
 
 def row(name: str, count: int, seconds: float) -> Row:
     return {"name": name, "count": count, "seconds": round(seconds, 3), "per_second": round(count / seconds, 1)}
-
-
-@contextmanager
-def fresh_schema() -> Iterator[str]:
-    """A database URL whose search_path is a new PostgreSQL schema, dropped afterwards."""
-    schema = f"bench_orders_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 Command = CreateDraft | AddItem

@@ -9,16 +9,15 @@ os.environ.setdefault("KAFKA_SESSION_TIMEOUT_MS", "6000")
 
 import contextlib
 import socket
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-import sqlalchemy
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
+from bench.pg_schema import fresh_schema
 from sellmesh.db import make_engine, run_migrations
 from sellmesh.localbroker import LocalBroker
 from sellmesh.localredis import LocalRedis
@@ -75,16 +74,8 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 def fresh_pg_schema() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped on exit."""
     _require("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"sm_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_schema(server_url=PG_URL, prefix="sm_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
