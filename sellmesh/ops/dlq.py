@@ -148,10 +148,14 @@ async def plan_dead_letters(
     return await plan_replay(chosen, source=topic, prepare=prepare, limit=limit)
 
 
-async def purge(cluster: Cluster, topic: str) -> dict[int, tuple[int, int]]:
-    """Move the purge mark of every partition to its end; returns partition -> (old mark, new mark)."""
+async def purge(
+    cluster: Cluster, topic: str, *, marks: Mapping[int, Watermarks] | None = None
+) -> dict[int, tuple[int, int]]:
+    """Move the purge mark of every partition to its end as `marks` read it (by default, now); returns
+    partition -> (old mark, new mark). Given the ends the operator was shown, a letter that came after is not
+    purged unseen."""
     partitions = await cluster.require_topic(topic)
-    marks = await cluster.watermarks(topic, partitions)
+    marks = marks if marks is not None else await cluster.watermarks(topic, partitions)
     purged_to = await purge_marks(cluster, topic, partitions)
     moves = {p: (purged_to.get(p, m.low), m.high) for p, m in marks.items()}
     forward = {p: new for p, (old, new) in moves.items() if new > old}

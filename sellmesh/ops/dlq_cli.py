@@ -232,6 +232,7 @@ async def _purge(address: BrokerAddress, topic: str, *, yes: bool) -> None:
         if waiting <= 0:
             return
         confirm_or_stop(f"Purge {waiting} dead letter(s)?", yes=yes, nothing_done="nothing was purged")
-        moves = await purge(cluster, topic)
+        # Up to the ends counted above: letters arriving while the operator answered were not among them.
+        moves = await purge(cluster, topic, marks=marks)
     for p, (old, new) in sorted(moves.items()):
         typer.echo(f"partition {p}: purged up to {old} -> {new}")

@@ -92,7 +92,8 @@ def message_of(
     value: bytes | None,
     headers: Sequence[tuple[str, bytes]] | None,
 ) -> Message:
-    header_tuple = tuple((name, bytes(raw)) for name, raw in headers or ())
+    # Kafka allows a header without a value, which aiokafka hands over as None: read as empty.
+    header_tuple = tuple((name, b"" if raw is None else bytes(raw)) for name, raw in headers or ())
     body = value or b""
     event, error = decode(body, schema_topic(topic, header_tuple))
     return Message(

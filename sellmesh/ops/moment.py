@@ -10,8 +10,20 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*(?:/\s*s)?$")
 
 
+# Kafka's record times count from 1970: a lookup by an earlier time is refused by the client.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_moment(text: str, *, now: datetime) -> datetime:
-    """`now`, an age before `now` (`90s`, `15m`, `2h`, `3d`, `1w`), or an ISO 8601 time (naive means UTC)."""
+    """`now`, an age before `now` (`90s`, `15m`, `2h`, `3d`, `1w`), or an ISO 8601 time (naive means UTC), from
+    1970 on."""
+    moment = _parse_moment(text, now=now)
+    if moment < _EPOCH:
+        raise BadInput(f"{text!r} is before 1970-01-01, where the broker's record times begin")
+    return moment
+
+
+def _parse_moment(text: str, *, now: datetime) -> datetime:
     value = text.strip().lower()
     if value == "now":
         return now

@@ -1,8 +1,11 @@
 """Pure parts of the dead-letter and consumer-group tools: counts, the one-offset choice, reset plans."""
 
+from typing import cast
+
 import pytest
 
-from sellmesh.ops.dlq import DEAD_LETTER_HEADERS, original_topic, require_dlq_name, single_offset, summarise
+from sellmesh.ops.connection import Cluster
+from sellmesh.ops.dlq import DEAD_LETTER_HEADERS, original_topic, purge, require_dlq_name, single_offset, summarise
 from sellmesh.ops.errors import BadInput, Refused
 from sellmesh.ops.groups import OffsetMove, plan_moves
 from sellmesh.ops.message import message_of
@@ -67,3 +70,45 @@ def test_reset_plan_refuses_offsets_outside_a_partition_and_unclear_targets() ->
         plan_moves(marks=MARKS, current={}, partition=None, to_offset=None, time_offsets=None)
     with pytest.raises(BadInput, match="partition 5 does not exist"):
         plan_moves(marks=MARKS, current={}, partition=5, to_offset=0, time_offsets=None)
+
+
+class GrowingDlq:
+    """A dead-letter topic of one partition that receives a letter between two reads of its ends."""
+
+    def __init__(self) -> None:
+        self.high = 2
+        self.commits: list[dict[int, int]] = []
+
+    async def require_topic(self, topic: str) -> list[int]:
+        return [0]
+
+    async def watermarks(self, topic: str, partitions: list[int]) -> dict[int, Watermarks]:
+        marks = {0: Watermarks(low=0, high=self.high)}
+        self.high += 1  # a redriven message failed again and came back meanwhile
+        return marks
+
+    async def committed(self, group: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {}
+
+    async def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
+        self.commits.append(offsets)
+
+
+async def test_a_purge_marks_only_the_letters_the_operator_was_shown() -> None:
+    dlq = GrowingDlq()
+    shown = await dlq.watermarks("orders.commands.v1.dlq", [0])  # what the prompt counted: 2 letters
+    moves = await purge(cast(Cluster, dlq), "orders.commands.v1.dlq", marks=shown)
+    assert moves == {0: (0, 2)} and dlq.commits == [{0: 2}]  # the third letter, come since, still waits
+
+
+def test_a_header_without_a_value_reads_as_empty() -> None:
+    message = message_of(
+        topic="x.v1",
+        partition=0,
+        offset=0,
+        timestamp_ms=0,
+        key=None,
+        value=b"",
+        headers=[("trace", None)],  # type: ignore[list-item]
+    )
+    assert message.headers == (("trace", b""),)

@@ -60,3 +60,9 @@ def test_millis_round_trip() -> None:
 def test_an_age_reaching_before_year_one_is_bad_input_not_a_crash(text: str) -> None:
     with pytest.raises(BadInput, match="before the first year"):
         parse_moment(text, now=NOW)
+
+
+@pytest.mark.parametrize("text", ["1960-01-01", "0001-01-01T00:00:00Z", "3000w"])
+def test_refuses_times_before_the_brokers_record_times_begin(text: str) -> None:
+    with pytest.raises(BadInput, match="before 1970"):
+        parse_moment(text, now=NOW)
