@@ -144,7 +144,8 @@ def since_handed_over(
 def handoff_transcript(
     engine: Engine, tenant_id: uuid.UUID, ticket_id: str, *, limit: int = 30
 ) -> HandoffTranscript | None:
-    """The ticket's customer and human messages, oldest first (the newest `limit`); None for another tenant's."""
+    """The ticket's customer and human messages in the order handoff recorded them, the newest `limit`; None for
+    another tenant's."""
     with Session(engine) as session:
         ticket = session.exec(
             select(HandoffTicketRow).where(HandoffTicketRow.tenant_id == tenant_id, HandoffTicketRow.id == ticket_id)
@@ -161,7 +162,10 @@ def handoff_transcript(
                 col(InboxMessageRow.author).in_(("customer", "human")),
                 since_handed_over(session, tenant_id, ticket.conversation_id, opened_at),
             )
-            .order_by(col(InboxMessageRow.at).desc(), col(InboxMessageRow.id).desc())
+            # In the order handoff recorded them, which is the order a person could have read them in: a
+            # customer's time is the channel's (whole seconds on WhatsApp, on a clock that may run ahead of ours),
+            # and by it a message written after the person's reply could sort before it and read as answered.
+            .order_by(col(InboxMessageRow.id).desc())
         )
         if resolved_at is not None:
             query = query.where(InboxMessageRow.at <= resolved_at)

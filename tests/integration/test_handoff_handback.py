@@ -439,3 +439,42 @@ async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_lat
     answered_later = await buffer.claim(f"{tenant}:{conversation}")
     assert answered_later is not None
     assert [m.content for m in answered_later.messages] == [TextContent(text="and can I order a new one?")]
+
+
+async def test_a_message_written_just_after_the_persons_reply_is_waiting_whatever_its_whole_second_stamp(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """Ana replies at 12:03:00.700; the customer writes at 12:03:00.900, which WhatsApp stamps 12:03:00. By time
+    the message would sort before her reply and read as answered; by the order handoff recorded them it waits."""
+    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
+    record_inbound(migrated_engine, inbound(tenant, conversation, "I want a refund", T0 - timedelta(minutes=2)))
+    record_outbound(
+        migrated_engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1))
+    )
+    request = RequestHandoff(
+        **envelope(tenant),
+        conversation_id=conversation,
+        actor=Actor(kind=ActorKind.AI),
+        reason=HandoffReason.COMPLAINT_OR_REFUND,
+        channel=Channel.WHATSAPP,
+        channel_account_id="acc",
+        customer_id="c1",
+    )
+    ana = Actor(kind=ActorKind.STAFF, id=f"ana-{uuid.uuid4().hex[:8]}")
+    available = SetAvailability(**envelope(tenant), actor=ana, staff_id=ana.id, available=True)
+    await on_handoff_command(available, engine=migrated_engine, redis=redis, at=T0)
+    await on_handoff_command(request, engine=migrated_engine, redis=redis, at=T0)
+    replied_at = T0 + timedelta(minutes=3, milliseconds=700)
+    reply = ReplyHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, text="Refund done.")
+    await on_handoff_command(reply, engine=migrated_engine, redis=redis, at=replied_at)
+    after = inbound(tenant, conversation, "and can I order a new one?", T0 + timedelta(minutes=3))
+    record_inbound(migrated_engine, after)
+    resolve = ResolveHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, note="done")
+    await on_handoff_command(resolve, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=5))
+    buffer = BurstBuffer(redis, quiet_seconds=0)
+    ticket_id = str(derived_id(request.event_id, "ticket"))
+    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
+    await Handback(engine=migrated_engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
+    answered_later = await buffer.claim(f"{tenant}:{conversation}")
+    assert answered_later is not None
+    assert [m.content for m in answered_later.messages] == [TextContent(text="and can I order a new one?")]
