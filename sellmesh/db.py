@@ -8,13 +8,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Insert, Table, event
+from sqlalchemy import ColumnElement, Connection, Engine, Insert, Table, and_, event, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.orm import Mapped
 from sqlmodel import Session, SQLModel, create_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -117,6 +118,16 @@ def _ignoring_conflicts(dialect_name: str, table: Table) -> Insert:
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     statement: Insert = dialect.insert(table).on_conflict_do_nothing()
     return statement
+
+
+# A column as a query names it: a table's column, or a model's attribute (SQLModel's `col`).
+QueryColumn: TypeAlias = ColumnElement[Any] | Mapped[Any]
+
+
+def after_key(first: QueryColumn, second: QueryColumn, key: tuple[Any, Any]) -> ColumnElement[bool]:
+    """Rows that come after `key` in the order (`first`, `second`): the next page of a sweep that pages through a
+    table, so rows that never leave it cannot hold every page."""
+    return or_(first > key[0], and_(first == key[0], second > key[1]))
 
 
 def run_migrations(engine: Engine) -> None:

@@ -1,5 +1,8 @@
 """The Redis client factory; one client per process, closed on shutdown."""
 
+from collections.abc import Sequence
+from uuid import UUID
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -29,3 +32,11 @@ async def count_within(redis: "Redis", key: str, seconds: int) -> int:
         pipe.expire(key, seconds)
         count, _ = await pipe.execute()
     return int(count)
+
+
+async def members_among(redis: "Redis", key: str, ids: Sequence[UUID]) -> set[UUID]:
+    """Which of `ids` the set at `key` holds, in one round trip."""
+    if not ids:
+        return set()
+    found = await redis.smismember(key, [str(i) for i in ids])
+    return {i for i, member in zip(ids, found, strict=True) if member}

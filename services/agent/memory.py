@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from schemas.channel import InboundMessage
+from sellmesh.redis import members_among
 from services.agent.context_window import fit_turns, summarize
 from services.handoff.query import conversation_mode_key, handed_back, mode_of
 
@@ -220,7 +221,4 @@ async def left_to_person(
     redis: Redis, tenant_id: uuid.UUID, conversation_id: str, event_ids: Sequence[uuid.UUID]
 ) -> set[uuid.UUID]:
     """Which of these messages a turn left to a person (`leave_to_person`)."""
-    if not event_ids:
-        return set()
-    found = await redis.smismember(_left_to_person_key(tenant_id, conversation_id), [str(e) for e in event_ids])
-    return {event_id for event_id, member in zip(event_ids, found, strict=True) if member}
+    return await members_among(redis, _left_to_person_key(tenant_id, conversation_id), event_ids)

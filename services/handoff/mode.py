@@ -18,6 +18,8 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from sellmesh.redis import members_among
+
 AI: Final = "ai"
 HUMAN: Final = "human"
 # A conversation handed back holds "ai:<ms>" (the handback's time, epoch milliseconds) for this long, and the
@@ -122,10 +124,7 @@ def handed_back(value: bytes | str | None) -> bool:
 
 async def handed_to_person(redis: Redis, tenant_id: UUID, conversation_id: str, event_ids: Sequence[UUID]) -> set[UUID]:
     """Which of these customer messages the person had before them at the last handback."""
-    if not event_ids:
-        return set()
-    found = await redis.smismember(handed_key(tenant_id, conversation_id), [str(e) for e in event_ids])
-    return {event_id for event_id, member in zip(event_ids, found, strict=True) if member}
+    return await members_among(redis, handed_key(tenant_id, conversation_id), event_ids)
 
 
 async def hold_human(redis: Redis, tenant_id: UUID, conversation_id: str, seconds: float) -> None:

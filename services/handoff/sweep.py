@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import Engine, and_, func, or_
+from sqlalchemy import Engine, and_, func
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Actor, ActorKind
 from schemas.handoff import AssignHandoff, ResolveHandoff
-from sellmesh.db import in_thread, session_scope
+from sellmesh.db import after_key, in_thread, session_scope
 from sellmesh.logging import log_context
 from sellmesh.service import derived_id, new_id, now
 from sellmesh.tasks import cancel_and_wait
@@ -127,13 +127,7 @@ class HandoffSweep:
         """A page of open tickets, after the last page's; after a short page the next run starts again."""
         query = select(HandoffTicketRow).where(HandoffTicketRow.status == TicketStatus.OPEN.value)
         if self._after is not None:
-            opened_at, ticket_id = self._after
-            query = query.where(
-                or_(
-                    col(HandoffTicketRow.opened_at) > opened_at,
-                    and_(col(HandoffTicketRow.opened_at) == opened_at, col(HandoffTicketRow.id) > ticket_id),
-                )
-            )
+            query = query.where(after_key(col(HandoffTicketRow.opened_at), col(HandoffTicketRow.id), self._after))
         with session_scope(self.engine) as session:
             rows = session.exec(
                 query.order_by(col(HandoffTicketRow.opened_at), col(HandoffTicketRow.id)).limit(self.batch)

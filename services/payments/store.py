@@ -8,12 +8,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from schemas.envelope import Money
 from schemas.payments import PaymentLinkCreated
-from sellmesh.db import insert_unless_present
+from sellmesh.db import after_key, insert_unless_present
 from services.payments.domain import (
     CheckoutPlan,
     ReturnUrls,
@@ -237,13 +237,7 @@ class PaymentStore:
             PaymentAttemptRow.status == AttemptStatus.OPEN.value, col(PaymentAttemptRow.expires_at) < now
         )
         if after is not None:
-            expires_at, attempt_id = after
-            query = query.where(
-                or_(
-                    col(PaymentAttemptRow.expires_at) > expires_at,
-                    and_(col(PaymentAttemptRow.expires_at) == expires_at, col(PaymentAttemptRow.id) > attempt_id),
-                )
-            )
+            query = query.where(after_key(col(PaymentAttemptRow.expires_at), col(PaymentAttemptRow.id), after))
         query = query.order_by(col(PaymentAttemptRow.expires_at), col(PaymentAttemptRow.id)).limit(limit)
         return list(self.session.exec(query))
 
