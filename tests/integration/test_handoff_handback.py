@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -392,16 +393,20 @@ async def test_a_request_that_never_commits_gives_back_the_last_handbacks_marker
     assert await redis.get(mode_key(tenant, conversation)) == "human"
 
 
-async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_late_is_answered_at_the_handback(
-    migrated_engine: Engine, redis: Redis
-) -> None:
-    """The customer wrote while Ana owned the conversation: the agent left the message to her. Handoff's inbox
-    lagged and recorded it only after she resolved, so she never had it before her: the AI must answer it."""
+@dataclass(frozen=True)
+class AnaReplied:
+    """A refund conversation the AI handed to Ana, who has replied and not yet resolved."""
+
+    tenant: uuid.UUID
+    conversation: str
+    ana: Actor
+    ticket_id: str
+
+
+async def ana_replied(engine: Engine, redis: Redis, *, at: datetime) -> AnaReplied:
     tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
-    record_inbound(migrated_engine, inbound(tenant, conversation, "I want a refund", T0 - timedelta(minutes=2)))
-    record_outbound(
-        migrated_engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1))
-    )
+    record_inbound(engine, inbound(tenant, conversation, "I want a refund", T0 - timedelta(minutes=2)))
+    record_outbound(engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1)))
     request = RequestHandoff(
         **envelope(tenant),
         conversation_id=conversation,
@@ -413,11 +418,34 @@ async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_lat
     )
     ana = Actor(kind=ActorKind.STAFF, id=f"ana-{uuid.uuid4().hex[:8]}")
     available = SetAvailability(**envelope(tenant), actor=ana, staff_id=ana.id, available=True)
-    await on_handoff_command(available, engine=migrated_engine, redis=redis, at=T0)
-    await on_handoff_command(request, engine=migrated_engine, redis=redis, at=T0)
+    await on_handoff_command(available, engine=engine, redis=redis, at=T0)
+    await on_handoff_command(request, engine=engine, redis=redis, at=T0)
     reply = ReplyHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, text="Refund done.")
-    await on_handoff_command(reply, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=3))
-    late = inbound(tenant, conversation, "and can I order a new one?", T0 + timedelta(minutes=4))
+    await on_handoff_command(reply, engine=engine, redis=redis, at=at)
+    return AnaReplied(tenant, conversation, ana, str(derived_id(request.event_id, "ticket")))
+
+
+async def ana_resolves(engine: Engine, redis: Redis, story: AnaReplied) -> None:
+    resolve = ResolveHandoff(**envelope(story.tenant), conversation_id=story.conversation, actor=story.ana, note="done")
+    await on_handoff_command(resolve, engine=engine, redis=redis, at=T0 + timedelta(minutes=5))
+
+
+async def handed_back_to_the_ai(engine: Engine, redis: Redis, story: AnaReplied, buffer: BurstBuffer) -> Burst | None:
+    """The agent takes the handback; what the buffer then holds for the AI to answer."""
+    resolved = HandoffResolved(
+        **envelope(story.tenant), conversation_id=story.conversation, ticket_id=story.ticket_id, note="done"
+    )
+    await Handback(engine=engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
+    return await buffer.claim(f"{story.tenant}:{story.conversation}")
+
+
+async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_late_is_answered_at_the_handback(
+    migrated_engine: Engine, redis: Redis
+) -> None:
+    """The customer wrote while Ana owned the conversation: the agent left the message to her. Handoff's inbox
+    lagged and recorded it only after she resolved, so she never had it before her: the AI must answer it."""
+    story = await ana_replied(migrated_engine, redis, at=T0 + timedelta(minutes=3))
+    late = inbound(story.tenant, story.conversation, "and can I order a new one?", T0 + timedelta(minutes=4))
     buffer = BurstBuffer(redis, quiet_seconds=0)
     responder = Responder(
         engine=migrated_engine,
@@ -427,16 +455,13 @@ async def test_a_message_the_agent_left_to_the_person_and_the_inbox_recorded_lat
         choice=ModelChoice(model="unused", fallbacks=[], timeout=1.0),
     )
     assert await buffer.add(late)
-    burst = await buffer.claim(f"{tenant}:{conversation}")
+    burst = await buffer.claim(f"{story.tenant}:{story.conversation}")
     assert burst is not None and burst.state is not None and burst.state.mode == "human"
     await buffer.finish(burst, await responder.answer(burst))  # left to Ana
-    resolve = ResolveHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, note="done")
+    resolve = ResolveHandoff(**envelope(story.tenant), conversation_id=story.conversation, actor=story.ana, note="done")
     await on_handoff_command(resolve, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=5))
     record_inbound(migrated_engine, late)  # the inbox catches up only now
-    ticket_id = str(derived_id(request.event_id, "ticket"))
-    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
-    await Handback(engine=migrated_engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
-    answered_later = await buffer.claim(f"{tenant}:{conversation}")
+    answered_later = await handed_back_to_the_ai(migrated_engine, redis, story, buffer)
     assert answered_later is not None
     assert [m.content for m in answered_later.messages] == [TextContent(text="and can I order a new one?")]
 
@@ -446,35 +471,10 @@ async def test_a_message_written_just_after_the_persons_reply_is_waiting_whateve
 ) -> None:
     """Ana replies at 12:03:00.700; the customer writes at 12:03:00.900, which WhatsApp stamps 12:03:00. By time
     the message would sort before her reply and read as answered; by the order handoff recorded them it waits."""
-    tenant, conversation = uuid.uuid4(), f"conv-{uuid.uuid4().hex[:8]}"
-    record_inbound(migrated_engine, inbound(tenant, conversation, "I want a refund", T0 - timedelta(minutes=2)))
-    record_outbound(
-        migrated_engine, ai_said(tenant, conversation, "Let me bring in a person.", T0 - timedelta(minutes=1))
-    )
-    request = RequestHandoff(
-        **envelope(tenant),
-        conversation_id=conversation,
-        actor=Actor(kind=ActorKind.AI),
-        reason=HandoffReason.COMPLAINT_OR_REFUND,
-        channel=Channel.WHATSAPP,
-        channel_account_id="acc",
-        customer_id="c1",
-    )
-    ana = Actor(kind=ActorKind.STAFF, id=f"ana-{uuid.uuid4().hex[:8]}")
-    available = SetAvailability(**envelope(tenant), actor=ana, staff_id=ana.id, available=True)
-    await on_handoff_command(available, engine=migrated_engine, redis=redis, at=T0)
-    await on_handoff_command(request, engine=migrated_engine, redis=redis, at=T0)
-    replied_at = T0 + timedelta(minutes=3, milliseconds=700)
-    reply = ReplyHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, text="Refund done.")
-    await on_handoff_command(reply, engine=migrated_engine, redis=redis, at=replied_at)
-    after = inbound(tenant, conversation, "and can I order a new one?", T0 + timedelta(minutes=3))
+    story = await ana_replied(migrated_engine, redis, at=T0 + timedelta(minutes=3, milliseconds=700))
+    after = inbound(story.tenant, story.conversation, "and can I order a new one?", T0 + timedelta(minutes=3))
     record_inbound(migrated_engine, after)
-    resolve = ResolveHandoff(**envelope(tenant), conversation_id=conversation, actor=ana, note="done")
-    await on_handoff_command(resolve, engine=migrated_engine, redis=redis, at=T0 + timedelta(minutes=5))
-    buffer = BurstBuffer(redis, quiet_seconds=0)
-    ticket_id = str(derived_id(request.event_id, "ticket"))
-    resolved = HandoffResolved(**envelope(tenant), conversation_id=conversation, ticket_id=ticket_id, note="done")
-    await Handback(engine=migrated_engine, redis=redis, buffer=buffer).on_handoff_event(resolved)
-    answered_later = await buffer.claim(f"{tenant}:{conversation}")
+    await ana_resolves(migrated_engine, redis, story)
+    answered_later = await handed_back_to_the_ai(migrated_engine, redis, story, BurstBuffer(redis, quiet_seconds=0))
     assert answered_later is not None
     assert [m.content for m in answered_later.messages] == [TextContent(text="and can I order a new one?")]
